@@ -1,0 +1,67 @@
+#include "common/logging.h"
+
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include "absl/time/time.h"
+
+namespace kaito {
+namespace {
+
+// One JSON object per line on stderr; the message is escaped properly.
+class JsonStderrSink : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  explicit JsonStderrSink(std::string component) : component_(std::move(component)) {}
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    nlohmann::ordered_json j;
+    j["time"] = absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", absl::FromChrono(msg.time),
+                                 absl::UTCTimeZone());
+    j["level"] = std::string(spdlog::level::to_string_view(msg.level).data(),
+                             spdlog::level::to_string_view(msg.level).size());
+    j["component"] = component_;
+    j["msg"] = std::string(msg.payload.data(), msg.payload.size());
+    std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    std::fwrite(line.data(), 1, line.size(), stderr);
+  }
+  void flush_() override { std::fflush(stderr); }
+
+ private:
+  std::string component_;
+};
+
+}  // namespace
+
+absl::Status SetupLogging(const std::string& level, const std::string& format,
+                          const std::string& component) {
+  auto lvl = spdlog::level::from_str(level);
+  if (lvl == spdlog::level::off && level != "off") {
+    return absl::InvalidArgumentError("--log-level: unknown level \"" + level +
+                                      "\" (trace, debug, info, warn, error, off)");
+  }
+  spdlog::sink_ptr sink;
+  if (format == "json") {
+    sink = std::make_shared<JsonStderrSink>(component);
+  } else if (format == "text") {
+    sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+    sink->set_formatter(std::make_unique<spdlog::pattern_formatter>(
+        "%Y-%m-%dT%H:%M:%S.%fZ %L " + component + " %v", spdlog::pattern_time_type::utc));
+  } else {
+    return absl::InvalidArgumentError("--log-format: unknown format \"" + format +
+                                      "\" (text, json)");
+  }
+  auto logger = std::make_shared<spdlog::logger>(component, sink);
+  logger->set_level(lvl);
+  logger->flush_on(spdlog::level::info);
+  spdlog::set_default_logger(logger);
+  return absl::OkStatus();
+}
+
+}  // namespace kaito

@@ -1,0 +1,442 @@
+#include "grpc_services.h"
+
+#include <spdlog/spdlog.h>
+
+#include <deque>
+
+#include "common/version.h"
+
+namespace kaito {
+namespace {
+
+using grpc::CallbackServerContext;
+using grpc::ServerUnaryReactor;
+
+// Finishes a unary call and records it. Cheap to copy into completion callbacks.
+class UnaryCall {
+ public:
+  UnaryCall(CallbackServerContext* ctx, RpcMetrics* metrics, const char* method)
+      : reactor_(ctx->DefaultReactor()),
+        metrics_(metrics),
+        method_(method),
+        start_(absl::Now()) {}
+
+  ServerUnaryReactor* reactor() const { return reactor_; }
+
+  ServerUnaryReactor* Finish(const absl::Status& status) const {
+    grpc::Status g = ToGrpcStatus(status);
+    if (metrics_) metrics_->Record(method_, g, absl::ToDoubleSeconds(absl::Now() - start_));
+    reactor_->Finish(g);
+    return reactor_;
+  }
+
+ private:
+  ServerUnaryReactor* reactor_;
+  RpcMetrics* metrics_;
+  const char* method_;
+  absl::Time start_;
+};
+
+template <typename T, typename Resp, typename Fill>
+ServerUnaryReactor* Write(UnaryCall call, Resp* response, Fill fill,
+                          const std::function<void(WriteDone<T>)>& start) {
+  start([call, response, fill](absl::StatusOr<WriteResult<T>> result) mutable {
+    if (result.ok()) fill(*response, *result);
+    call.Finish(result.status());
+  });
+  return call.reactor();
+}
+
+template <typename T, typename Resp>
+ServerUnaryReactor* ListInto(UnaryCall call, ObjectRegistry<T>* registry,
+                             const std::string& ns, const std::string& selector, int32_t page_size,
+                             const std::string& token, Resp* response) {
+  auto result = registry->List(ns, selector, page_size, token);
+  if (result.ok()) {
+    for (T& item : result->items) *response->add_items() = std::move(item);
+    response->set_next_page_token(result->next_page_token);
+    response->set_resource_version(std::to_string(result->revision));
+  }
+  return call.Finish(result.status());
+}
+
+template <typename T>
+ServerUnaryReactor* GetInto(UnaryCall call, ObjectRegistry<T>* registry, const std::string& ns,
+                            const std::string& name, T* response) {
+  auto result = registry->Get(ns, name);
+  if (result.ok()) *response = std::move(*result);
+  return call.Finish(result.status());
+}
+
+template <typename T>
+ServerUnaryReactor* DeleteInto(UnaryCall call, ObjectRegistry<T>* registry,
+                               const v1::DeleteRequest* request, v1::DeleteResponse* response) {
+  return Write<T>(
+      call, response, [](v1::DeleteResponse& r, WriteResult<T>& w) { r.set_deleted(w.deleted); },
+      [&](WriteDone<T> done) {
+        registry->Delete(request->namespace_(), request->name(), request->resource_version(),
+                         std::move(done));
+      });
+}
+
+// Streams workspace events from the cache to one client. Owns its cache registration;
+// deletes itself in OnDone.
+class WorkspaceWatchReactor : public grpc::ServerWriteReactor<v1::WorkspaceEvent>,
+                              public CacheSink {
+ public:
+  WorkspaceWatchReactor(ObjectRegistry<v1::Workspace>* registry, RpcMetrics* metrics,
+                        const v1::WatchWorkspacesRequest& request)
+      : metrics_(metrics), name_(request.name()) {
+    if (metrics_) metrics_->open_watches().Increment();
+    auto selector = LabelSelectorMatcher::Parse(request.label_selector());
+    if (!selector.ok()) {
+      FinishNow(selector.status());
+      return;
+    }
+    selector_ = std::move(*selector);
+    auto revision = ObjectRegistry<v1::Workspace>::ParseWatchRevision(request.resource_version());
+    if (!revision.ok()) {
+      FinishNow(revision.status());
+      return;
+    }
+    std::string ns = request.namespace_();
+    auto watch = registry->cache()->Watch(registry->Prefix(ns), *revision, this);
+    if (!watch.ok()) {
+      FinishNow(watch.status());
+      return;
+    }
+    // Read before taking `mu_`: the cache's lock is always taken before ours.
+    const int64_t cache_revision = registry->cache()->revision();
+    absl::MutexLock lock(&mu_);
+    watch_ = std::move(*watch);
+    if (*revision < 0) {
+      // Tell the client where the initial state ends.
+      auto bookmark = std::make_shared<CacheEvent>();
+      bookmark->type = v1::BOOKMARK;
+      bookmark->revision = cache_revision;
+      EnqueueLocked(bookmark);
+    }
+  }
+
+  void OnEvent(const CacheEventPtr& event) override {
+    if (event->object) {
+      const auto& meta = Metadata(*event->object);
+      if (!name_.empty() && meta.name() != name_) return;
+      if (!selector_.Matches(meta.labels())) return;
+    }
+    absl::MutexLock lock(&mu_);
+    EnqueueLocked(event);
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok) {
+      // The client is gone; OnCancel or OnDone follows.
+      finished_ = true;
+      Finish(grpc::Status::CANCELLED);
+      return;
+    }
+    WriteNextLocked();
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    if (!finished_ && !writing_) {
+      finished_ = true;
+      Finish(grpc::Status::CANCELLED);
+    }
+    cancelled_ = true;
+  }
+
+  void OnDone() override {
+    std::unique_ptr<CacheWatch> watch;
+    {
+      absl::MutexLock lock(&mu_);
+      watch = std::move(watch_);
+    }
+    watch.reset();  // Detaches from the cache; no OnEvent after this.
+    if (metrics_) metrics_->open_watches().Decrement();
+    delete this;
+  }
+
+ private:
+  void FinishNow(const absl::Status& status) {
+    absl::MutexLock lock(&mu_);
+    finished_ = true;
+    Finish(ToGrpcStatus(status));
+  }
+
+  void EnqueueLocked(const CacheEventPtr& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    if (queue_.size() >= kMaxWatchBacklog) {
+      finished_ = true;
+      queue_.clear();
+      Finish(grpc::Status(grpc::StatusCode::ABORTED,
+                          "watch fell behind; resume from resourceVersion " +
+                              std::to_string(last_sent_)));
+      return;
+    }
+    queue_.push_back(event);
+    if (!writing_) WriteNextLocked();
+  }
+
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_ || queue_.empty()) {
+      if (cancelled_ && !finished_) {
+        finished_ = true;
+        Finish(grpc::Status::CANCELLED);
+      }
+      return;
+    }
+    CacheEventPtr event = std::move(queue_.front());
+    queue_.pop_front();
+    current_.Clear();
+    current_.set_type(event->type);
+    current_.set_resource_version(std::to_string(event->revision));
+    if (event->object) {
+      *current_.mutable_object() = static_cast<const v1::Workspace&>(*event->object);
+    }
+    last_sent_ = event->revision;
+    writing_ = true;
+    StartWrite(&current_);
+  }
+
+  RpcMetrics* metrics_;
+  const std::string name_;
+  LabelSelectorMatcher selector_;
+  absl::Mutex mu_;
+  std::unique_ptr<CacheWatch> watch_ ABSL_GUARDED_BY(mu_);
+  std::deque<CacheEventPtr> queue_ ABSL_GUARDED_BY(mu_);
+  v1::WorkspaceEvent current_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t last_sent_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
+                      std::string(status.message()));
+}
+
+RpcMetrics::RpcMetrics(prometheus::Registry& registry)
+    : handled_(prometheus::BuildCounter()
+                   .Name("kaito_grpc_server_handled_total")
+                   .Help("RPCs completed by the server, by method and status code.")
+                   .Register(registry)),
+      latency_(prometheus::BuildHistogram()
+                   .Name("kaito_grpc_server_handling_seconds")
+                   .Help("Time from receiving a unary RPC to sending its reply.")
+                   .Register(registry)) {
+  open_watches_ = &prometheus::BuildGauge()
+                       .Name("kaito_watch_streams_open")
+                       .Help("Watch streams currently open.")
+                       .Register(registry)
+                       .Add({});
+}
+
+void RpcMetrics::Record(const std::string& method, const grpc::Status& status, double seconds) {
+  static const char* kCodes[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT",
+                                 "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+                                 "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+                                 "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL",
+                                 "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+  const int code = static_cast<int>(status.error_code());
+  handled_.Add({{"method", method}, {"code", code >= 0 && code <= 16 ? kCodes[code] : "UNKNOWN"}})
+      .Increment();
+  prometheus::Histogram* h;
+  {
+    absl::MutexLock lock(&mu_);
+    auto& slot = latency_by_method_[method];
+    if (slot == nullptr) {
+      slot = &latency_.Add({{"method", method}},
+                           prometheus::Histogram::BucketBoundaries{
+                               0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                               0.1, 0.25, 0.5, 1, 2.5});
+    }
+    h = slot;
+  }
+  h->Observe(seconds);
+}
+
+// --- Workspaces ------------------------------------------------------------------------
+
+ServerUnaryReactor* WorkspaceGrpcService::CreateWorkspace(
+    CallbackServerContext* ctx, const v1::CreateWorkspaceRequest* request,
+    v1::CreateWorkspaceResponse* response) {
+  using W = v1::Workspace;
+  return Write<W>(
+      UnaryCall(ctx, metrics_, "CreateWorkspace"), response,
+      [](v1::CreateWorkspaceResponse& r, WriteResult<W>& w) {
+        *r.mutable_workspace() = std::move(w.object);
+        for (auto& warning : w.warnings) r.add_warnings(std::move(warning));
+      },
+      [&](WriteDone<W> done) {
+        registry_->Create(request->workspace(), request->dry_run(), std::move(done));
+      });
+}
+
+ServerUnaryReactor* WorkspaceGrpcService::GetWorkspace(CallbackServerContext* ctx,
+                                                       const v1::GetWorkspaceRequest* request,
+                                                       v1::Workspace* response) {
+  return GetInto(UnaryCall(ctx, metrics_, "GetWorkspace"), registry_, request->namespace_(),
+                 request->name(), response);
+}
+
+ServerUnaryReactor* WorkspaceGrpcService::ListWorkspaces(
+    CallbackServerContext* ctx, const v1::ListWorkspacesRequest* request,
+    v1::ListWorkspacesResponse* response) {
+  return ListInto(UnaryCall(ctx, metrics_, "ListWorkspaces"), registry_, request->namespace_(),
+                  request->label_selector(), request->page_size(), request->page_token(),
+                  response);
+}
+
+ServerUnaryReactor* WorkspaceGrpcService::UpdateWorkspace(
+    CallbackServerContext* ctx, const v1::UpdateWorkspaceRequest* request,
+    v1::UpdateWorkspaceResponse* response) {
+  using W = v1::Workspace;
+  return Write<W>(
+      UnaryCall(ctx, metrics_, "UpdateWorkspace"), response,
+      [](v1::UpdateWorkspaceResponse& r, WriteResult<W>& w) {
+        *r.mutable_workspace() = std::move(w.object);
+        for (auto& warning : w.warnings) r.add_warnings(std::move(warning));
+      },
+      [&](WriteDone<W> done) {
+        registry_->Update(request->workspace(), request->dry_run(), std::move(done));
+      });
+}
+
+ServerUnaryReactor* WorkspaceGrpcService::DeleteWorkspace(
+    CallbackServerContext* ctx, const v1::DeleteWorkspaceRequest* request,
+    v1::DeleteWorkspaceResponse* response) {
+  using W = v1::Workspace;
+  return Write<W>(
+      UnaryCall(ctx, metrics_, "DeleteWorkspace"), response,
+      [](v1::DeleteWorkspaceResponse& r, WriteResult<W>& w) {
+        *r.mutable_workspace() = std::move(w.object);
+        r.set_deleted(w.deleted);
+      },
+      [&](WriteDone<W> done) {
+        registry_->Delete(request->namespace_(), request->name(), request->resource_version(),
+                          std::move(done));
+      });
+}
+
+grpc::ServerWriteReactor<v1::WorkspaceEvent>* WorkspaceGrpcService::WatchWorkspaces(
+    CallbackServerContext* ctx, const v1::WatchWorkspacesRequest* request) {
+  return new WorkspaceWatchReactor(registry_, metrics_, *request);
+}
+
+// --- ConfigMaps ------------------------------------------------------------------------
+
+ServerUnaryReactor* ConfigGrpcService::CreateConfigMap(CallbackServerContext* ctx,
+                                                       const v1::WriteConfigMapRequest* request,
+                                                       v1::ConfigMap* response) {
+  using C = v1::ConfigMap;
+  return Write<C>(
+      UnaryCall(ctx, metrics_, "CreateConfigMap"), response,
+      [](C& r, WriteResult<C>& w) { r = std::move(w.object); },
+      [&](WriteDone<C> done) {
+        registry_->Create(request->config_map(), request->dry_run(), std::move(done));
+      });
+}
+
+ServerUnaryReactor* ConfigGrpcService::GetConfigMap(CallbackServerContext* ctx,
+                                                    const v1::ObjectKey* request,
+                                                    v1::ConfigMap* response) {
+  return GetInto(UnaryCall(ctx, metrics_, "GetConfigMap"), registry_, request->namespace_(),
+                 request->name(), response);
+}
+
+ServerUnaryReactor* ConfigGrpcService::ListConfigMaps(CallbackServerContext* ctx,
+                                                      const v1::ListRequest* request,
+                                                      v1::ListConfigMapsResponse* response) {
+  return ListInto(UnaryCall(ctx, metrics_, "ListConfigMaps"), registry_, request->namespace_(),
+                  request->label_selector(), request->page_size(), request->page_token(),
+                  response);
+}
+
+ServerUnaryReactor* ConfigGrpcService::UpdateConfigMap(CallbackServerContext* ctx,
+                                                       const v1::WriteConfigMapRequest* request,
+                                                       v1::ConfigMap* response) {
+  using C = v1::ConfigMap;
+  return Write<C>(
+      UnaryCall(ctx, metrics_, "UpdateConfigMap"), response,
+      [](C& r, WriteResult<C>& w) { r = std::move(w.object); },
+      [&](WriteDone<C> done) {
+        registry_->Update(request->config_map(), request->dry_run(), std::move(done));
+      });
+}
+
+ServerUnaryReactor* ConfigGrpcService::DeleteConfigMap(CallbackServerContext* ctx,
+                                                       const v1::DeleteRequest* request,
+                                                       v1::DeleteResponse* response) {
+  return DeleteInto(UnaryCall(ctx, metrics_, "DeleteConfigMap"), registry_, request, response);
+}
+
+// --- Secrets ---------------------------------------------------------------------------
+
+ServerUnaryReactor* SecretGrpcService::CreateSecret(CallbackServerContext* ctx,
+                                                    const v1::WriteSecretRequest* request,
+                                                    v1::Secret* response) {
+  using S = v1::Secret;
+  return Write<S>(
+      UnaryCall(ctx, metrics_, "CreateSecret"), response,
+      [](S& r, WriteResult<S>& w) { r = std::move(w.object); },
+      [&](WriteDone<S> done) {
+        registry_->Create(request->secret(), request->dry_run(), std::move(done));
+      });
+}
+
+ServerUnaryReactor* SecretGrpcService::GetSecret(CallbackServerContext* ctx,
+                                                 const v1::ObjectKey* request,
+                                                 v1::Secret* response) {
+  return GetInto(UnaryCall(ctx, metrics_, "GetSecret"), registry_, request->namespace_(),
+                 request->name(), response);
+}
+
+ServerUnaryReactor* SecretGrpcService::ListSecrets(CallbackServerContext* ctx,
+                                                   const v1::ListRequest* request,
+                                                   v1::ListSecretsResponse* response) {
+  return ListInto(UnaryCall(ctx, metrics_, "ListSecrets"), registry_, request->namespace_(),
+                  request->label_selector(), request->page_size(), request->page_token(),
+                  response);
+}
+
+ServerUnaryReactor* SecretGrpcService::UpdateSecret(CallbackServerContext* ctx,
+                                                    const v1::WriteSecretRequest* request,
+                                                    v1::Secret* response) {
+  using S = v1::Secret;
+  return Write<S>(
+      UnaryCall(ctx, metrics_, "UpdateSecret"), response,
+      [](S& r, WriteResult<S>& w) { r = std::move(w.object); },
+      [&](WriteDone<S> done) {
+        registry_->Update(request->secret(), request->dry_run(), std::move(done));
+      });
+}
+
+ServerUnaryReactor* SecretGrpcService::DeleteSecret(CallbackServerContext* ctx,
+                                                    const v1::DeleteRequest* request,
+                                                    v1::DeleteResponse* response) {
+  return DeleteInto(UnaryCall(ctx, metrics_, "DeleteSecret"), registry_, request, response);
+}
+
+// --- System ----------------------------------------------------------------------------
+
+ServerUnaryReactor* SystemGrpcService::GetVersion(CallbackServerContext* ctx,
+                                                  const v1::GetVersionRequest*,
+                                                  v1::VersionInfo* response) {
+  response->set_version(Version());
+  response->set_store(store_->Backend());
+  response->set_resource_version(std::to_string(store_->CurrentRevision()));
+  response->set_dev_mode(dev_mode_);
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace kaito

@@ -1,0 +1,132 @@
+// The gRPC adapters: thin callback-API (reactor) services over the registries. Handlers
+// never block: reads answer from the cache, writes finish from the store's completion.
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <memory>
+
+#include "kaito/v1/config.grpc.pb.h"
+#include "kaito/v1/system.grpc.pb.h"
+#include "kaito/v1/workspace.grpc.pb.h"
+#include "kinds.h"
+
+namespace kaito {
+
+// Counts and times every RPC by method and code.
+class RpcMetrics {
+ public:
+  explicit RpcMetrics(prometheus::Registry& registry);
+  void Record(const std::string& method, const grpc::Status& status, double seconds);
+  prometheus::Gauge& open_watches() { return *open_watches_; }
+
+ private:
+  prometheus::Family<prometheus::Counter>& handled_;
+  prometheus::Family<prometheus::Histogram>& latency_;
+  prometheus::Gauge* open_watches_;
+  absl::Mutex mu_;
+  std::map<std::string, prometheus::Histogram*> latency_by_method_ ABSL_GUARDED_BY(mu_);
+};
+
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+// Most events a watch stream may have queued before it is closed with ABORTED (the
+// client resumes from the last resourceVersion it saw).
+inline constexpr size_t kMaxWatchBacklog = 20000;
+
+class WorkspaceGrpcService : public v1::WorkspaceService::CallbackService {
+ public:
+  WorkspaceGrpcService(ObjectRegistry<v1::Workspace>* registry, RpcMetrics* metrics)
+      : registry_(registry), metrics_(metrics) {}
+
+  grpc::ServerUnaryReactor* CreateWorkspace(grpc::CallbackServerContext* ctx,
+                                            const v1::CreateWorkspaceRequest* request,
+                                            v1::CreateWorkspaceResponse* response) override;
+  grpc::ServerUnaryReactor* GetWorkspace(grpc::CallbackServerContext* ctx,
+                                         const v1::GetWorkspaceRequest* request,
+                                         v1::Workspace* response) override;
+  grpc::ServerUnaryReactor* ListWorkspaces(grpc::CallbackServerContext* ctx,
+                                           const v1::ListWorkspacesRequest* request,
+                                           v1::ListWorkspacesResponse* response) override;
+  grpc::ServerUnaryReactor* UpdateWorkspace(grpc::CallbackServerContext* ctx,
+                                            const v1::UpdateWorkspaceRequest* request,
+                                            v1::UpdateWorkspaceResponse* response) override;
+  grpc::ServerUnaryReactor* DeleteWorkspace(grpc::CallbackServerContext* ctx,
+                                            const v1::DeleteWorkspaceRequest* request,
+                                            v1::DeleteWorkspaceResponse* response) override;
+  grpc::ServerWriteReactor<v1::WorkspaceEvent>* WatchWorkspaces(
+      grpc::CallbackServerContext* ctx, const v1::WatchWorkspacesRequest* request) override;
+
+ private:
+  ObjectRegistry<v1::Workspace>* registry_;
+  RpcMetrics* metrics_;
+};
+
+class ConfigGrpcService : public v1::ConfigService::CallbackService {
+ public:
+  ConfigGrpcService(ObjectRegistry<v1::ConfigMap>* registry, RpcMetrics* metrics)
+      : registry_(registry), metrics_(metrics) {}
+
+  grpc::ServerUnaryReactor* CreateConfigMap(grpc::CallbackServerContext* ctx,
+                                            const v1::WriteConfigMapRequest* request,
+                                            v1::ConfigMap* response) override;
+  grpc::ServerUnaryReactor* GetConfigMap(grpc::CallbackServerContext* ctx,
+                                         const v1::ObjectKey* request,
+                                         v1::ConfigMap* response) override;
+  grpc::ServerUnaryReactor* ListConfigMaps(grpc::CallbackServerContext* ctx,
+                                           const v1::ListRequest* request,
+                                           v1::ListConfigMapsResponse* response) override;
+  grpc::ServerUnaryReactor* UpdateConfigMap(grpc::CallbackServerContext* ctx,
+                                            const v1::WriteConfigMapRequest* request,
+                                            v1::ConfigMap* response) override;
+  grpc::ServerUnaryReactor* DeleteConfigMap(grpc::CallbackServerContext* ctx,
+                                            const v1::DeleteRequest* request,
+                                            v1::DeleteResponse* response) override;
+
+ private:
+  ObjectRegistry<v1::ConfigMap>* registry_;
+  RpcMetrics* metrics_;
+};
+
+class SecretGrpcService : public v1::SecretService::CallbackService {
+ public:
+  SecretGrpcService(ObjectRegistry<v1::Secret>* registry, RpcMetrics* metrics)
+      : registry_(registry), metrics_(metrics) {}
+
+  grpc::ServerUnaryReactor* CreateSecret(grpc::CallbackServerContext* ctx,
+                                         const v1::WriteSecretRequest* request,
+                                         v1::Secret* response) override;
+  grpc::ServerUnaryReactor* GetSecret(grpc::CallbackServerContext* ctx,
+                                      const v1::ObjectKey* request,
+                                      v1::Secret* response) override;
+  grpc::ServerUnaryReactor* ListSecrets(grpc::CallbackServerContext* ctx,
+                                        const v1::ListRequest* request,
+                                        v1::ListSecretsResponse* response) override;
+  grpc::ServerUnaryReactor* UpdateSecret(grpc::CallbackServerContext* ctx,
+                                         const v1::WriteSecretRequest* request,
+                                         v1::Secret* response) override;
+  grpc::ServerUnaryReactor* DeleteSecret(grpc::CallbackServerContext* ctx,
+                                         const v1::DeleteRequest* request,
+                                         v1::DeleteResponse* response) override;
+
+ private:
+  ObjectRegistry<v1::Secret>* registry_;
+  RpcMetrics* metrics_;
+};
+
+class SystemGrpcService : public v1::SystemService::CallbackService {
+ public:
+  SystemGrpcService(store::Store* store, bool dev_mode) : store_(store), dev_mode_(dev_mode) {}
+  grpc::ServerUnaryReactor* GetVersion(grpc::CallbackServerContext* ctx,
+                                       const v1::GetVersionRequest* request,
+                                       v1::VersionInfo* response) override;
+
+ private:
+  store::Store* store_;
+  bool dev_mode_;
+};
+
+}  // namespace kaito

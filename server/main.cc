@@ -1,0 +1,100 @@
+// kaito-server: the control plane. See docs/operations.md for flags and docs/architecture.md.
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "common/logging.h"
+#include "common/version.h"
+#include "server_app.h"
+
+namespace {
+
+// Writes the port atomically, so a reader never sees a partial file.
+bool WritePortFile(const std::string& path, int port) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    if (!out) return false;
+    out << port << "\n";
+    if (!out.flush()) return false;
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  return !ec;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  kaito::ServerOptions options;
+  std::string port_file, log_level = "info", log_format = "text";
+  CLI::App app{"kaito-server: the Kaito control plane (Workspace API, durable state, "
+               "reconciliation)"};
+  app.set_version_flag("--version", kaito::Version());
+  app.add_option("--listen", options.listen, "gRPC listen address HOST:PORT (port 0 = any)")
+      ->capture_default_str();
+  app.add_option("--metrics-listen", options.metrics_listen,
+                 "HTTP address for /metrics, /healthz, /readyz (empty = off)")
+      ->capture_default_str();
+  app.add_option("--data-dir", options.data_dir, "Directory of the embedded store")
+      ->capture_default_str();
+  app.add_option("--store", options.store, "Store backend: sqlite | memory | etcd://H:P,...")
+      ->capture_default_str();
+  app.add_flag("--dev", options.dev,
+               "Dev mode: embedded store, simulated cloud and agents (node auto-provisioning on)");
+  app.add_option("--provisioner", options.provisioner,
+                 "kaito-provisioner address HOST:PORT (none = bring-your-own nodes)");
+  app.add_option("--port-file", port_file, "Write the chosen gRPC port to this file");
+  app.add_option("--watch-history", options.watch_history,
+                 "Events per kind kept in memory for watch resumption")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000000));
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
+      ->capture_default_str();
+  app.add_option("--log-format", log_format, "text|json")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  if (absl::Status s = kaito::SetupLogging(log_level, log_format, "kaito-server"); !s.ok()) {
+    std::fprintf(stderr, "kaito-server: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+
+  // Signals are taken by a dedicated thread, never by whichever thread they hit.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto server = kaito::ServerApp::Start(options);
+  if (!server.ok()) {
+    spdlog::critical("cannot start: {}", server.status().ToString());
+    return 1;
+  }
+  spdlog::info("kaito-server {} serving gRPC on port {} (listen {}), metrics on port {}{}",
+               kaito::Version(), (*server)->grpc_port(), options.listen,
+               (*server)->metrics_port(), options.dev ? ", dev mode" : "");
+  if (options.dev) {
+    spdlog::warn("dev mode: node auto-provisioning is simulated; no cloud resources are created");
+  }
+  if (!port_file.empty() && !WritePortFile(port_file, (*server)->grpc_port())) {
+    spdlog::critical("cannot write --port-file {}", port_file);
+    return 1;
+  }
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    spdlog::info("signal {}: shutting down", sig);
+    (*server)->Shutdown();
+  });
+  (*server)->Wait();
+  waiter.join();
+  server->reset();
+  spdlog::info("stopped");
+  return 0;
+}

@@ -1,0 +1,229 @@
+// kaito-server as a process on port 0, driven by kaitoctl and by an independent Python
+// client, the way users and programs drive it.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "support/process.h"
+#include "support/temp_dir.h"
+
+namespace kaito::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+class ServerProcessTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto server = StartServer(dir_.path());
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+  }
+
+  RunResult Ctl(std::vector<std::string> args, const std::string& in = "") {
+    args.insert(args.begin(), {BinDir() + "/kaitoctl", "--server", server_.address()});
+    return RunCommand(args, in);
+  }
+
+  std::string Write(const std::string& name, const std::string& text) {
+    std::ofstream(dir_.File(name)) << text;
+    return dir_.File(name);
+  }
+
+  TempDir dir_;
+  ServerProcess server_;
+};
+
+constexpr char kSeed[] = R"(apiVersion: kaito.sh/v1alpha1
+kind: Workspace
+metadata:
+  name: workspace-tuning-phi-3
+resource:
+  instanceType: "Standard_NC6s_v3"
+  labelSelector:
+    matchLabels:
+      app: tuning-phi-3
+tuning:
+  preset:
+    name: phi-3-mini-128k-instruct
+  method: qlora
+  input:
+    urls:
+      - "https://example.com/data.parquet"
+  output:
+    image: "example.azurecr.io/adapter:0.0.1"
+    imagePushSecret: registry-secret
+)";
+
+TEST_F(ServerProcessTest, ApplyGetDescribeDeleteWithKaitoctl) {
+  const std::string file = Write("seed.yaml", kSeed);
+  RunResult r = Ctl({"apply", "-f", file});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "workspace/workspace-tuning-phi-3 created\n");
+  r = Ctl({"apply", "-f", file});
+  EXPECT_EQ(r.out, "workspace/workspace-tuning-phi-3 unchanged\n");
+  r = Ctl({"apply", "-f", "-"}, std::string(kSeed) + "  # comment\n");
+  EXPECT_EQ(r.out, "workspace/workspace-tuning-phi-3 unchanged\n") << r.err;
+  std::string changed = kSeed;
+  changed.replace(changed.find("qlora"), 5, "lora");
+  r = Ctl({"apply", "-f", "-"}, changed);
+  EXPECT_EQ(r.out, "workspace/workspace-tuning-phi-3 configured\n") << r.err;
+
+  r = Ctl({"get", "workspaces"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("NAME                     INSTANCE           RESOURCEREADY   "
+                               "INFERENCEREADY   WORKSPACEREADY   AGE"));
+  EXPECT_THAT(r.out, HasSubstr("workspace-tuning-phi-3   Standard_NC6s_v3   Unknown         "
+                               "Unknown          Unknown"));
+  r = Ctl({"get", "workspace", "workspace-tuning-phi-3", "-o", "wide"});
+  EXPECT_THAT(r.out, HasSubstr("JOBSTARTED   WORKSPACESUCCEEDED   TARGETNODES   STATE    NODES"));
+  r = Ctl({"get", "workspace", "workspace-tuning-phi-3", "-o", "yaml"});
+  EXPECT_THAT(r.out, HasSubstr("method: lora"));
+  EXPECT_THAT(r.out, HasSubstr("generation: \"2\""));
+  r = Ctl({"get", "workspace", "workspace-tuning-phi-3", "-o", "json"});
+  EXPECT_THAT(r.out, HasSubstr("\"imagePushSecret\": \"registry-secret\""));
+  r = Ctl({"describe", "workspace", "workspace-tuning-phi-3"});
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("Name: +workspace-tuning-phi-3"));
+  EXPECT_THAT(r.out, HasSubstr("Conditions:\n  <none>"));
+
+  r = Ctl({"delete", "workspace", "workspace-tuning-phi-3", "--wait"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "workspace/workspace-tuning-phi-3 deleted\n");
+  r = Ctl({"get", "workspace", "workspace-tuning-phi-3"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "Error from server (NotFound): workspaces \"workspace-tuning-phi-3\" not found\n");
+}
+
+TEST_F(ServerProcessTest, ErrorsAreOneReadableLineWithFieldPaths) {
+  RunResult r = Ctl({"apply", "-f", "-"}, R"(apiVersion: kaito.sh/v1beta1
+kind: Workspace
+metadata:
+  name: phi-3.5-mini
+resource:
+  labelSelector:
+    matchLabels: {"bad key": x}
+inference:
+  preset: {name: phi-3.5-mini-instruct}
+)");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("Error from server (InvalidArgument): workspace/phi-3.5-mini: "));
+  EXPECT_THAT(r.err, HasSubstr("metadata.name: Invalid value: \"phi-3.5-mini\""));
+  r = Ctl({"apply", "-f", "-"}, "apiVersion: kaito.sh/v1beta1\nkind: Workspace\nmetadata: {name: x}\n"
+                                "resource: {instanceTyp: y}\n");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "error: document 1 (Workspace \"x\") is invalid: resource.instanceTyp: unknown "
+                   "field \"instanceTyp\"\n");
+  r = Ctl({"apply", "-f", dir_.File("missing.yaml")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("cannot read"));
+  r = RunCommand({BinDir() + "/kaitoctl", "--server", "127.0.0.1:1", "--timeout", "2", "get", "ws"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("Error from server (Unavailable)"));
+}
+
+TEST_F(ServerProcessTest, MultiDocumentApplyContinuesPastUnsupportedKinds) {
+  RunResult r = Ctl({"apply", "-f", "-"}, R"(apiVersion: v1
+kind: ConfigMap
+metadata: {name: params}
+data: {inference_config.yaml: "vllm: {}"}
+---
+apiVersion: kaito.sh/v1alpha1
+kind: RAGEngine
+metadata: {name: rag}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: hf-token}
+stringData: {HF_TOKEN: hf_value}
+)");
+  EXPECT_EQ(r.exit_code, 1) << "a failed document makes the command fail";
+  EXPECT_EQ(r.out, "configmap/params created\nsecret/hf-token created\n");
+  EXPECT_THAT(r.err, HasSubstr("kind RAGEngine (kaito.sh/v1alpha1) is not supported"));
+  r = Ctl({"get", "secrets", "-o", "yaml"});
+  EXPECT_THAT(r.out, HasSubstr("HF_TOKEN: \"\""));
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr("aGZfdmFsdWU")));  // base64 of the value
+  r = Ctl({"get", "configmaps"});
+  EXPECT_THAT(r.out, HasSubstr("params"));
+}
+
+TEST_F(ServerProcessTest, DryRunStoresNothing) {
+  RunResult r = Ctl({"apply", "--dry-run", "-f", "-"}, kSeed);
+  EXPECT_EQ(r.out, "workspace/workspace-tuning-phi-3 created (server dry run)\n") << r.err;
+  r = Ctl({"get", "workspaces"});
+  EXPECT_EQ(r.err, "No resources found in default namespace.\n");
+}
+
+TEST_F(ServerProcessTest, GetWatchStreamsChanges) {
+  ASSERT_EQ(Ctl({"apply", "-f", "-"}, kSeed).exit_code, 0);
+  // The watch runs until the object is deleted; kaitoctl exits when its deadline hits,
+  // so run it with a short timeout in the background via `timeout`.
+  Daemon watch;
+  const std::string log = dir_.File("watch.log");
+  auto d = Daemon::Start({"/usr/bin/timeout", "20", BinDir() + "/kaitoctl", "--server",
+                          server_.address(), "get", "workspaces", "-w"},
+                         log);
+  ASSERT_TRUE(d.ok());
+  watch = std::move(*d);
+  ASSERT_TRUE(WaitFor([&] { return ReadFile(log).find("workspace-tuning-phi-3") != std::string::npos; },
+                      absl::Seconds(10)));
+  std::string changed = kSeed;
+  changed.replace(changed.find("app: tuning-phi-3"), 17, "app: tuning-phi-3\n      extra: x");
+  ASSERT_EQ(Ctl({"apply", "-f", "-"}, changed).exit_code, 0);
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        std::string text = ReadFile(log);
+        size_t first = text.find("workspace-tuning-phi-3");
+        return first != std::string::npos &&
+               text.find("workspace-tuning-phi-3", first + 1) != std::string::npos;
+      },
+      absl::Seconds(10)))
+      << ReadFile(log);
+  watch.Stop();
+}
+
+TEST_F(ServerProcessTest, VersionAndMetricsEndpoints) {
+  RunResult r = Ctl({"version"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("Client Version: "));
+  EXPECT_THAT(r.out, HasSubstr("store sqlite"));
+  std::string log = ReadFile(dir_.File("server.log"));
+  size_t pos = log.find("metrics on port ");
+  ASSERT_NE(pos, std::string::npos) << log;
+  int port = std::atoi(log.c_str() + pos + 16);
+  ASSERT_GT(port, 0);
+  ASSERT_EQ(Ctl({"apply", "-f", "-"}, kSeed).exit_code, 0);
+  r = RunCommand({"/usr/bin/curl", "-sf", "http://127.0.0.1:" + std::to_string(port) + "/metrics"});
+  ASSERT_EQ(r.exit_code, 0);
+  EXPECT_THAT(r.out, HasSubstr("kaito_grpc_server_handled_total{code=\"OK\",method=\"CreateWorkspace\"} 1"));
+  EXPECT_THAT(r.out, HasSubstr("kaito_cache_objects{kind=\"workspace\"} 1"));
+  EXPECT_THAT(r.out, HasSubstr("kaito_store_writes_total 1"));
+  r = RunCommand({"/usr/bin/curl", "-sf", "http://127.0.0.1:" + std::to_string(port) + "/healthz"});
+  EXPECT_EQ(r.out, "ok\n");
+  r = RunCommand({"/usr/bin/curl", "-sf", "http://127.0.0.1:" + std::to_string(port) + "/readyz"});
+  EXPECT_EQ(r.out, "ok\n");
+}
+
+TEST_F(ServerProcessTest, IndependentPythonClient) {
+  RunResult r = RunCommand({"/usr/bin/python3", Env("KAITO_SOURCE_DIR") + "/test/integration/python_client.py",
+                     server_.address(), Env("KAITO_PYTHON_DIR")},
+                    "", {}, absl::Seconds(120));
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("all ok"));
+}
+
+TEST_F(ServerProcessTest, SecondServerOnSameDataDirIsRefused) {
+  auto second = RunCommand({BinDir() + "/kaito-server", "--listen", "127.0.0.1:0", "--metrics-listen", "",
+                     "--data-dir", dir_.path()});
+  EXPECT_EQ(second.exit_code, 1);
+  EXPECT_THAT(second.err, HasSubstr("in use by another process"));
+}
+
+TEST_F(ServerProcessTest, SigtermStopsCleanly) {
+  EXPECT_EQ(server_.daemon.Stop(), 0);
+}
+
+}  // namespace
+}  // namespace kaito::testing

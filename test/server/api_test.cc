@@ -1,0 +1,579 @@
+// The Workspace, ConfigMap and Secret APIs over real gRPC against an in-process
+// kaito-server with the SQLite store.
+#include <google/protobuf/util/message_differencer.h>
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "kaito/v1/config.grpc.pb.h"
+#include "kaito/v1/system.grpc.pb.h"
+#include "kaito/v1/workspace.grpc.pb.h"
+#include "server_app.h"
+#include "support/process.h"
+#include "support/temp_dir.h"
+
+namespace kaito {
+namespace {
+
+using ::testing::HasSubstr;
+
+v1::Workspace MakeWorkspace(const std::string& name, const std::string& app = "phi") {
+  v1::Workspace ws;
+  ws.mutable_metadata()->set_name(name);
+  (*ws.mutable_metadata()->mutable_labels())["app"] = app;
+  ws.mutable_resource()->set_instance_type("Standard_NC24ads_A100_v4");
+  (*ws.mutable_resource()->mutable_label_selector()->mutable_match_labels())["apps"] = app;
+  ws.mutable_inference()->mutable_preset()->set_name("phi-4");
+  return ws;
+}
+
+class ApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Start(); }
+
+  void Start(size_t watch_history = 10000) {
+    ServerOptions options;
+    options.listen = "127.0.0.1:0";
+    options.metrics_listen = "";
+    options.data_dir = dir_.path();
+    options.watch_history = watch_history;
+    auto app = ServerApp::Start(options);
+    ASSERT_TRUE(app.ok()) << app.status();
+    app_ = std::move(*app);
+    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(app_->grpc_port()),
+                                   grpc::InsecureChannelCredentials());
+    ws_ = v1::WorkspaceService::NewStub(channel_);
+    cm_ = v1::ConfigService::NewStub(channel_);
+    secrets_ = v1::SecretService::NewStub(channel_);
+    system_ = v1::SystemService::NewStub(channel_);
+  }
+
+  void Restart(size_t watch_history = 10000) {
+    ws_.reset();
+    cm_.reset();
+    secrets_.reset();
+    channel_.reset();
+    app_.reset();
+    Start(watch_history);
+  }
+
+  grpc::Status Create(const v1::Workspace& ws, v1::CreateWorkspaceResponse* out,
+                      bool dry_run = false) {
+    grpc::ClientContext ctx;
+    v1::CreateWorkspaceRequest req;
+    *req.mutable_workspace() = ws;
+    req.set_dry_run(dry_run);
+    return ws_->CreateWorkspace(&ctx, req, out);
+  }
+
+  v1::Workspace MustCreate(const v1::Workspace& ws) {
+    v1::CreateWorkspaceResponse out;
+    grpc::Status s = Create(ws, &out);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return out.workspace();
+  }
+
+  grpc::Status Get(const std::string& name, v1::Workspace* out, const std::string& ns = "") {
+    grpc::ClientContext ctx;
+    v1::GetWorkspaceRequest req;
+    req.set_namespace_(ns);
+    req.set_name(name);
+    return ws_->GetWorkspace(&ctx, req, out);
+  }
+
+  grpc::Status Update(const v1::Workspace& ws, v1::UpdateWorkspaceResponse* out) {
+    grpc::ClientContext ctx;
+    v1::UpdateWorkspaceRequest req;
+    *req.mutable_workspace() = ws;
+    return ws_->UpdateWorkspace(&ctx, req, out);
+  }
+
+  grpc::Status Delete(const std::string& name, v1::DeleteWorkspaceResponse* out) {
+    grpc::ClientContext ctx;
+    v1::DeleteWorkspaceRequest req;
+    req.set_name(name);
+    return ws_->DeleteWorkspace(&ctx, req, out);
+  }
+
+  v1::ListWorkspacesResponse List(const std::string& ns, const std::string& selector = "",
+                                  int page_size = 0, const std::string& token = "",
+                                  grpc::Status* status = nullptr) {
+    grpc::ClientContext ctx;
+    v1::ListWorkspacesRequest req;
+    req.set_namespace_(ns);
+    req.set_label_selector(selector);
+    req.set_page_size(page_size);
+    req.set_page_token(token);
+    v1::ListWorkspacesResponse out;
+    grpc::Status s = ws_->ListWorkspaces(&ctx, req, &out);
+    if (status) *status = s;
+    return out;
+  }
+
+  int64_t Revision() { return app_->store()->CurrentRevision(); }
+
+  testing::TempDir dir_;
+  std::unique_ptr<ServerApp> app_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::WorkspaceService::Stub> ws_;
+  std::unique_ptr<v1::ConfigService::Stub> cm_;
+  std::unique_ptr<v1::SecretService::Stub> secrets_;
+  std::unique_ptr<v1::SystemService::Stub> system_;
+};
+
+TEST_F(ApiTest, CreateSetsServerOwnedMetadataAndGetReturnsIt) {
+  v1::Workspace in = MakeWorkspace("workspace-phi-4");
+  in.mutable_metadata()->set_uid("client-chosen");
+  in.mutable_metadata()->set_resource_version("77");
+  in.mutable_status()->set_state("Ready");  // Status is the controller's.
+  v1::Workspace created = MustCreate(in);
+  const auto& m = created.metadata();
+  EXPECT_EQ(m.namespace_(), "default");
+  EXPECT_EQ(m.resource_version(), "1");
+  EXPECT_EQ(m.generation(), 1);
+  EXPECT_EQ(m.uid().size(), 36u);
+  EXPECT_NE(m.uid(), "client-chosen");
+  EXPECT_TRUE(m.has_creation_timestamp());
+  EXPECT_EQ(created.api_version(), "kaito.sh/v1beta1");
+  EXPECT_EQ(created.kind(), "Workspace");
+  EXPECT_FALSE(created.has_status());
+  v1::Workspace got;
+  ASSERT_TRUE(Get("workspace-phi-4", &got).ok());
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(got, created));
+}
+
+TEST_F(ApiTest, CreateTwiceIsAlreadyExists) {
+  MustCreate(MakeWorkspace("a"));
+  v1::CreateWorkspaceResponse out;
+  grpc::Status s = Create(MakeWorkspace("a"), &out);
+  EXPECT_EQ(s.error_code(), grpc::ALREADY_EXISTS);
+  EXPECT_EQ(s.error_message(), "workspaces \"a\" already exists");
+}
+
+TEST_F(ApiTest, InvalidInputListsEveryProblemAndStoresNothing) {
+  v1::Workspace bad = MakeWorkspace("phi-3.5-mini");
+  bad.set_api_version("kaito.sh/v2");
+  (*bad.mutable_metadata()->mutable_labels())["bad key"] = "v";
+  (*bad.mutable_resource()->mutable_label_selector()->mutable_match_labels())["x"] = "not valid!";
+  bad.mutable_resource()->set_count(-1);
+  v1::CreateWorkspaceResponse out;
+  grpc::Status s = Create(bad, &out);
+  ASSERT_EQ(s.error_code(), grpc::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("Workspace \"phi-3.5-mini\" is invalid"));
+  EXPECT_THAT(s.error_message(), HasSubstr("metadata.name: Invalid value: \"phi-3.5-mini\""));
+  EXPECT_THAT(s.error_message(), HasSubstr("apiVersion: Unsupported value: \"kaito.sh/v2\""));
+  EXPECT_THAT(s.error_message(), HasSubstr("metadata.labels: Invalid value: \"bad key\""));
+  EXPECT_EQ(Revision(), 0);
+  EXPECT_EQ(List("").items_size(), 0);
+  // The label selector problems are reported once the metadata is right.
+  bad.mutable_metadata()->set_name("ok");
+  bad.set_api_version("");
+  bad.mutable_metadata()->mutable_labels()->clear();
+  s = Create(bad, &out);
+  EXPECT_THAT(s.error_message(), HasSubstr("resource.labelSelector.matchLabels[x]: Invalid value"));
+  EXPECT_THAT(s.error_message(), HasSubstr("resource.count: Invalid value: -1"));
+  EXPECT_EQ(Revision(), 0);
+}
+
+TEST_F(ApiTest, DryRunValidatesWithoutStoring) {
+  v1::CreateWorkspaceResponse out;
+  ASSERT_TRUE(Create(MakeWorkspace("dry"), &out, /*dry_run=*/true).ok());
+  EXPECT_EQ(out.workspace().metadata().name(), "dry");
+  EXPECT_EQ(Revision(), 0);
+  v1::Workspace got;
+  EXPECT_EQ(Get("dry", &got).error_code(), grpc::NOT_FOUND);
+}
+
+TEST_F(ApiTest, UpdateIsOptimisticAndBumpsGenerationOnlyForSpec) {
+  v1::Workspace v1 = MustCreate(MakeWorkspace("w"));
+  // Metadata-only change: new resourceVersion, same generation.
+  v1::Workspace labels = v1;
+  (*labels.mutable_metadata()->mutable_labels())["team"] = "ml";
+  v1::UpdateWorkspaceResponse out;
+  ASSERT_TRUE(Update(labels, &out).ok());
+  v1::Workspace v2 = out.workspace();
+  EXPECT_EQ(v2.metadata().generation(), 1);
+  EXPECT_NE(v2.metadata().resource_version(), v1.metadata().resource_version());
+  // Stale resourceVersion: ABORTED, nothing changes.
+  v1::Workspace stale = v1;
+  stale.mutable_inference()->mutable_preset()->set_name("phi-4-mini-instruct");
+  grpc::Status s = Update(stale, &out);
+  EXPECT_EQ(s.error_code(), grpc::ABORTED);
+  EXPECT_THAT(s.error_message(), HasSubstr("the object has been modified"));
+  // Spec change at the current version bumps the generation.
+  v1::Workspace spec = v2;
+  spec.mutable_inference()->mutable_preset()->set_name("phi-4-mini-instruct");
+  spec.mutable_status()->set_state("Ready");  // Ignored.
+  ASSERT_TRUE(Update(spec, &out).ok());
+  EXPECT_EQ(out.workspace().metadata().generation(), 2);
+  EXPECT_FALSE(out.workspace().has_status());
+  EXPECT_EQ(out.workspace().metadata().uid(), v1.metadata().uid());
+  // A no-op update writes nothing.
+  const int64_t before = Revision();
+  v1::Workspace same = out.workspace();
+  ASSERT_TRUE(Update(same, &out).ok());
+  EXPECT_EQ(Revision(), before);
+  EXPECT_EQ(out.workspace().metadata().resource_version(), same.metadata().resource_version());
+  // Without a resourceVersion the update is unconditional.
+  v1::Workspace blind = same;
+  blind.mutable_metadata()->clear_resource_version();
+  (*blind.mutable_metadata()->mutable_labels())["blind"] = "yes";
+  ASSERT_TRUE(Update(blind, &out).ok());
+  EXPECT_EQ(out.workspace().metadata().labels().at("blind"), "yes");
+}
+
+TEST_F(ApiTest, UpdateOfMissingObjectIsNotFound) {
+  v1::UpdateWorkspaceResponse out;
+  EXPECT_EQ(Update(MakeWorkspace("ghost"), &out).error_code(), grpc::NOT_FOUND);
+}
+
+TEST_F(ApiTest, DeleteWithoutFinalizersIsImmediate) {
+  MustCreate(MakeWorkspace("w"));
+  v1::DeleteWorkspaceResponse out;
+  ASSERT_TRUE(Delete("w", &out).ok());
+  EXPECT_TRUE(out.deleted());
+  v1::Workspace got;
+  EXPECT_EQ(Get("w", &got).error_code(), grpc::NOT_FOUND);
+  EXPECT_EQ(Delete("w", &out).error_code(), grpc::NOT_FOUND);
+}
+
+TEST_F(ApiTest, DeleteWithFinalizersIsGraceful) {
+  v1::Workspace in = MakeWorkspace("w");
+  in.mutable_metadata()->add_finalizers("workspace.finalizer.kaito.sh");
+  MustCreate(in);
+  v1::DeleteWorkspaceResponse out;
+  ASSERT_TRUE(Delete("w", &out).ok());
+  EXPECT_FALSE(out.deleted());
+  EXPECT_TRUE(out.workspace().metadata().has_deletion_timestamp());
+  v1::Workspace got;
+  ASSERT_TRUE(Get("w", &got).ok());
+  EXPECT_TRUE(got.metadata().has_deletion_timestamp());
+  // A second delete changes nothing.
+  const int64_t before = Revision();
+  ASSERT_TRUE(Delete("w", &out).ok());
+  EXPECT_EQ(Revision(), before);
+  // Removing the last finalizer lets it go.
+  got.mutable_metadata()->clear_finalizers();
+  v1::UpdateWorkspaceResponse upd;
+  ASSERT_TRUE(Update(got, &upd).ok());
+  EXPECT_EQ(Get("w", &got).error_code(), grpc::NOT_FOUND);
+}
+
+TEST_F(ApiTest, ListFiltersByNamespaceAndLabelsAndPages) {
+  for (int i = 0; i < 7; ++i) {
+    v1::Workspace ws = MakeWorkspace("w" + std::to_string(i), i % 2 ? "odd" : "even");
+    ws.mutable_metadata()->set_namespace_(i < 5 ? "team-a" : "team-b");
+    MustCreate(ws);
+  }
+  EXPECT_EQ(List("").items_size(), 7);
+  EXPECT_EQ(List("team-a").items_size(), 5);
+  EXPECT_EQ(List("team-a", "app=odd").items_size(), 2);
+  EXPECT_EQ(List("", "app in (odd,even),app!=even").items_size(), 3);
+  std::vector<std::string> names;
+  std::string token;
+  int pages = 0;
+  do {
+    auto page = List("", "", 3, token);
+    for (const auto& ws : page.items()) names.push_back(ws.metadata().name());
+    token = page.next_page_token();
+    ++pages;
+  } while (!token.empty() && pages < 10);
+  EXPECT_EQ(pages, 3);
+  EXPECT_EQ(names.size(), 7u);
+  grpc::Status s;
+  List("", "app==", 0, "", &s);
+  EXPECT_TRUE(s.ok()) << "an empty value is a valid selector";
+  List("", "bad key=1", 0, "", &s);
+  EXPECT_EQ(s.error_code(), grpc::INVALID_ARGUMENT);
+  List("team-a", "", 2, "garbage!", &s);
+  EXPECT_EQ(s.error_code(), grpc::INVALID_ARGUMENT);
+}
+
+// Reads a watch stream on its own thread.
+class WatchReader {
+ public:
+  WatchReader(v1::WorkspaceService::Stub* stub, const v1::WatchWorkspacesRequest& req) {
+    reader_ = stub->WatchWorkspaces(&ctx_, req);
+    thread_ = std::thread([this] {
+      v1::WorkspaceEvent e;
+      while (reader_->Read(&e)) {
+        absl::MutexLock lock(&mu_);
+        events_.push_back(e);
+      }
+      absl::MutexLock lock(&mu_);
+      status_ = reader_->Finish();
+      done_ = true;
+    });
+  }
+  ~WatchReader() {
+    ctx_.TryCancel();
+    thread_.join();
+  }
+  bool WaitForEvents(size_t n) {
+    return testing::WaitFor(
+        [&] {
+          absl::MutexLock lock(&mu_);
+          return events_.size() >= n || done_;
+        },
+        absl::Seconds(10)) &&
+           Events().size() >= n;
+  }
+  bool WaitDone() {
+    return testing::WaitFor(
+        [&] {
+          absl::MutexLock lock(&mu_);
+          return done_;
+        },
+        absl::Seconds(10));
+  }
+  std::vector<v1::WorkspaceEvent> Events() {
+    absl::MutexLock lock(&mu_);
+    return events_;
+  }
+  grpc::Status status() {
+    absl::MutexLock lock(&mu_);
+    return status_;
+  }
+
+ private:
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReader<v1::WorkspaceEvent>> reader_;
+  std::thread thread_;
+  absl::Mutex mu_;
+  std::vector<v1::WorkspaceEvent> events_;
+  grpc::Status status_;
+  bool done_ = false;
+};
+
+TEST_F(ApiTest, WatchSendsInitialStateBookmarkThenChanges) {
+  MustCreate(MakeWorkspace("existing"));
+  WatchReader watch(ws_.get(), v1::WatchWorkspacesRequest());
+  ASSERT_TRUE(watch.WaitForEvents(2));
+  EXPECT_EQ(watch.Events()[0].type(), v1::ADDED);
+  EXPECT_EQ(watch.Events()[1].type(), v1::BOOKMARK);
+  v1::Workspace w = MustCreate(MakeWorkspace("new"));
+  (*w.mutable_metadata()->mutable_labels())["x"] = "y";
+  v1::UpdateWorkspaceResponse upd;
+  ASSERT_TRUE(Update(w, &upd).ok());
+  v1::DeleteWorkspaceResponse del;
+  ASSERT_TRUE(Delete("new", &del).ok());
+  ASSERT_TRUE(watch.WaitForEvents(5));
+  auto events = watch.Events();
+  EXPECT_EQ(events[2].type(), v1::ADDED);
+  EXPECT_EQ(events[3].type(), v1::MODIFIED);
+  EXPECT_EQ(events[3].object().metadata().labels().at("x"), "y");
+  EXPECT_EQ(events[4].type(), v1::DELETED);
+  EXPECT_EQ(events[4].object().metadata().name(), "new");
+}
+
+TEST_F(ApiTest, WatchResumesFromResourceVersionAndFilters) {
+  v1::Workspace a = MustCreate(MakeWorkspace("a", "x"));
+  MustCreate(MakeWorkspace("b", "y"));
+  MustCreate(MakeWorkspace("c", "x"));
+  v1::WatchWorkspacesRequest req;
+  req.set_resource_version(a.metadata().resource_version());
+  req.set_label_selector("app=x");
+  WatchReader watch(ws_.get(), req);
+  ASSERT_TRUE(watch.WaitForEvents(1));
+  MustCreate(MakeWorkspace("d", "x"));
+  ASSERT_TRUE(watch.WaitForEvents(2));
+  auto events = watch.Events();
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].object().metadata().name(), "c");
+  EXPECT_EQ(events[1].object().metadata().name(), "d");
+}
+
+TEST_F(ApiTest, WatchFromCompactedRevisionIsOutOfRange) {
+  Restart(/*watch_history=*/3);
+  for (int i = 0; i < 6; ++i) MustCreate(MakeWorkspace("w" + std::to_string(i)));
+  v1::WatchWorkspacesRequest req;
+  req.set_resource_version("1");
+  WatchReader watch(ws_.get(), req);
+  ASSERT_TRUE(watch.WaitDone());
+  EXPECT_EQ(watch.status().error_code(), grpc::OUT_OF_RANGE);
+  req.set_resource_version("bogus");
+  WatchReader bad(ws_.get(), req);
+  ASSERT_TRUE(bad.WaitDone());
+  EXPECT_EQ(bad.status().error_code(), grpc::INVALID_ARGUMENT);
+}
+
+TEST_F(ApiTest, StateAndWatchHistorySurviveRestart) {
+  v1::Workspace a = MustCreate(MakeWorkspace("a"));
+  MustCreate(MakeWorkspace("b"));
+  Restart();
+  v1::Workspace got;
+  ASSERT_TRUE(Get("a", &got).ok());
+  EXPECT_EQ(got.metadata().uid(), a.metadata().uid());
+  v1::WatchWorkspacesRequest req;
+  req.set_resource_version(a.metadata().resource_version());
+  WatchReader watch(ws_.get(), req);
+  ASSERT_TRUE(watch.WaitForEvents(1));
+  EXPECT_EQ(watch.Events()[0].object().metadata().name(), "b");
+}
+
+TEST_F(ApiTest, SecretValuesAreWriteOnly) {
+  v1::Secret s;
+  s.mutable_metadata()->set_name("hf-token");
+  (*s.mutable_data())["HF_TOKEN"] = "hf_secret_value";
+  (*s.mutable_string_data())["OTHER"] = "plain";
+  v1::WriteSecretRequest req;
+  *req.mutable_secret() = s;
+  v1::Secret created;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(secrets_->CreateSecret(&ctx, req, &created).ok());
+  }
+  EXPECT_EQ(created.data().size(), 2u);
+  EXPECT_EQ(created.data().at("HF_TOKEN"), "");
+  EXPECT_EQ(created.data().at("OTHER"), "");
+  EXPECT_TRUE(created.string_data().empty());
+  EXPECT_EQ(created.type(), "Opaque");
+  v1::ObjectKey key;
+  key.set_name("hf-token");
+  v1::Secret got;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(secrets_->GetSecret(&ctx, key, &got).ok());
+  }
+  EXPECT_EQ(got.data().at("HF_TOKEN"), "");
+  v1::ListSecretsResponse list;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(secrets_->ListSecrets(&ctx, v1::ListRequest(), &list).ok());
+  }
+  ASSERT_EQ(list.items_size(), 1);
+  EXPECT_EQ(list.items(0).data().at("HF_TOKEN"), "");
+  // The value is stored, just never returned.
+  auto raw = app_->store()->Get("/secrets/default/hf-token");
+  ASSERT_TRUE(raw.ok());
+  EXPECT_NE(raw->value.find("hf_secret_value"), std::string::npos);
+}
+
+TEST_F(ApiTest, ConfigMapKeysAndImmutabilityAreChecked) {
+  v1::ConfigMap cm;
+  cm.mutable_metadata()->set_name("params");
+  (*cm.mutable_data())["inference_config.yaml"] = "vllm: {}";
+  cm.set_immutable(true);
+  v1::WriteConfigMapRequest req;
+  *req.mutable_config_map() = cm;
+  v1::ConfigMap created;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(cm_->CreateConfigMap(&ctx, req, &created).ok());
+  }
+  (*req.mutable_config_map()->mutable_data())["inference_config.yaml"] = "vllm: {x: 1}";
+  v1::ConfigMap out;
+  {
+    grpc::ClientContext ctx;
+    grpc::Status s = cm_->UpdateConfigMap(&ctx, req, &out);
+    EXPECT_EQ(s.error_code(), grpc::INVALID_ARGUMENT);
+    EXPECT_THAT(s.error_message(), HasSubstr("field is immutable"));
+  }
+  v1::ConfigMap bad;
+  bad.mutable_metadata()->set_name("bad");
+  (*bad.mutable_data())["a/b"] = "x";
+  *req.mutable_config_map() = bad;
+  {
+    grpc::ClientContext ctx;
+    grpc::Status s = cm_->CreateConfigMap(&ctx, req, &out);
+    EXPECT_EQ(s.error_code(), grpc::INVALID_ARGUMENT);
+    EXPECT_THAT(s.error_message(), HasSubstr("data: Invalid value: \"a/b\""));
+  }
+}
+
+TEST_F(ApiTest, OversizedObjectsAreRejected) {
+  v1::Workspace big = MakeWorkspace("big");
+  (*big.mutable_metadata()->mutable_annotations())["a"] = std::string(300 * 1024, 'x');
+  v1::CreateWorkspaceResponse out;
+  grpc::Status s = Create(big, &out);
+  EXPECT_EQ(s.error_code(), grpc::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("metadata.annotations: Too long"));
+  v1::ConfigMap cm;
+  cm.mutable_metadata()->set_name("huge");
+  (*cm.mutable_data())["k"] = std::string(5 << 20, 'x');
+  v1::WriteConfigMapRequest req;
+  *req.mutable_config_map() = cm;
+  v1::ConfigMap cm_out;
+  grpc::ClientContext ctx;
+  s = cm_->CreateConfigMap(&ctx, req, &cm_out);
+  EXPECT_EQ(s.error_code(), grpc::RESOURCE_EXHAUSTED) << "over the 4 MiB message limit";
+  EXPECT_EQ(Revision(), 0);
+}
+
+TEST_F(ApiTest, InvalidUtf8OnTheWireIsRejectedAndServerKeepsServing) {
+  // CreateWorkspaceRequest{workspace: {metadata: {name: "\xff\xfe"}}}, hand-encoded,
+  // because a well-behaved client library refuses to produce it.
+  const std::string meta = std::string("\x0a\x02\xff\xfe", 4);
+  const std::string workspace = std::string("\x1a") + static_cast<char>(meta.size()) + meta;
+  const std::string request = std::string("\x0a") + static_cast<char>(workspace.size()) + workspace;
+  grpc::GenericStub generic(channel_);
+  grpc::ClientContext ctx;
+  grpc::Slice slice(request);
+  grpc::ByteBuffer send(&slice, 1), recv;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  grpc::Status status;
+  generic.UnaryCall(&ctx, "/kaito.v1.WorkspaceService/CreateWorkspace", grpc::StubOptions(),
+                    &send, &recv, [&](grpc::Status s) {
+                      std::lock_guard<std::mutex> lock(mu);
+                      status = s;
+                      done = true;
+                      cv.notify_all();
+                    });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return done; }));
+  }
+  EXPECT_FALSE(status.ok());
+  EXPECT_EQ(Revision(), 0);
+  MustCreate(MakeWorkspace("still-serving"));
+}
+
+TEST_F(ApiTest, VersionReportsStore) {
+  grpc::ClientContext ctx;
+  v1::VersionInfo info;
+  ASSERT_TRUE(system_->GetVersion(&ctx, v1::GetVersionRequest(), &info).ok());
+  EXPECT_EQ(info.store(), "sqlite");
+  EXPECT_FALSE(info.version().empty());
+}
+
+TEST_F(ApiTest, ConcurrentUpdatesWithoutVersionAllLand) {
+  MustCreate(MakeWorkspace("hot"));
+  constexpr int kThreads = 8;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      v1::Workspace w = MakeWorkspace("hot");
+      v1::Workspace current;
+      if (!Get("hot", &current).ok()) ++failures;
+      *w.mutable_metadata()->mutable_labels() = current.metadata().labels();
+      (*w.mutable_metadata()->mutable_labels())["t" + std::to_string(t)] = "1";
+      // Read-modify-write with the version, retried on conflict, as kaitoctl does.
+      for (int attempt = 0; attempt < 50; ++attempt) {
+        if (!Get("hot", &current).ok()) break;
+        v1::Workspace next = current;
+        (*next.mutable_metadata()->mutable_labels())["t" + std::to_string(t)] = "1";
+        v1::UpdateWorkspaceResponse out;
+        grpc::Status s = Update(next, &out);
+        if (s.ok()) return;
+        if (s.error_code() != grpc::ABORTED) break;
+      }
+      ++failures;
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  v1::Workspace final_ws;
+  ASSERT_TRUE(Get("hot", &final_ws).ok());
+  for (int t = 0; t < kThreads; ++t) {
+    EXPECT_TRUE(final_ws.metadata().labels().contains("t" + std::to_string(t))) << t;
+  }
+}
+
+}  // namespace
+}  // namespace kaito

@@ -1,0 +1,571 @@
+// kaitoctl: the command-line client of kaito-server. Verbs and output follow kubectl so
+// that Kaito's documentation reads the same with `kaitoctl` in place of `kubectl`.
+#include <grpcpp/grpcpp.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include <google/protobuf/util/message_differencer.h>
+#include "common/manifest_codec.h"
+#include "common/version.h"
+#include "kaito/v1/config.grpc.pb.h"
+#include "kaito/v1/system.grpc.pb.h"
+#include "kaito/v1/workspace.grpc.pb.h"
+#include "printers.h"
+
+namespace kaito::ctl {
+namespace {
+
+struct Globals {
+  std::string server;
+  std::string ns;
+  int timeout_s = 30;
+};
+
+const char* CodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::INVALID_ARGUMENT: return "InvalidArgument";
+    case grpc::NOT_FOUND: return "NotFound";
+    case grpc::ALREADY_EXISTS: return "AlreadyExists";
+    case grpc::ABORTED: return "Conflict";
+    case grpc::FAILED_PRECONDITION: return "FailedPrecondition";
+    case grpc::OUT_OF_RANGE: return "Expired";
+    case grpc::UNAVAILABLE: return "Unavailable";
+    case grpc::DEADLINE_EXCEEDED: return "Timeout";
+    case grpc::RESOURCE_EXHAUSTED: return "TooManyRequests";
+    case grpc::PERMISSION_DENIED: return "Forbidden";
+    case grpc::UNAUTHENTICATED: return "Unauthorized";
+    case grpc::UNIMPLEMENTED: return "NotImplemented";
+    default: return "InternalError";
+  }
+}
+
+// One readable line per failure, exit code 1.
+int Fail(const grpc::Status& status, const std::string& context = "") {
+  std::string msg = status.error_message();
+  if (status.error_code() == grpc::UNAVAILABLE && msg.find("connect") != std::string::npos) {
+    msg = "cannot reach the server: " + msg;
+  }
+  std::fprintf(stderr, "Error from server (%s): %s%s\n", CodeName(status.error_code()),
+               context.empty() ? "" : (context + ": ").c_str(), msg.c_str());
+  return 1;
+}
+
+int FailLocal(const std::string& msg) {
+  std::fprintf(stderr, "error: %s\n", msg.c_str());
+  return 1;
+}
+
+class Client {
+ public:
+  explicit Client(const Globals& g)
+      : globals_(g),
+        channel_(grpc::CreateChannel(g.server, grpc::InsecureChannelCredentials())),
+        workspaces_(v1::WorkspaceService::NewStub(channel_)),
+        configs_(v1::ConfigService::NewStub(channel_)),
+        secrets_(v1::SecretService::NewStub(channel_)),
+        system_(v1::SystemService::NewStub(channel_)) {}
+
+  std::unique_ptr<grpc::ClientContext> Context() const {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(globals_.timeout_s));
+    ctx->set_wait_for_ready(false);
+    return ctx;
+  }
+
+  const Globals& globals_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::WorkspaceService::Stub> workspaces_;
+  std::unique_ptr<v1::ConfigService::Stub> configs_;
+  std::unique_ptr<v1::SecretService::Stub> secrets_;
+  std::unique_ptr<v1::SystemService::Stub> system_;
+};
+
+std::string ReadInput(const std::string& file, std::string* error) {
+  std::stringstream buffer;
+  if (file == "-") {
+    buffer << std::cin.rdbuf();
+  } else {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) {
+      *error = "cannot read " + file;
+      return "";
+    }
+    buffer << in.rdbuf();
+  }
+  return buffer.str();
+}
+
+std::string Suffix(bool dry_run) { return dry_run ? " (server dry run)" : ""; }
+
+void PrintWarnings(const google::protobuf::RepeatedPtrField<std::string>& warnings) {
+  for (const auto& w : warnings) std::fprintf(stderr, "Warning: %s\n", w.c_str());
+}
+
+// Create, or update when it exists. Prints created / configured / unchanged.
+int ApplyWorkspace(Client& c, v1::Workspace ws, bool dry_run) {
+  const std::string ref = "workspace/" + ws.metadata().name();
+  if (ws.metadata().namespace_().empty()) ws.mutable_metadata()->set_namespace_(c.globals_.ns);
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    v1::GetWorkspaceRequest get;
+    get.set_namespace_(ws.metadata().namespace_());
+    get.set_name(ws.metadata().name());
+    v1::Workspace current;
+    grpc::Status s = c.workspaces_->GetWorkspace(c.Context().get(), get, &current);
+    if (s.error_code() == grpc::NOT_FOUND) {
+      v1::CreateWorkspaceRequest req;
+      *req.mutable_workspace() = ws;
+      req.set_dry_run(dry_run);
+      v1::CreateWorkspaceResponse resp;
+      s = c.workspaces_->CreateWorkspace(c.Context().get(), req, &resp);
+      if (s.error_code() == grpc::ALREADY_EXISTS) continue;  // Raced with a create.
+      if (!s.ok()) return Fail(s, ref);
+      PrintWarnings(resp.warnings());
+      std::printf("%s created%s\n", ref.c_str(), Suffix(dry_run).c_str());
+      return 0;
+    }
+    if (!s.ok()) return Fail(s, ref);
+    v1::UpdateWorkspaceRequest req;
+    *req.mutable_workspace() = ws;
+    req.mutable_workspace()->mutable_metadata()->set_resource_version(
+        current.metadata().resource_version());
+    // Finalizers belong to the controller; apply keeps them.
+    if (ws.metadata().finalizers().empty()) {
+      *req.mutable_workspace()->mutable_metadata()->mutable_finalizers() =
+          current.metadata().finalizers();
+    }
+    req.set_dry_run(dry_run);
+    v1::UpdateWorkspaceResponse resp;
+    s = c.workspaces_->UpdateWorkspace(c.Context().get(), req, &resp);
+    if (s.error_code() == grpc::ABORTED) continue;  // Changed meanwhile: read again.
+    if (!s.ok()) return Fail(s, ref);
+    PrintWarnings(resp.warnings());
+    const bool unchanged =
+        resp.workspace().metadata().resource_version() == current.metadata().resource_version() &&
+        resp.workspace().metadata().generation() == current.metadata().generation() &&
+        google::protobuf::util::MessageDifferencer::Equals(resp.workspace().resource(),
+                                                           current.resource()) &&
+        google::protobuf::util::MessageDifferencer::Equals(resp.workspace().inference(),
+                                                           current.inference()) &&
+        google::protobuf::util::MessageDifferencer::Equals(resp.workspace().tuning(),
+                                                           current.tuning()) &&
+        google::protobuf::util::MessageDifferencer::Equals(resp.workspace().metadata(),
+                                                           current.metadata());
+    std::printf("%s %s%s\n", ref.c_str(), unchanged ? "unchanged" : "configured",
+                Suffix(dry_run).c_str());
+    return 0;
+  }
+  return Fail(grpc::Status(grpc::ABORTED, "kept conflicting with concurrent writers"), ref);
+}
+
+// ConfigMaps and Secrets share the shape of their service.
+template <typename T, typename GetFn, typename CreateFn, typename UpdateFn>
+int ApplyData(Client& c, T object, bool dry_run, const std::string& kind, GetFn get,
+              CreateFn create, UpdateFn update) {
+  const std::string ref = kind + "/" + object.metadata().name();
+  if (object.metadata().namespace_().empty()) {
+    object.mutable_metadata()->set_namespace_(c.globals_.ns);
+  }
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    v1::ObjectKey key;
+    key.set_namespace_(object.metadata().namespace_());
+    key.set_name(object.metadata().name());
+    T current;
+    grpc::Status s = get(c.Context().get(), key, &current);
+    T reply;
+    if (s.error_code() == grpc::NOT_FOUND) {
+      s = create(c.Context().get(), object, dry_run, &reply);
+      if (s.error_code() == grpc::ALREADY_EXISTS) continue;
+      if (!s.ok()) return Fail(s, ref);
+      std::printf("%s created%s\n", ref.c_str(), Suffix(dry_run).c_str());
+      return 0;
+    }
+    if (!s.ok()) return Fail(s, ref);
+    T next = object;
+    next.mutable_metadata()->set_resource_version(current.metadata().resource_version());
+    s = update(c.Context().get(), next, dry_run, &reply);
+    if (s.error_code() == grpc::ABORTED) continue;
+    if (!s.ok()) return Fail(s, ref);
+    const bool unchanged =
+        reply.metadata().resource_version() == current.metadata().resource_version();
+    std::printf("%s %s%s\n", ref.c_str(), unchanged ? "unchanged" : "configured",
+                Suffix(dry_run).c_str());
+    return 0;
+  }
+  return Fail(grpc::Status(grpc::ABORTED, "kept conflicting with concurrent writers"), ref);
+}
+
+int Apply(Client& c, const std::string& file, bool dry_run) {
+  std::string error;
+  std::string text = ReadInput(file, &error);
+  if (!error.empty()) return FailLocal(error);
+  auto docs = ParseManifests(text);
+  if (!docs.ok()) return FailLocal((file == "-" ? "stdin" : file) + ": " +
+                                   std::string(docs.status().message()));
+  int rc = 0;
+  for (ManifestDocument& doc : *docs) {
+    if (!doc.status.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(doc.status.message()).c_str());
+      rc = 1;
+      continue;
+    }
+    if (auto* ws = dynamic_cast<v1::Workspace*>(doc.object.get())) {
+      rc |= ApplyWorkspace(c, std::move(*ws), dry_run);
+    } else if (auto* cm = dynamic_cast<v1::ConfigMap*>(doc.object.get())) {
+      rc |= ApplyData(
+          c, std::move(*cm), dry_run, "configmap",
+          [&](grpc::ClientContext* ctx, const v1::ObjectKey& k, v1::ConfigMap* out) {
+            return c.configs_->GetConfigMap(ctx, k, out);
+          },
+          [&](grpc::ClientContext* ctx, const v1::ConfigMap& o, bool dry, v1::ConfigMap* out) {
+            v1::WriteConfigMapRequest r;
+            *r.mutable_config_map() = o;
+            r.set_dry_run(dry);
+            return c.configs_->CreateConfigMap(ctx, r, out);
+          },
+          [&](grpc::ClientContext* ctx, const v1::ConfigMap& o, bool dry, v1::ConfigMap* out) {
+            v1::WriteConfigMapRequest r;
+            *r.mutable_config_map() = o;
+            r.set_dry_run(dry);
+            return c.configs_->UpdateConfigMap(ctx, r, out);
+          });
+    } else if (auto* secret = dynamic_cast<v1::Secret*>(doc.object.get())) {
+      rc |= ApplyData(
+          c, std::move(*secret), dry_run, "secret",
+          [&](grpc::ClientContext* ctx, const v1::ObjectKey& k, v1::Secret* out) {
+            return c.secrets_->GetSecret(ctx, k, out);
+          },
+          [&](grpc::ClientContext* ctx, const v1::Secret& o, bool dry, v1::Secret* out) {
+            v1::WriteSecretRequest r;
+            *r.mutable_secret() = o;
+            r.set_dry_run(dry);
+            return c.secrets_->CreateSecret(ctx, r, out);
+          },
+          [&](grpc::ClientContext* ctx, const v1::Secret& o, bool dry, v1::Secret* out) {
+            v1::WriteSecretRequest r;
+            *r.mutable_secret() = o;
+            r.set_dry_run(dry);
+            return c.secrets_->UpdateSecret(ctx, r, out);
+          });
+    }
+  }
+  return rc;
+}
+
+enum class Output { kTable, kWide, kYaml, kJson, kName };
+
+absl::StatusOr<Output> ParseOutput(const std::string& o) {
+  if (o.empty() || o == "table") return Output::kTable;
+  if (o == "wide") return Output::kWide;
+  if (o == "yaml") return Output::kYaml;
+  if (o == "json") return Output::kJson;
+  if (o == "name") return Output::kName;
+  return absl::InvalidArgumentError("-o: unknown output format \"" + o +
+                                    "\" (table, wide, yaml, json, name)");
+}
+
+void PrintObject(const google::protobuf::Message& m, Output out, bool first) {
+  if (out == Output::kYaml) {
+    if (!first) std::printf("---\n");
+    std::printf("%s", MessageToYaml(m).c_str());
+  } else {
+    std::printf("%s\n", MessageToJson(m, true).c_str());
+  }
+}
+
+void PrintWorkspaces(const std::vector<v1::Workspace>& items, Output out, bool all_ns,
+                     bool header) {
+  if (out == Output::kYaml || out == Output::kJson) {
+    bool first = true;
+    for (const auto& ws : items) {
+      PrintObject(ws, out, first);
+      first = false;
+    }
+    return;
+  }
+  if (out == Output::kName) {
+    for (const auto& ws : items) std::printf("workspace/%s\n", ws.metadata().name().c_str());
+    return;
+  }
+  const bool wide = out == Output::kWide;
+  std::vector<std::vector<std::string>> rows;
+  if (header) rows.push_back(WorkspaceHeaders(wide, all_ns));
+  for (const auto& ws : items) rows.push_back(WorkspaceRow(ws, absl::Now(), wide, all_ns));
+  std::printf("%s", FormatTable(rows).c_str());
+  std::fflush(stdout);
+}
+
+int WatchWorkspaces(Client& c, const v1::WatchWorkspacesRequest& req, Output out, bool all_ns,
+                    bool header, const std::function<bool(const v1::WorkspaceEvent&)>& stop) {
+  grpc::ClientContext ctx;  // No deadline: watches run until interrupted.
+  auto reader = c.workspaces_->WatchWorkspaces(&ctx, req);
+  v1::WorkspaceEvent event;
+  bool printed_header = !header;
+  while (reader->Read(&event)) {
+    if (stop && stop(event)) {
+      ctx.TryCancel();
+      break;
+    }
+    if (!stop && event.type() != v1::BOOKMARK) {
+      PrintWorkspaces({event.object()}, out, all_ns, !printed_header);
+      printed_header = true;
+    }
+  }
+  grpc::Status s = reader->Finish();
+  if (s.ok() || s.error_code() == grpc::CANCELLED) return 0;
+  return Fail(s);
+}
+
+int GetWorkspaces(Client& c, const std::string& name, const std::string& selector, bool all_ns,
+                  Output out, bool watch) {
+  const std::string ns = all_ns ? "" : c.globals_.ns;
+  std::vector<v1::Workspace> items;
+  std::string resource_version;
+  if (!name.empty()) {
+    v1::GetWorkspaceRequest req;
+    req.set_namespace_(ns);
+    req.set_name(name);
+    v1::Workspace ws;
+    grpc::Status s = c.workspaces_->GetWorkspace(c.Context().get(), req, &ws);
+    if (!s.ok()) return Fail(s);
+    resource_version = ws.metadata().resource_version();
+    items.push_back(std::move(ws));
+  } else {
+    v1::ListWorkspacesRequest req;
+    req.set_namespace_(ns);
+    req.set_label_selector(selector);
+    req.set_page_size(500);
+    do {
+      v1::ListWorkspacesResponse resp;
+      grpc::Status s = c.workspaces_->ListWorkspaces(c.Context().get(), req, &resp);
+      if (!s.ok()) return Fail(s);
+      for (auto& ws : *resp.mutable_items()) items.push_back(std::move(ws));
+      if (resource_version.empty()) resource_version = resp.resource_version();
+      req.set_page_token(resp.next_page_token());
+    } while (!req.page_token().empty());
+  }
+  if (items.empty() && !watch && out != Output::kJson && out != Output::kYaml) {
+    std::fprintf(stderr, all_ns ? "No resources found\n" : "No resources found in %s namespace.\n",
+                 ns.c_str());
+  } else {
+    PrintWorkspaces(items, out, all_ns, true);
+  }
+  if (!watch) return 0;
+  v1::WatchWorkspacesRequest req;
+  req.set_namespace_(ns);
+  req.set_label_selector(selector);
+  req.set_name(name);
+  req.set_resource_version(resource_version);
+  return WatchWorkspaces(c, req, out, all_ns, items.empty(), nullptr);
+}
+
+template <typename T, typename Resp, typename ListFn>
+int GetData(Client& c, const std::string& kind, const std::string& name, bool all_ns, Output out,
+            ListFn list) {
+  v1::ListRequest req;
+  req.set_namespace_(all_ns ? "" : c.globals_.ns);
+  Resp resp;
+  grpc::Status s = list(c.Context().get(), req, &resp);
+  if (!s.ok()) return Fail(s);
+  std::vector<std::vector<std::string>> rows;
+  rows.push_back(all_ns ? std::vector<std::string>{"NAMESPACE", "NAME", "DATA", "AGE"}
+                        : std::vector<std::string>{"NAME", "DATA", "AGE"});
+  bool found = false, first = true;
+  for (const T& item : resp.items()) {
+    if (!name.empty() && item.metadata().name() != name) continue;
+    found = true;
+    if (out == Output::kYaml || out == Output::kJson) {
+      PrintObject(item, out, first);
+      first = false;
+      continue;
+    }
+    size_t n = item.data().size();
+    if constexpr (std::is_same_v<T, v1::ConfigMap>) n += item.binary_data().size();
+    std::vector<std::string> row;
+    if (all_ns) row.push_back(item.metadata().namespace_());
+    row.push_back(item.metadata().name());
+    row.push_back(std::to_string(n));
+    const auto& ts = item.metadata().creation_timestamp();
+    row.push_back(HumanAge(absl::Now() - absl::FromUnixSeconds(ts.seconds())));
+    rows.push_back(row);
+  }
+  if (!name.empty() && !found) {
+    return Fail(grpc::Status(grpc::NOT_FOUND, kind + "s \"" + name + "\" not found"));
+  }
+  if (out == Output::kTable || out == Output::kWide) {
+    if (rows.size() == 1) {
+      std::fprintf(stderr, "No resources found\n");
+    } else {
+      std::printf("%s", FormatTable(rows).c_str());
+    }
+  }
+  return 0;
+}
+
+int Describe(Client& c, const std::string& name) {
+  v1::GetWorkspaceRequest req;
+  req.set_namespace_(c.globals_.ns);
+  req.set_name(name);
+  v1::Workspace ws;
+  grpc::Status s = c.workspaces_->GetWorkspace(c.Context().get(), req, &ws);
+  if (!s.ok()) return Fail(s);
+  std::printf("%s", DescribeWorkspace(ws, absl::Now()).c_str());
+  return 0;
+}
+
+int DeleteWorkspace(Client& c, const std::string& name, bool wait) {
+  v1::DeleteWorkspaceRequest req;
+  req.set_namespace_(c.globals_.ns);
+  req.set_name(name);
+  v1::DeleteWorkspaceResponse resp;
+  grpc::Status s = c.workspaces_->DeleteWorkspace(c.Context().get(), req, &resp);
+  if (!s.ok()) return Fail(s);
+  std::printf("workspace/%s deleted\n", name.c_str());
+  std::fflush(stdout);
+  if (!wait || resp.deleted()) return 0;
+  // Wait until the object is gone: watch from the delete's revision for DELETED.
+  v1::WatchWorkspacesRequest watch;
+  watch.set_namespace_(c.globals_.ns);
+  watch.set_name(name);
+  watch.set_resource_version(resp.workspace().metadata().resource_version());
+  return WatchWorkspaces(c, watch, Output::kTable, false, false,
+                         [](const v1::WorkspaceEvent& e) { return e.type() == v1::DELETED; });
+}
+
+std::string Canonical(std::string resource) {
+  resource = absl::AsciiStrToLower(resource);
+  if (resource == "workspace" || resource == "workspaces" || resource == "ws" ||
+      resource == "wk" || resource == "wks") {
+    return "workspaces";
+  }
+  if (resource == "configmap" || resource == "configmaps" || resource == "cm") return "configmaps";
+  if (resource == "secret" || resource == "secrets") return "secrets";
+  if (resource == "node" || resource == "nodes" || resource == "no") return "nodes";
+  if (resource == "nodeclaim" || resource == "nodeclaims") return "nodeclaims";
+  if (resource == "preset" || resource == "presets") return "presets";
+  if (resource == "sku" || resource == "skus") return "skus";
+  return resource;
+}
+
+int NotServed(const std::string& resource) {
+  return Fail(grpc::Status(grpc::UNIMPLEMENTED,
+                           "the server does not serve \"" + resource + "\" in this version"));
+}
+
+}  // namespace
+}  // namespace kaito::ctl
+
+int main(int argc, char** argv) {
+  using namespace kaito::ctl;
+  Globals g;
+  const char* env = std::getenv("KAITO_SERVER");
+  g.server = env && *env ? env : "127.0.0.1:50051";
+  g.ns = "default";
+  CLI::App app{"kaitoctl: the command-line client of the Kaito control plane"};
+  app.require_subcommand(1);
+  app.add_option("--server", g.server, "kaito-server address HOST:PORT (env KAITO_SERVER)")
+      ->capture_default_str();
+  app.add_option("-n,--namespace", g.ns, "Namespace")->capture_default_str();
+  app.add_option("--timeout", g.timeout_s, "Seconds to wait for each call")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
+
+  std::string file;
+  bool dry_run = false;
+  auto* apply = app.add_subcommand("apply", "Create or update the objects of a manifest");
+  apply->add_option("-f,--filename", file, "Manifest file, or - for stdin")->required();
+  apply->add_flag("--dry-run", dry_run, "Validate on the server without storing");
+
+  std::string resource, name, output, selector;
+  bool watch = false, all_ns = false, wait = false;
+  auto* get = app.add_subcommand("get", "Show workspaces, configmaps or secrets");
+  get->add_option("resource", resource, "workspaces|workspace|configmaps|secrets|...")->required();
+  get->add_option("name", name, "One object by name");
+  get->add_option("-o,--output", output, "table|wide|yaml|json|name");
+  get->add_option("-l,--selector", selector, "Label selector, e.g. app=phi,tier!=dev");
+  get->add_flag("-w,--watch", watch, "After listing, stream changes");
+  get->add_flag("-A,--all-namespaces", all_ns, "Every namespace");
+
+  auto* describe = app.add_subcommand("describe", "Show one workspace in detail");
+  describe->add_option("resource", resource, "workspace")->required();
+  describe->add_option("name", name, "Workspace name")->required();
+
+  auto* del = app.add_subcommand("delete", "Delete a workspace, configmap or secret");
+  del->add_option("resource", resource, "workspace|configmap|secret")->required();
+  del->add_option("name", name, "Name")->required();
+  del->add_flag("--wait", wait, "Wait until the object is gone (finalizers done)");
+
+  auto* version = app.add_subcommand("version", "Show client and server versions");
+
+  CLI11_PARSE(app, argc, argv);
+
+  Client client(g);
+  if (apply->parsed()) return Apply(client, file, dry_run);
+  if (version->parsed()) {
+    std::printf("Client Version: %s\n", kaito::Version());
+    kaito::v1::VersionInfo info;
+    grpc::Status s =
+        client.system_->GetVersion(client.Context().get(), kaito::v1::GetVersionRequest(), &info);
+    if (!s.ok()) return Fail(s);
+    std::printf("Server Version: %s (store %s, revision %s%s)\n", info.version().c_str(),
+                info.store().c_str(), info.resource_version().c_str(),
+                info.dev_mode() ? ", dev mode" : "");
+    return 0;
+  }
+  const std::string kind = Canonical(resource);
+  if (get->parsed()) {
+    auto out = ParseOutput(output);
+    if (!out.ok()) return FailLocal(std::string(out.status().message()));
+    if (kind == "workspaces") return GetWorkspaces(client, name, selector, all_ns, *out, watch);
+    if (watch) return FailLocal("--watch is served for workspaces only");
+    if (kind == "configmaps") {
+      return GetData<kaito::v1::ConfigMap, kaito::v1::ListConfigMapsResponse>(
+          client, "configmap", name, all_ns, *out,
+          [&](grpc::ClientContext* ctx, const kaito::v1::ListRequest& r,
+              kaito::v1::ListConfigMapsResponse* resp) {
+            return client.configs_->ListConfigMaps(ctx, r, resp);
+          });
+    }
+    if (kind == "secrets") {
+      return GetData<kaito::v1::Secret, kaito::v1::ListSecretsResponse>(
+          client, "secret", name, all_ns, *out,
+          [&](grpc::ClientContext* ctx, const kaito::v1::ListRequest& r,
+              kaito::v1::ListSecretsResponse* resp) {
+            return client.secrets_->ListSecrets(ctx, r, resp);
+          });
+    }
+    if (kind == "nodes" || kind == "nodeclaims" || kind == "presets" || kind == "skus") {
+      return NotServed(kind);
+    }
+    return FailLocal("unknown resource type \"" + resource + "\"");
+  }
+  if (describe->parsed()) {
+    if (kind != "workspaces") return FailLocal("describe serves workspaces only");
+    return Describe(client, name);
+  }
+  if (del->parsed()) {
+    if (kind == "workspaces") return DeleteWorkspace(client, name, wait);
+    kaito::v1::DeleteRequest req;
+    req.set_namespace_(g.ns);
+    req.set_name(name);
+    kaito::v1::DeleteResponse resp;
+    grpc::Status s;
+    if (kind == "configmaps") {
+      s = client.configs_->DeleteConfigMap(client.Context().get(), req, &resp);
+    } else if (kind == "secrets") {
+      s = client.secrets_->DeleteSecret(client.Context().get(), req, &resp);
+    } else {
+      return FailLocal("unknown resource type \"" + resource + "\"");
+    }
+    if (!s.ok()) return Fail(s);
+    std::printf("%s/%s deleted\n", kind.substr(0, kind.size() - 1).c_str(), name.c_str());
+    return 0;
+  }
+  return 0;
+}
