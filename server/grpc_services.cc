@@ -12,28 +12,29 @@ namespace {
 using grpc::CallbackServerContext;
 using grpc::ServerUnaryReactor;
 
+// The metrics of `name`, or null without metrics.
+RpcMetrics::Method* Method(RpcMetrics* metrics, const char* name) {
+  return metrics ? metrics->ForMethod(name) : nullptr;
+}
+
 // Finishes a unary call and records it. Cheap to copy into completion callbacks.
 class UnaryCall {
  public:
-  UnaryCall(CallbackServerContext* ctx, RpcMetrics* metrics, const char* method)
-      : reactor_(ctx->DefaultReactor()),
-        metrics_(metrics),
-        method_(method),
-        start_(absl::Now()) {}
+  UnaryCall(CallbackServerContext* ctx, RpcMetrics::Method* method)
+      : reactor_(ctx->DefaultReactor()), method_(method), start_(absl::Now()) {}
 
   ServerUnaryReactor* reactor() const { return reactor_; }
 
   ServerUnaryReactor* Finish(const absl::Status& status) const {
     grpc::Status g = ToGrpcStatus(status);
-    if (metrics_) metrics_->Record(method_, g, absl::ToDoubleSeconds(absl::Now() - start_));
+    if (method_) method_->Record(g, absl::ToDoubleSeconds(absl::Now() - start_));
     reactor_->Finish(g);
     return reactor_;
   }
 
  private:
   ServerUnaryReactor* reactor_;
-  RpcMetrics* metrics_;
-  const char* method_;
+  RpcMetrics::Method* method_;
   absl::Time start_;
 };
 
@@ -239,28 +240,40 @@ RpcMetrics::RpcMetrics(prometheus::Registry& registry)
                        .Add({});
 }
 
-void RpcMetrics::Record(const std::string& method, const grpc::Status& status, double seconds) {
+RpcMetrics::Method* RpcMetrics::ForMethod(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  auto& slot = methods_[name];
+  if (!slot) {
+    slot = std::make_unique<Method>();
+    slot->name_ = name;
+    slot->handled_ = &handled_;
+    slot->latency_ = &latency_.Add(
+        {{"method", name}},
+        prometheus::Histogram::BucketBoundaries{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5});
+  }
+  return slot.get();
+}
+
+void RpcMetrics::Method::Record(const grpc::Status& status, double seconds) {
   static const char* kCodes[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT",
                                  "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
                                  "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
                                  "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL",
                                  "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
-  const int code = static_cast<int>(status.error_code());
-  handled_.Add({{"method", method}, {"code", code >= 0 && code <= 16 ? kCodes[code] : "UNKNOWN"}})
-      .Increment();
-  prometheus::Histogram* h;
-  {
+  int code = static_cast<int>(status.error_code());
+  if (code < 0 || code > 16) code = 2;  // UNKNOWN
+  prometheus::Counter* counter = by_code_[code].load(std::memory_order_acquire);
+  if (counter == nullptr) {
     absl::MutexLock lock(&mu_);
-    auto& slot = latency_by_method_[method];
-    if (slot == nullptr) {
-      slot = &latency_.Add({{"method", method}},
-                           prometheus::Histogram::BucketBoundaries{
-                               0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                               0.1, 0.25, 0.5, 1, 2.5});
+    counter = by_code_[code].load(std::memory_order_relaxed);
+    if (counter == nullptr) {
+      counter = &handled_->Add({{"method", name_}, {"code", kCodes[code]}});
+      by_code_[code].store(counter, std::memory_order_release);
     }
-    h = slot;
   }
-  h->Observe(seconds);
+  counter->Increment();
+  latency_->Observe(seconds);
 }
 
 // --- Workspaces ------------------------------------------------------------------------
@@ -270,7 +283,7 @@ ServerUnaryReactor* WorkspaceGrpcService::CreateWorkspace(
     v1::CreateWorkspaceResponse* response) {
   using W = v1::Workspace;
   return Write<W>(
-      UnaryCall(ctx, metrics_, "CreateWorkspace"), response,
+      UnaryCall(ctx, Method(metrics_, "CreateWorkspace")), response,
       [](v1::CreateWorkspaceResponse& r, WriteResult<W>& w) {
         *r.mutable_workspace() = std::move(w.object);
         for (auto& warning : w.warnings) r.add_warnings(std::move(warning));
@@ -283,14 +296,14 @@ ServerUnaryReactor* WorkspaceGrpcService::CreateWorkspace(
 ServerUnaryReactor* WorkspaceGrpcService::GetWorkspace(CallbackServerContext* ctx,
                                                        const v1::GetWorkspaceRequest* request,
                                                        v1::Workspace* response) {
-  return GetInto(UnaryCall(ctx, metrics_, "GetWorkspace"), registry_, request->namespace_(),
+  return GetInto(UnaryCall(ctx, Method(metrics_, "GetWorkspace")), registry_, request->namespace_(),
                  request->name(), response);
 }
 
 ServerUnaryReactor* WorkspaceGrpcService::ListWorkspaces(
     CallbackServerContext* ctx, const v1::ListWorkspacesRequest* request,
     v1::ListWorkspacesResponse* response) {
-  return ListInto(UnaryCall(ctx, metrics_, "ListWorkspaces"), registry_, request->namespace_(),
+  return ListInto(UnaryCall(ctx, Method(metrics_, "ListWorkspaces")), registry_, request->namespace_(),
                   request->label_selector(), request->page_size(), request->page_token(),
                   response);
 }
@@ -300,7 +313,7 @@ ServerUnaryReactor* WorkspaceGrpcService::UpdateWorkspace(
     v1::UpdateWorkspaceResponse* response) {
   using W = v1::Workspace;
   return Write<W>(
-      UnaryCall(ctx, metrics_, "UpdateWorkspace"), response,
+      UnaryCall(ctx, Method(metrics_, "UpdateWorkspace")), response,
       [](v1::UpdateWorkspaceResponse& r, WriteResult<W>& w) {
         *r.mutable_workspace() = std::move(w.object);
         for (auto& warning : w.warnings) r.add_warnings(std::move(warning));
@@ -315,7 +328,7 @@ ServerUnaryReactor* WorkspaceGrpcService::DeleteWorkspace(
     v1::DeleteWorkspaceResponse* response) {
   using W = v1::Workspace;
   return Write<W>(
-      UnaryCall(ctx, metrics_, "DeleteWorkspace"), response,
+      UnaryCall(ctx, Method(metrics_, "DeleteWorkspace")), response,
       [](v1::DeleteWorkspaceResponse& r, WriteResult<W>& w) {
         *r.mutable_workspace() = std::move(w.object);
         r.set_deleted(w.deleted);
@@ -338,7 +351,7 @@ ServerUnaryReactor* ConfigGrpcService::CreateConfigMap(CallbackServerContext* ct
                                                        v1::ConfigMap* response) {
   using C = v1::ConfigMap;
   return Write<C>(
-      UnaryCall(ctx, metrics_, "CreateConfigMap"), response,
+      UnaryCall(ctx, Method(metrics_, "CreateConfigMap")), response,
       [](C& r, WriteResult<C>& w) { r = std::move(w.object); },
       [&](WriteDone<C> done) {
         registry_->Create(request->config_map(), request->dry_run(), std::move(done));
@@ -348,14 +361,14 @@ ServerUnaryReactor* ConfigGrpcService::CreateConfigMap(CallbackServerContext* ct
 ServerUnaryReactor* ConfigGrpcService::GetConfigMap(CallbackServerContext* ctx,
                                                     const v1::ObjectKey* request,
                                                     v1::ConfigMap* response) {
-  return GetInto(UnaryCall(ctx, metrics_, "GetConfigMap"), registry_, request->namespace_(),
+  return GetInto(UnaryCall(ctx, Method(metrics_, "GetConfigMap")), registry_, request->namespace_(),
                  request->name(), response);
 }
 
 ServerUnaryReactor* ConfigGrpcService::ListConfigMaps(CallbackServerContext* ctx,
                                                       const v1::ListRequest* request,
                                                       v1::ListConfigMapsResponse* response) {
-  return ListInto(UnaryCall(ctx, metrics_, "ListConfigMaps"), registry_, request->namespace_(),
+  return ListInto(UnaryCall(ctx, Method(metrics_, "ListConfigMaps")), registry_, request->namespace_(),
                   request->label_selector(), request->page_size(), request->page_token(),
                   response);
 }
@@ -365,7 +378,7 @@ ServerUnaryReactor* ConfigGrpcService::UpdateConfigMap(CallbackServerContext* ct
                                                        v1::ConfigMap* response) {
   using C = v1::ConfigMap;
   return Write<C>(
-      UnaryCall(ctx, metrics_, "UpdateConfigMap"), response,
+      UnaryCall(ctx, Method(metrics_, "UpdateConfigMap")), response,
       [](C& r, WriteResult<C>& w) { r = std::move(w.object); },
       [&](WriteDone<C> done) {
         registry_->Update(request->config_map(), request->dry_run(), std::move(done));
@@ -375,7 +388,7 @@ ServerUnaryReactor* ConfigGrpcService::UpdateConfigMap(CallbackServerContext* ct
 ServerUnaryReactor* ConfigGrpcService::DeleteConfigMap(CallbackServerContext* ctx,
                                                        const v1::DeleteRequest* request,
                                                        v1::DeleteResponse* response) {
-  return DeleteInto(UnaryCall(ctx, metrics_, "DeleteConfigMap"), registry_, request, response);
+  return DeleteInto(UnaryCall(ctx, Method(metrics_, "DeleteConfigMap")), registry_, request, response);
 }
 
 // --- Secrets ---------------------------------------------------------------------------
@@ -385,7 +398,7 @@ ServerUnaryReactor* SecretGrpcService::CreateSecret(CallbackServerContext* ctx,
                                                     v1::Secret* response) {
   using S = v1::Secret;
   return Write<S>(
-      UnaryCall(ctx, metrics_, "CreateSecret"), response,
+      UnaryCall(ctx, Method(metrics_, "CreateSecret")), response,
       [](S& r, WriteResult<S>& w) { r = std::move(w.object); },
       [&](WriteDone<S> done) {
         registry_->Create(request->secret(), request->dry_run(), std::move(done));
@@ -395,14 +408,14 @@ ServerUnaryReactor* SecretGrpcService::CreateSecret(CallbackServerContext* ctx,
 ServerUnaryReactor* SecretGrpcService::GetSecret(CallbackServerContext* ctx,
                                                  const v1::ObjectKey* request,
                                                  v1::Secret* response) {
-  return GetInto(UnaryCall(ctx, metrics_, "GetSecret"), registry_, request->namespace_(),
+  return GetInto(UnaryCall(ctx, Method(metrics_, "GetSecret")), registry_, request->namespace_(),
                  request->name(), response);
 }
 
 ServerUnaryReactor* SecretGrpcService::ListSecrets(CallbackServerContext* ctx,
                                                    const v1::ListRequest* request,
                                                    v1::ListSecretsResponse* response) {
-  return ListInto(UnaryCall(ctx, metrics_, "ListSecrets"), registry_, request->namespace_(),
+  return ListInto(UnaryCall(ctx, Method(metrics_, "ListSecrets")), registry_, request->namespace_(),
                   request->label_selector(), request->page_size(), request->page_token(),
                   response);
 }
@@ -412,7 +425,7 @@ ServerUnaryReactor* SecretGrpcService::UpdateSecret(CallbackServerContext* ctx,
                                                     v1::Secret* response) {
   using S = v1::Secret;
   return Write<S>(
-      UnaryCall(ctx, metrics_, "UpdateSecret"), response,
+      UnaryCall(ctx, Method(metrics_, "UpdateSecret")), response,
       [](S& r, WriteResult<S>& w) { r = std::move(w.object); },
       [&](WriteDone<S> done) {
         registry_->Update(request->secret(), request->dry_run(), std::move(done));
@@ -422,7 +435,7 @@ ServerUnaryReactor* SecretGrpcService::UpdateSecret(CallbackServerContext* ctx,
 ServerUnaryReactor* SecretGrpcService::DeleteSecret(CallbackServerContext* ctx,
                                                     const v1::DeleteRequest* request,
                                                     v1::DeleteResponse* response) {
-  return DeleteInto(UnaryCall(ctx, metrics_, "DeleteSecret"), registry_, request, response);
+  return DeleteInto(UnaryCall(ctx, Method(metrics_, "DeleteSecret")), registry_, request, response);
 }
 
 // --- System ----------------------------------------------------------------------------

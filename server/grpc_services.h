@@ -7,6 +7,8 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <array>
+#include <atomic>
 #include <memory>
 
 #include "kaito/v1/config.grpc.pb.h"
@@ -16,11 +18,27 @@
 
 namespace kaito {
 
-// Counts and times every RPC by method and code.
+// Counts and times every RPC by method and code. The per-method series are resolved
+// once, so recording an RPC takes no lock and no label hashing.
 class RpcMetrics {
  public:
+  class Method {
+   public:
+    void Record(const grpc::Status& status, double seconds);
+
+   private:
+    friend class RpcMetrics;
+    prometheus::Family<prometheus::Counter>* handled_ = nullptr;
+    std::string name_;
+    prometheus::Histogram* latency_ = nullptr;
+    // One counter per gRPC status code, created on first use.
+    std::array<std::atomic<prometheus::Counter*>, 17> by_code_{};
+    absl::Mutex mu_;
+  };
+
   explicit RpcMetrics(prometheus::Registry& registry);
-  void Record(const std::string& method, const grpc::Status& status, double seconds);
+  // The series of one method; the pointer stays valid as long as this object.
+  Method* ForMethod(const std::string& name);
   prometheus::Gauge& open_watches() { return *open_watches_; }
 
  private:
@@ -28,7 +46,7 @@ class RpcMetrics {
   prometheus::Family<prometheus::Histogram>& latency_;
   prometheus::Gauge* open_watches_;
   absl::Mutex mu_;
-  std::map<std::string, prometheus::Histogram*> latency_by_method_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::unique_ptr<Method>> methods_ ABSL_GUARDED_BY(mu_);
 };
 
 grpc::Status ToGrpcStatus(const absl::Status& status);

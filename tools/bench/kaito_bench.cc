@@ -1,0 +1,458 @@
+// kaito-bench: load generators that print figures (and JSON with --json). Not a test.
+//
+//   kaito-bench api   N concurrent gRPC clients against kaito-server on this machine:
+//                     durable Create, Get, and watch fan-out (W watchers x U updates),
+//                     next to two floors: a trivial RPC (GetVersion) and a raw SQLite
+//                     commit loop, so that each figure reads as a ratio to its limit.
+//
+// By default the server runs in this process on 127.0.0.1:0 with the SQLite store in a
+// temporary directory (real gRPC over loopback TCP, real fsync); --server targets a
+// running kaito-server instead (Create/Get/watch only).
+#include <grpcpp/grpcpp.h>
+#include <sqlite3.h>
+#include <sys/resource.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "kaito/v1/system.grpc.pb.h"
+#include "kaito/v1/workspace.grpc.pb.h"
+#include "server_app.h"
+#include "store/sqlite_store.h"
+
+namespace kaito::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Micros(Clock::duration d) {
+  return std::chrono::duration<double, std::micro>(d).count();
+}
+
+struct Figures {
+  std::string name;
+  int64_t ops = 0;
+  int64_t errors = 0;
+  double seconds = 0;
+  std::vector<double> latencies_us;
+
+  nlohmann::json ToJson() {
+    std::sort(latencies_us.begin(), latencies_us.end());
+    auto pct = [&](double p) {
+      if (latencies_us.empty()) return 0.0;
+      size_t i = std::min(latencies_us.size() - 1,
+                          static_cast<size_t>(p * static_cast<double>(latencies_us.size())));
+      return latencies_us[i];
+    };
+    nlohmann::json j;
+    j["name"] = name;
+    j["ops"] = ops;
+    j["errors"] = errors;
+    j["seconds"] = seconds;
+    j["ops_per_second"] = seconds > 0 ? static_cast<double>(ops) / seconds : 0;
+    j["p50_ms"] = pct(0.50) / 1000;
+    j["p99_ms"] = pct(0.99) / 1000;
+    j["max_ms"] = latencies_us.empty() ? 0 : latencies_us.back() / 1000;
+    return j;
+  }
+};
+
+void Print(const nlohmann::json& j) {
+  std::printf("%-28s %10.0f ops/s   p50 %8.3f ms   p99 %8.3f ms   (%lld ops, %lld errors)\n",
+              j["name"].get<std::string>().c_str(), j["ops_per_second"].get<double>(),
+              j["p50_ms"].get<double>(), j["p99_ms"].get<double>(),
+              static_cast<long long>(j["ops"].get<int64_t>()),
+              static_cast<long long>(j["errors"].get<int64_t>()));
+  std::fflush(stdout);
+}
+
+v1::Workspace MakeWorkspace(const std::string& name) {
+  v1::Workspace ws;
+  ws.mutable_metadata()->set_name(name);
+  (*ws.mutable_metadata()->mutable_labels())["bench"] = "api";
+  ws.mutable_resource()->set_instance_type("Standard_NC24ads_A100_v4");
+  (*ws.mutable_resource()->mutable_label_selector()->mutable_match_labels())["apps"] = name;
+  ws.mutable_inference()->mutable_preset()->set_name("phi-4-mini-instruct");
+  return ws;
+}
+
+// Runs `clients` closed loops, each with one RPC outstanding, for `duration`.
+// `start(client, seq, done)` issues one RPC and calls done(ok) when it completes.
+Figures ClosedLoop(const std::string& name, int clients, absl::Duration duration,
+                   const std::function<void(int, int64_t, std::function<void(bool)>)>& start) {
+  Figures f;
+  f.name = name;
+  absl::Mutex mu;
+  std::atomic<bool> stop{false};
+  std::atomic<int> running{clients};
+  std::vector<std::vector<double>> lat(clients);
+  std::vector<int64_t> errors(clients, 0);
+  std::atomic<int64_t> seq{0};
+  std::function<void(int)> issue = [&](int c) {
+    const auto t0 = Clock::now();
+    start(c, seq++, [&, c, t0](bool ok) {
+      lat[c].push_back(Micros(Clock::now() - t0));
+      if (!ok) ++errors[c];
+      if (stop.load()) {
+        --running;
+        return;
+      }
+      issue(c);
+    });
+  };
+  const auto begin = Clock::now();
+  for (int c = 0; c < clients; ++c) issue(c);
+  std::this_thread::sleep_for(absl::ToChronoMilliseconds(duration));
+  stop = true;
+  while (running.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  f.seconds = std::chrono::duration<double>(Clock::now() - begin).count();
+  for (int c = 0; c < clients; ++c) {
+    f.latencies_us.insert(f.latencies_us.end(), lat[c].begin(), lat[c].end());
+    f.errors += errors[c];
+  }
+  f.ops = static_cast<int64_t>(f.latencies_us.size()) - f.errors;
+  return f;
+}
+
+// The floor of durable writes: one row per transaction, WAL, synchronous=FULL.
+Figures SqliteFloor(const std::string& dir, absl::Duration duration) {
+  Figures f;
+  f.name = "floor: sqlite commit (1 row)";
+  sqlite3* db = nullptr;
+  const std::string path = dir + "/floor.db";
+  sqlite3_open(path.c_str(), &db);
+  sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+                   "CREATE TABLE t(k TEXT PRIMARY KEY, v BLOB) WITHOUT ROWID;",
+               nullptr, nullptr, nullptr);
+  sqlite3_stmt* stmt = nullptr;
+  sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO t(k, v) VALUES (?1, ?2)", -1, &stmt, nullptr);
+  const std::string value(512, 'x');
+  const auto begin = Clock::now();
+  const auto end = begin + absl::ToChronoMilliseconds(duration);
+  for (int64_t i = 0; Clock::now() < end; ++i) {
+    const auto t0 = Clock::now();
+    const std::string key = "k" + std::to_string(i % 5000);
+    sqlite3_exec(db, "BEGIN", nullptr, nullptr, nullptr);
+    sqlite3_bind_text(stmt, 1, key.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(stmt, 2, value.data(), static_cast<int>(value.size()), SQLITE_STATIC);
+    if (sqlite3_step(stmt) != SQLITE_DONE) ++f.errors;
+    sqlite3_reset(stmt);
+    if (sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) ++f.errors;
+    f.latencies_us.push_back(Micros(Clock::now() - t0));
+  }
+  f.seconds = std::chrono::duration<double>(Clock::now() - begin).count();
+  f.ops = static_cast<int64_t>(f.latencies_us.size());
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return f;
+}
+
+// One watch stream that records, per event revision, when it arrived.
+class Watcher : public grpc::ClientReadReactor<v1::WorkspaceEvent> {
+ public:
+  Watcher(v1::WorkspaceService::Stub* stub, const v1::WatchWorkspacesRequest& req,
+          std::atomic<int>* ready)
+      : ready_(ready) {
+    stub->async()->WatchWorkspaces(&ctx_, &req, this);
+    StartRead(&event_);
+    StartCall();
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) return;
+    if (event_.type() == v1::BOOKMARK) {
+      ++*ready_;
+    } else if (event_.type() == v1::MODIFIED) {
+      absl::MutexLock lock(&mu_);
+      arrivals_.emplace_back(std::stoll(event_.resource_version()), Clock::now());
+    }
+    StartRead(&event_);
+  }
+  void OnDone(const grpc::Status&) override {
+    absl::MutexLock lock(&mu_);
+    done_ = true;
+  }
+  void Cancel() { ctx_.TryCancel(); }
+  bool done() {
+    absl::MutexLock lock(&mu_);
+    return done_;
+  }
+  std::vector<std::pair<int64_t, Clock::time_point>> arrivals() {
+    absl::MutexLock lock(&mu_);
+    return arrivals_;
+  }
+
+ private:
+  grpc::ClientContext ctx_;
+  v1::WorkspaceEvent event_;
+  std::atomic<int>* ready_;
+  absl::Mutex mu_;
+  std::vector<std::pair<int64_t, Clock::time_point>> arrivals_;
+  bool done_ = false;
+};
+
+nlohmann::json WatchFanout(const std::shared_ptr<grpc::Channel>& channel, int watchers,
+                           int updates) {
+  auto stub = v1::WorkspaceService::NewStub(channel);
+  {
+    grpc::ClientContext ctx;
+    v1::CreateWorkspaceRequest req;
+    *req.mutable_workspace() = MakeWorkspace("watched");
+    v1::CreateWorkspaceResponse resp;
+    stub->CreateWorkspace(&ctx, req, &resp);
+  }
+  v1::WatchWorkspacesRequest req;
+  req.set_name("watched");
+  std::atomic<int> ready{0};
+  std::vector<std::unique_ptr<Watcher>> ws;
+  for (int i = 0; i < watchers; ++i) ws.push_back(std::make_unique<Watcher>(stub.get(), req, &ready));
+  const auto wait_end = Clock::now() + std::chrono::seconds(60);
+  while (ready.load() < watchers && Clock::now() < wait_end) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  // Updates one after another from one client; remember when each was sent.
+  std::map<int64_t, Clock::time_point> sent;
+  v1::Workspace current;
+  {
+    grpc::ClientContext ctx;
+    v1::GetWorkspaceRequest get;
+    get.set_name("watched");
+    stub->GetWorkspace(&ctx, get, &current);
+  }
+  const auto begin = Clock::now();
+  int64_t update_errors = 0;
+  for (int u = 0; u < updates; ++u) {
+    (*current.mutable_metadata()->mutable_labels())["n"] = std::to_string(u);
+    grpc::ClientContext ctx;
+    v1::UpdateWorkspaceRequest up;
+    *up.mutable_workspace() = current;
+    v1::UpdateWorkspaceResponse resp;
+    const auto t0 = Clock::now();
+    if (!stub->UpdateWorkspace(&ctx, up, &resp).ok()) {
+      ++update_errors;
+      continue;
+    }
+    current = resp.workspace();
+    sent[std::stoll(current.metadata().resource_version())] = t0;
+  }
+  const double update_seconds = std::chrono::duration<double>(Clock::now() - begin).count();
+  // Wait for delivery to finish (or a deadline), then collect.
+  const auto deliver_end = Clock::now() + std::chrono::seconds(120);
+  auto delivered = [&] {
+    size_t n = 0;
+    for (auto& w : ws) n += w->arrivals().size();
+    return n;
+  };
+  const size_t expected = static_cast<size_t>(watchers) * sent.size();
+  while (delivered() < expected && Clock::now() < deliver_end) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  const double all_seconds = std::chrono::duration<double>(Clock::now() - begin).count();
+  Figures f;
+  f.name = "watch delivery";
+  int complete_watchers = 0;
+  for (auto& w : ws) {
+    auto arrivals = w->arrivals();
+    size_t got = 0;
+    for (const auto& [rev, at] : arrivals) {
+      auto it = sent.find(rev);
+      if (it == sent.end()) continue;
+      f.latencies_us.push_back(Micros(at - it->second));
+      ++got;
+    }
+    if (got == sent.size()) ++complete_watchers;
+  }
+  for (auto& w : ws) w->Cancel();
+  for (auto& w : ws) {
+    while (!w->done()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  f.ops = static_cast<int64_t>(f.latencies_us.size());
+  f.seconds = all_seconds;
+  f.errors = static_cast<int64_t>(expected) - f.ops + update_errors;
+  nlohmann::json j = f.ToJson();
+  j["watchers"] = watchers;
+  j["updates"] = updates;
+  j["watchers_with_every_update"] = complete_watchers;
+  j["update_seconds"] = update_seconds;
+  j["events_delivered"] = f.ops;
+  j["events_expected"] = expected;
+  return j;
+}
+
+int64_t MaxRssKiB() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss;
+}
+
+}  // namespace
+}  // namespace kaito::bench
+
+int main(int argc, char** argv) {
+  using namespace kaito::bench;
+  CLI::App app{"kaito-bench: benchmarks of the Kaito control plane"};
+  app.require_subcommand(1);
+  int clients = 64, watchers = 1000, updates = 1000, channels = 4;
+  double seconds = 5;
+  bool json = false;
+  std::string server, data_dir;
+  auto* api = app.add_subcommand("api", "Create/Get/Watch throughput and latency over gRPC");
+  api->add_option("--clients", clients, "Concurrent clients (one RPC outstanding each)")
+      ->capture_default_str();
+  api->add_option("--channels", channels, "gRPC channels (TCP connections) the clients share")
+      ->capture_default_str();
+  api->add_option("--seconds", seconds, "Duration of each closed-loop phase")->capture_default_str();
+  api->add_option("--watchers", watchers, "Watch streams in the fan-out phase")->capture_default_str();
+  api->add_option("--updates", updates, "Updates in the fan-out phase")->capture_default_str();
+  api->add_option("--server", server, "Target a running kaito-server instead of an in-process one");
+  api->add_option("--data-dir", data_dir, "Where the in-process server keeps its store");
+  api->add_flag("--json", json, "Print one JSON document instead of text");
+  CLI11_PARSE(app, argc, argv);
+
+  const absl::Duration phase = absl::Milliseconds(static_cast<int64_t>(seconds * 1000));
+  std::unique_ptr<kaito::ServerApp> local;
+  std::string tmp;
+  if (server.empty()) {
+    if (data_dir.empty()) {
+      char pattern[] = "/tmp/kaito-bench-XXXXXX";
+      tmp = mkdtemp(pattern);
+      data_dir = tmp;
+    }
+    kaito::ServerOptions options;
+    options.listen = "127.0.0.1:0";
+    options.metrics_listen = "";
+    options.data_dir = data_dir;
+    auto started = kaito::ServerApp::Start(options);
+    if (!started.ok()) {
+      std::fprintf(stderr, "cannot start server: %s\n", started.status().ToString().c_str());
+      return 1;
+    }
+    local = std::move(*started);
+    server = "127.0.0.1:" + std::to_string(local->grpc_port());
+  }
+  std::vector<std::shared_ptr<grpc::Channel>> chans;
+  std::vector<std::unique_ptr<kaito::v1::WorkspaceService::Stub>> stubs;
+  std::vector<std::unique_ptr<kaito::v1::SystemService::Stub>> sys;
+  for (int i = 0; i < std::max(1, channels); ++i) {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // One TCP connection per channel.
+    chans.push_back(grpc::CreateCustomChannel(server, grpc::InsecureChannelCredentials(), args));
+    stubs.push_back(kaito::v1::WorkspaceService::NewStub(chans.back()));
+    sys.push_back(kaito::v1::SystemService::NewStub(chans.back()));
+  }
+  nlohmann::json out;
+  out["machine"]["cpus"] = std::thread::hardware_concurrency();
+  out["config"] = {{"clients", clients}, {"channels", channels}, {"seconds", seconds},
+                   {"watchers", watchers}, {"updates", updates}, {"server", server},
+                   {"in_process", static_cast<bool>(local)}};
+  auto report = [&](const std::string& key, nlohmann::json j) {
+    if (!json) Print(j);
+    out["results"][key] = std::move(j);
+  };
+
+  // Floor 1: a trivial RPC.
+  {
+    struct Call {
+      grpc::ClientContext ctx;
+      kaito::v1::GetVersionRequest req;
+      kaito::v1::VersionInfo resp;
+    };
+    auto f = ClosedLoop("floor: trivial rpc", clients, phase,
+                        [&](int c, int64_t, std::function<void(bool)> done) {
+                          auto* call = new Call;
+                          sys[c % sys.size()]->async()->GetVersion(
+                              &call->ctx, &call->req, &call->resp,
+                              [call, done](grpc::Status s) {
+                                done(s.ok());
+                                delete call;
+                              });
+                        });
+    report("floor_rpc", f.ToJson());
+  }
+  // Floor 2: raw SQLite commits.
+  if (local) report("floor_sqlite", SqliteFloor(data_dir, phase).ToJson());
+
+  // Durable creates.
+  std::atomic<int64_t> created{0};
+  {
+    struct Call {
+      grpc::ClientContext ctx;
+      kaito::v1::CreateWorkspaceRequest req;
+      kaito::v1::CreateWorkspaceResponse resp;
+    };
+    auto f = ClosedLoop("create (durable)", clients, phase,
+                        [&](int c, int64_t seq, std::function<void(bool)> done) {
+                          auto* call = new Call;
+                          *call->req.mutable_workspace() = MakeWorkspace("ws-" + std::to_string(seq));
+                          stubs[c % stubs.size()]->async()->CreateWorkspace(
+                              &call->ctx, &call->req, &call->resp,
+                              [call, done, &created](grpc::Status s) {
+                                if (s.ok()) ++created;
+                                done(s.ok());
+                                delete call;
+                              });
+                        });
+    nlohmann::json j = f.ToJson();
+    if (local) {
+      if (auto* sqlite = dynamic_cast<kaito::store::SqliteStore*>(local->store())) {
+        auto st = sqlite->stats();
+        j["store_commits"] = st.commits;
+        j["store_writes"] = st.writes;
+        j["writes_per_commit"] = st.commits ? static_cast<double>(st.writes) / st.commits : 0;
+      }
+    }
+    report("create", j);
+  }
+  // Gets of existing objects.
+  {
+    struct Call {
+      grpc::ClientContext ctx;
+      kaito::v1::GetWorkspaceRequest req;
+      kaito::v1::Workspace resp;
+    };
+    const int64_t n = std::max<int64_t>(1, created.load());
+    auto f = ClosedLoop("get", clients, phase,
+                        [&](int c, int64_t seq, std::function<void(bool)> done) {
+                          auto* call = new Call;
+                          call->req.set_name("ws-" + std::to_string(seq % n));
+                          stubs[c % stubs.size()]->async()->GetWorkspace(
+                              &call->ctx, &call->req, &call->resp,
+                              [call, done](grpc::Status s) {
+                                done(s.ok() || s.error_code() == grpc::NOT_FOUND);
+                                delete call;
+                              });
+                        });
+    report("get", f.ToJson());
+  }
+  // Watch fan-out.
+  if (watchers > 0 && updates > 0) {
+    auto j = WatchFanout(chans[0], watchers, updates);
+    if (!json) {
+      Print(j);
+      std::printf("%-28s %d watchers x %d updates: %lld/%lld events, %d watchers got every update\n",
+                  "", watchers, updates, static_cast<long long>(j["events_delivered"].get<int64_t>()),
+                  static_cast<long long>(j["events_expected"].get<size_t>()),
+                  j["watchers_with_every_update"].get<int>());
+    }
+    out["results"]["watch"] = j;
+  }
+  out["max_rss_kib"] = MaxRssKiB();
+  if (json) {
+    std::printf("%s\n", out.dump(2).c_str());
+  } else {
+    std::printf("max RSS (client and server together): %lld KiB\n",
+                static_cast<long long>(out["max_rss_kib"].get<int64_t>()));
+  }
+  chans.clear();
+  stubs.clear();
+  sys.clear();
+  local.reset();
+  if (!tmp.empty()) std::filesystem::remove_all(tmp);
+  return 0;
+}
