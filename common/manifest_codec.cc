@@ -111,18 +111,20 @@ class Converter {
     if (!node.IsMap()) return TypeError(path, "object", node);
     const Reflection* r = msg->GetReflection();
     for (auto it = node.begin(); it != node.end(); ++it) {
-      if (!it->first.IsScalar()) {
+      // yaml-cpp's iterator yields a temporary pair: copy the nodes out of it.
+      const YAML::Node key_node = it->first;
+      if (!key_node.IsScalar()) {
         errors_.Add(path, "field names must be strings");
         continue;
       }
-      const std::string key = it->first.Scalar();
+      const std::string key = key_node.Scalar();
       const FieldDescriptor* f = FindField(d, key);
       const std::string fpath = Join(path, key);
       if (f == nullptr) {
         errors_.Add(path.empty() ? key : fpath, "unknown field \"" + key + "\"");
         continue;
       }
-      const YAML::Node& value = it->second;
+      const YAML::Node value = it->second;
       if (IsYamlNull(value)) continue;  // null means "not set", as in Kubernetes.
       if (f->is_map()) {
         ToMap(value, msg, f, fpath, depth + 1);
@@ -181,15 +183,16 @@ class Converter {
     const FieldDescriptor* value_field = f->message_type()->map_value();
     for (auto it = node.begin(); it != node.end(); ++it) {
       if (!Enter(path, depth)) return;
-      if (!it->first.IsScalar()) {
+      const YAML::Node key_node = it->first;
+      if (!key_node.IsScalar()) {
         errors_.Add(path, "map keys must be strings");
         continue;
       }
-      const std::string key = it->first.Scalar();
+      const std::string key = key_node.Scalar();
       const std::string kpath = path + "[" + key + "]";
       Message* entry = msg->GetReflection()->AddMessage(msg, f);
       entry->GetReflection()->SetString(entry, key_field, key);
-      const YAML::Node& value = it->second;
+      const YAML::Node value = it->second;
       if (IsYamlNull(value)) {
         if (value_field->cpp_type() != FieldDescriptor::CPPTYPE_STRING) {
           TypeError(kpath, "a value", value);
@@ -306,12 +309,14 @@ class Converter {
                 int depth) {
     if (!node.IsMap()) return TypeError(path, "object", node);
     for (auto it = node.begin(); it != node.end(); ++it) {
-      if (!it->first.IsScalar()) {
+      const YAML::Node key_node = it->first;
+      const YAML::Node value = it->second;
+      if (!key_node.IsScalar()) {
         errors_.Add(path, "field names must be strings");
         continue;
       }
-      const std::string key = it->first.Scalar();
-      ToValue(it->second, &(*s->mutable_fields())[key], Join(path, key), depth + 1);
+      const std::string key = key_node.Scalar();
+      ToValue(value, &(*s->mutable_fields())[key], Join(path, key), depth + 1);
     }
   }
 

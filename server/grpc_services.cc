@@ -120,13 +120,10 @@ class WorkspaceWatchReactor : public grpc::ServerWriteReactor<v1::WorkspaceEvent
   }
 
   void OnEvent(const CacheEventPtr& event) override {
-    if (event->object) {
-      const auto& meta = Metadata(*event->object);
-      if (!name_.empty() && meta.name() != name_) return;
-      if (!selector_.Matches(meta.labels())) return;
-    }
+    CacheEventPtr send = Filter(event);
+    if (!send) return;
     absl::MutexLock lock(&mu_);
-    EnqueueLocked(event);
+    EnqueueLocked(send);
   }
 
   void OnWriteDone(bool ok) override {
@@ -162,6 +159,24 @@ class WorkspaceWatchReactor : public grpc::ServerWriteReactor<v1::WorkspaceEvent
   }
 
  private:
+  bool Matches(const google::protobuf::Message* object) const {
+    if (object == nullptr) return false;
+    const auto& meta = Metadata(*object);
+    return (name_.empty() || meta.name() == name_) && selector_.Matches(meta.labels());
+  }
+
+  // Applies the name and label filter. A modified object that starts matching is sent
+  // as ADDED, one that stops matching as DELETED, as Kubernetes' filtered watches do.
+  CacheEventPtr Filter(const CacheEventPtr& event) const {
+    const bool now = Matches(event->object.get());
+    if (event->type != v1::MODIFIED || !event->previous) return now ? event : nullptr;
+    const bool before = Matches(event->previous.get());
+    if (now == before) return now ? event : nullptr;
+    auto changed = std::make_shared<CacheEvent>(*event);
+    changed->type = now ? v1::ADDED : v1::DELETED;
+    return changed;
+  }
+
   void FinishNow(const absl::Status& status) {
     absl::MutexLock lock(&mu_);
     finished_ = true;

@@ -2,6 +2,8 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
+#include <google/protobuf/stubs/logging.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
@@ -63,6 +65,17 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "kaito-server: %s\n", std::string(s.message()).c_str());
     return 2;
   }
+
+  // Protobuf reports bad input (e.g. invalid UTF-8 in a request) on its own log; a
+  // client must not be able to flood ours with it, so it goes to debug.
+  google::protobuf::SetLogHandler([](google::protobuf::LogLevel level, const char* file, int line,
+                                     const std::string& message) {
+    if (level >= google::protobuf::LOGLEVEL_FATAL) {
+      spdlog::critical("protobuf {}:{}: {}", file, line, message);
+    } else {
+      spdlog::debug("protobuf {}:{}: {}", file, line, message);
+    }
+  });
 
   // Signals are taken by a dedicated thread, never by whichever thread they hit.
   sigset_t signals;

@@ -77,6 +77,10 @@ void ObjectCache::OnStoreEvents(const std::vector<store::Event>& events) {
       event->type = e.IsCreate() ? v1::ADDED : v1::MODIFIED;
     }
     const bool live = e.kv.mod_revision > revision_;
+    if (live && event->type == v1::MODIFIED) {
+      auto it = objects_.find(e.kv.key);
+      if (it != objects_.end()) event->previous = it->second.object;
+    }
     if (live) {
       if (event->type == v1::DELETED) {
         objects_.erase(e.kv.key);

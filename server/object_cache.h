@@ -37,6 +37,9 @@ struct CacheEvent {
   int64_t revision = 0;
   // For DELETED: the last state of the object, with resourceVersion = the delete's revision.
   std::shared_ptr<const google::protobuf::Message> object;
+  // For MODIFIED: the state before, so that a filtered watch can tell an object that
+  // starts or stops matching (sent as ADDED or DELETED, as Kubernetes does).
+  std::shared_ptr<const google::protobuf::Message> previous;
 };
 using CacheEventPtr = std::shared_ptr<const CacheEvent>;
 

@@ -11,7 +11,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libyaml-cpp-dev libcurl4-openssl-dev libgtest-dev libgmock-dev libsqlite3-dev sqlite3
   prometheus-cpp-dev libcivetweb-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev
-  python3-grpcio python3-protobuf grpc-proto curl
+  python3-grpcio python3-protobuf grpc-proto curl prometheus
 )
 
 missing=()

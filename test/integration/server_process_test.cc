@@ -200,6 +200,9 @@ TEST_F(ServerProcessTest, VersionAndMetricsEndpoints) {
   EXPECT_THAT(r.out, HasSubstr("kaito_grpc_server_handled_total{code=\"OK\",method=\"CreateWorkspace\"} 1"));
   EXPECT_THAT(r.out, HasSubstr("kaito_cache_objects{kind=\"workspace\"} 1"));
   EXPECT_THAT(r.out, HasSubstr("kaito_store_writes_total 1"));
+  // Prometheus' own linter accepts the exposition.
+  RunResult lint = RunCommand({"/usr/bin/promtool", "check", "metrics"}, r.out);
+  EXPECT_EQ(lint.exit_code, 0) << lint.out << lint.err;
   r = RunCommand({"/usr/bin/curl", "-sf", "http://127.0.0.1:" + std::to_string(port) + "/healthz"});
   EXPECT_EQ(r.out, "ok\n");
   r = RunCommand({"/usr/bin/curl", "-sf", "http://127.0.0.1:" + std::to_string(port) + "/readyz"});

@@ -6,7 +6,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <random>
 #include <thread>
+
+#include "common/k8s_names.h"
 
 #include "kaito/v1/config.grpc.pb.h"
 #include "kaito/v1/system.grpc.pb.h"
@@ -386,6 +389,30 @@ TEST_F(ApiTest, WatchResumesFromResourceVersionAndFilters) {
   EXPECT_EQ(events[1].object().metadata().name(), "d");
 }
 
+TEST_F(ApiTest, FilteredWatchSeesObjectsEnterAndLeaveTheSelector) {
+  v1::Workspace w = MustCreate(MakeWorkspace("mover", "y"));
+  v1::WatchWorkspacesRequest req;
+  req.set_label_selector("app=x");
+  WatchReader watch(ws_.get(), req);
+  ASSERT_TRUE(watch.WaitForEvents(1));  // The bookmark: nothing matches yet.
+  v1::UpdateWorkspaceResponse out;
+  (*w.mutable_metadata()->mutable_labels())["app"] = "x";
+  ASSERT_TRUE(Update(w, &out).ok());
+  w = out.workspace();
+  (*w.mutable_metadata()->mutable_labels())["tier"] = "1";
+  ASSERT_TRUE(Update(w, &out).ok());
+  w = out.workspace();
+  (*w.mutable_metadata()->mutable_labels())["app"] = "z";
+  ASSERT_TRUE(Update(w, &out).ok());
+  ASSERT_TRUE(watch.WaitForEvents(4));
+  auto events = watch.Events();
+  EXPECT_EQ(events[0].type(), v1::BOOKMARK);
+  EXPECT_EQ(events[1].type(), v1::ADDED) << "started matching";
+  EXPECT_EQ(events[2].type(), v1::MODIFIED);
+  EXPECT_EQ(events[3].type(), v1::DELETED) << "stopped matching";
+  EXPECT_EQ(events[3].object().metadata().labels().at("app"), "z");
+}
+
 TEST_F(ApiTest, WatchFromCompactedRevisionIsOutOfRange) {
   Restart(/*watch_history=*/3);
   for (int i = 0; i < 6; ++i) MustCreate(MakeWorkspace("w" + std::to_string(i)));
@@ -531,6 +558,61 @@ TEST_F(ApiTest, InvalidUtf8OnTheWireIsRejectedAndServerKeepsServing) {
   EXPECT_FALSE(status.ok());
   EXPECT_EQ(Revision(), 0);
   MustCreate(MakeWorkspace("still-serving"));
+}
+
+// Random bytes and mutated valid requests against every unary method: each call gets
+// an error or a valid reply, the server keeps serving, and nothing valid-looking slips
+// into the store with a bad name.
+TEST_F(ApiTest, GarbageRequestsNeverCrashTheServer) {
+  MustCreate(MakeWorkspace("keep"));
+  const int64_t before = Revision();
+  const std::vector<std::string> methods = {
+      "/kaito.v1.WorkspaceService/CreateWorkspace", "/kaito.v1.WorkspaceService/GetWorkspace",
+      "/kaito.v1.WorkspaceService/ListWorkspaces",  "/kaito.v1.WorkspaceService/UpdateWorkspace",
+      "/kaito.v1.WorkspaceService/DeleteWorkspace", "/kaito.v1.ConfigService/CreateConfigMap",
+      "/kaito.v1.SecretService/CreateSecret",       "/kaito.v1.SecretService/UpdateSecret"};
+  v1::CreateWorkspaceRequest valid;
+  *valid.mutable_workspace() = MakeWorkspace("fuzz");
+  const std::string seed = valid.SerializeAsString();
+  std::mt19937 rng(42);
+  grpc::GenericStub generic(channel_);
+  int calls = 0;
+  for (int i = 0; i < 400; ++i) {
+    std::string payload;
+    if (i % 2 == 0) {
+      payload.resize(rng() % 200);
+      for (char& c : payload) c = static_cast<char>(rng());
+    } else {
+      payload = seed;
+      for (int flips = 0; flips < 3; ++flips) payload[rng() % payload.size()] = static_cast<char>(rng());
+    }
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    grpc::Slice slice(payload);
+    grpc::ByteBuffer send(&slice, 1), recv;
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    generic.UnaryCall(&ctx, methods[i % methods.size()], grpc::StubOptions(), &send, &recv,
+                      [&](grpc::Status) {
+                        std::lock_guard<std::mutex> lock(mu);
+                        done = true;
+                        cv.notify_all();
+                      });
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return done; }));
+    ++calls;
+  }
+  EXPECT_EQ(calls, 400);
+  v1::Workspace got;
+  ASSERT_TRUE(Get("keep", &got).ok()) << "stored objects survive garbage";
+  // Whatever was accepted passed validation: every stored workspace name is a DNS label.
+  const v1::ListWorkspacesResponse all = List("");
+  for (const auto& ws : all.items()) {
+    EXPECT_EQ(CheckDnsLabel(ws.metadata().name()), "") << ws.metadata().name();
+  }
+  EXPECT_GE(Revision(), before);
+  MustCreate(MakeWorkspace("after-fuzz"));
 }
 
 TEST_F(ApiTest, VersionReportsStore) {
