@@ -12,11 +12,6 @@ namespace {
 using grpc::CallbackServerContext;
 using grpc::ServerUnaryReactor;
 
-// The metrics of `name`, or null without metrics.
-RpcMetrics::Method* Method(RpcMetrics* metrics, const char* name) {
-  return metrics ? metrics->ForMethod(name) : nullptr;
-}
-
 // Finishes a unary call and records it. Cheap to copy into completion callbacks.
 class UnaryCall {
  public:
@@ -298,7 +293,7 @@ ServerUnaryReactor* WorkspaceGrpcService::CreateWorkspace(
     v1::CreateWorkspaceResponse* response) {
   using W = v1::Workspace;
   return Write<W>(
-      UnaryCall(ctx, Method(metrics_, "CreateWorkspace")), response,
+      UnaryCall(ctx, m_create_workspace_), response,
       [](v1::CreateWorkspaceResponse& r, WriteResult<W>& w) {
         *r.mutable_workspace() = std::move(w.object);
         for (auto& warning : w.warnings) r.add_warnings(std::move(warning));
@@ -311,14 +306,14 @@ ServerUnaryReactor* WorkspaceGrpcService::CreateWorkspace(
 ServerUnaryReactor* WorkspaceGrpcService::GetWorkspace(CallbackServerContext* ctx,
                                                        const v1::GetWorkspaceRequest* request,
                                                        v1::Workspace* response) {
-  return GetInto(UnaryCall(ctx, Method(metrics_, "GetWorkspace")), registry_, request->namespace_(),
+  return GetInto(UnaryCall(ctx, m_get_workspace_), registry_, request->namespace_(),
                  request->name(), response);
 }
 
 ServerUnaryReactor* WorkspaceGrpcService::ListWorkspaces(
     CallbackServerContext* ctx, const v1::ListWorkspacesRequest* request,
     v1::ListWorkspacesResponse* response) {
-  return ListInto(UnaryCall(ctx, Method(metrics_, "ListWorkspaces")), registry_, request->namespace_(),
+  return ListInto(UnaryCall(ctx, m_list_workspaces_), registry_, request->namespace_(),
                   request->label_selector(), request->page_size(), request->page_token(),
                   response);
 }
@@ -328,7 +323,7 @@ ServerUnaryReactor* WorkspaceGrpcService::UpdateWorkspace(
     v1::UpdateWorkspaceResponse* response) {
   using W = v1::Workspace;
   return Write<W>(
-      UnaryCall(ctx, Method(metrics_, "UpdateWorkspace")), response,
+      UnaryCall(ctx, m_update_workspace_), response,
       [](v1::UpdateWorkspaceResponse& r, WriteResult<W>& w) {
         *r.mutable_workspace() = std::move(w.object);
         for (auto& warning : w.warnings) r.add_warnings(std::move(warning));
@@ -343,7 +338,7 @@ ServerUnaryReactor* WorkspaceGrpcService::DeleteWorkspace(
     v1::DeleteWorkspaceResponse* response) {
   using W = v1::Workspace;
   return Write<W>(
-      UnaryCall(ctx, Method(metrics_, "DeleteWorkspace")), response,
+      UnaryCall(ctx, m_delete_workspace_), response,
       [](v1::DeleteWorkspaceResponse& r, WriteResult<W>& w) {
         *r.mutable_workspace() = std::move(w.object);
         r.set_deleted(w.deleted);
@@ -366,7 +361,7 @@ ServerUnaryReactor* ConfigGrpcService::CreateConfigMap(CallbackServerContext* ct
                                                        v1::ConfigMap* response) {
   using C = v1::ConfigMap;
   return Write<C>(
-      UnaryCall(ctx, Method(metrics_, "CreateConfigMap")), response,
+      UnaryCall(ctx, m_create_config_map_), response,
       [](C& r, WriteResult<C>& w) { r = std::move(w.object); },
       [&](WriteDone<C> done) {
         registry_->Create(request->config_map(), request->dry_run(), std::move(done));
@@ -376,14 +371,14 @@ ServerUnaryReactor* ConfigGrpcService::CreateConfigMap(CallbackServerContext* ct
 ServerUnaryReactor* ConfigGrpcService::GetConfigMap(CallbackServerContext* ctx,
                                                     const v1::ObjectKey* request,
                                                     v1::ConfigMap* response) {
-  return GetInto(UnaryCall(ctx, Method(metrics_, "GetConfigMap")), registry_, request->namespace_(),
+  return GetInto(UnaryCall(ctx, m_get_config_map_), registry_, request->namespace_(),
                  request->name(), response);
 }
 
 ServerUnaryReactor* ConfigGrpcService::ListConfigMaps(CallbackServerContext* ctx,
                                                       const v1::ListRequest* request,
                                                       v1::ListConfigMapsResponse* response) {
-  return ListInto(UnaryCall(ctx, Method(metrics_, "ListConfigMaps")), registry_, request->namespace_(),
+  return ListInto(UnaryCall(ctx, m_list_config_maps_), registry_, request->namespace_(),
                   request->label_selector(), request->page_size(), request->page_token(),
                   response);
 }
@@ -393,7 +388,7 @@ ServerUnaryReactor* ConfigGrpcService::UpdateConfigMap(CallbackServerContext* ct
                                                        v1::ConfigMap* response) {
   using C = v1::ConfigMap;
   return Write<C>(
-      UnaryCall(ctx, Method(metrics_, "UpdateConfigMap")), response,
+      UnaryCall(ctx, m_update_config_map_), response,
       [](C& r, WriteResult<C>& w) { r = std::move(w.object); },
       [&](WriteDone<C> done) {
         registry_->Update(request->config_map(), request->dry_run(), std::move(done));
@@ -403,7 +398,7 @@ ServerUnaryReactor* ConfigGrpcService::UpdateConfigMap(CallbackServerContext* ct
 ServerUnaryReactor* ConfigGrpcService::DeleteConfigMap(CallbackServerContext* ctx,
                                                        const v1::DeleteRequest* request,
                                                        v1::DeleteResponse* response) {
-  return DeleteInto(UnaryCall(ctx, Method(metrics_, "DeleteConfigMap")), registry_, request, response);
+  return DeleteInto(UnaryCall(ctx, m_delete_config_map_), registry_, request, response);
 }
 
 // --- Secrets ---------------------------------------------------------------------------
@@ -413,7 +408,7 @@ ServerUnaryReactor* SecretGrpcService::CreateSecret(CallbackServerContext* ctx,
                                                     v1::Secret* response) {
   using S = v1::Secret;
   return Write<S>(
-      UnaryCall(ctx, Method(metrics_, "CreateSecret")), response,
+      UnaryCall(ctx, m_create_secret_), response,
       [](S& r, WriteResult<S>& w) { r = std::move(w.object); },
       [&](WriteDone<S> done) {
         registry_->Create(request->secret(), request->dry_run(), std::move(done));
@@ -423,14 +418,14 @@ ServerUnaryReactor* SecretGrpcService::CreateSecret(CallbackServerContext* ctx,
 ServerUnaryReactor* SecretGrpcService::GetSecret(CallbackServerContext* ctx,
                                                  const v1::ObjectKey* request,
                                                  v1::Secret* response) {
-  return GetInto(UnaryCall(ctx, Method(metrics_, "GetSecret")), registry_, request->namespace_(),
+  return GetInto(UnaryCall(ctx, m_get_secret_), registry_, request->namespace_(),
                  request->name(), response);
 }
 
 ServerUnaryReactor* SecretGrpcService::ListSecrets(CallbackServerContext* ctx,
                                                    const v1::ListRequest* request,
                                                    v1::ListSecretsResponse* response) {
-  return ListInto(UnaryCall(ctx, Method(metrics_, "ListSecrets")), registry_, request->namespace_(),
+  return ListInto(UnaryCall(ctx, m_list_secrets_), registry_, request->namespace_(),
                   request->label_selector(), request->page_size(), request->page_token(),
                   response);
 }
@@ -440,7 +435,7 @@ ServerUnaryReactor* SecretGrpcService::UpdateSecret(CallbackServerContext* ctx,
                                                     v1::Secret* response) {
   using S = v1::Secret;
   return Write<S>(
-      UnaryCall(ctx, Method(metrics_, "UpdateSecret")), response,
+      UnaryCall(ctx, m_update_secret_), response,
       [](S& r, WriteResult<S>& w) { r = std::move(w.object); },
       [&](WriteDone<S> done) {
         registry_->Update(request->secret(), request->dry_run(), std::move(done));
@@ -450,7 +445,7 @@ ServerUnaryReactor* SecretGrpcService::UpdateSecret(CallbackServerContext* ctx,
 ServerUnaryReactor* SecretGrpcService::DeleteSecret(CallbackServerContext* ctx,
                                                     const v1::DeleteRequest* request,
                                                     v1::DeleteResponse* response) {
-  return DeleteInto(UnaryCall(ctx, Method(metrics_, "DeleteSecret")), registry_, request, response);
+  return DeleteInto(UnaryCall(ctx, m_delete_secret_), registry_, request, response);
 }
 
 // --- System ----------------------------------------------------------------------------

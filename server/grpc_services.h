@@ -51,6 +51,11 @@ class RpcMetrics {
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
+// The metrics of method `name`, or null when `metrics` is null.
+inline RpcMetrics::Method* MethodOf(RpcMetrics* metrics, const char* name) {
+  return metrics ? metrics->ForMethod(name) : nullptr;
+}
+
 // Most events a watch stream may have queued before it is closed with ABORTED (the
 // client resumes from the last resourceVersion it saw).
 inline constexpr size_t kMaxWatchBacklog = 20000;
@@ -58,7 +63,13 @@ inline constexpr size_t kMaxWatchBacklog = 20000;
 class WorkspaceGrpcService : public v1::WorkspaceService::CallbackService {
  public:
   WorkspaceGrpcService(ObjectRegistry<v1::Workspace>* registry, RpcMetrics* metrics)
-      : registry_(registry), metrics_(metrics) {}
+      : registry_(registry),
+        metrics_(metrics),
+        m_create_workspace_(MethodOf(metrics, "CreateWorkspace")),
+        m_get_workspace_(MethodOf(metrics, "GetWorkspace")),
+        m_list_workspaces_(MethodOf(metrics, "ListWorkspaces")),
+        m_update_workspace_(MethodOf(metrics, "UpdateWorkspace")),
+        m_delete_workspace_(MethodOf(metrics, "DeleteWorkspace")) {}
 
   grpc::ServerUnaryReactor* CreateWorkspace(grpc::CallbackServerContext* ctx,
                                             const v1::CreateWorkspaceRequest* request,
@@ -81,12 +92,24 @@ class WorkspaceGrpcService : public v1::WorkspaceService::CallbackService {
  private:
   ObjectRegistry<v1::Workspace>* registry_;
   RpcMetrics* metrics_;
+  // Resolved once, so that recording an RPC is lock-free.
+  RpcMetrics::Method* const m_create_workspace_;
+  RpcMetrics::Method* const m_get_workspace_;
+  RpcMetrics::Method* const m_list_workspaces_;
+  RpcMetrics::Method* const m_update_workspace_;
+  RpcMetrics::Method* const m_delete_workspace_;
 };
 
 class ConfigGrpcService : public v1::ConfigService::CallbackService {
  public:
   ConfigGrpcService(ObjectRegistry<v1::ConfigMap>* registry, RpcMetrics* metrics)
-      : registry_(registry), metrics_(metrics) {}
+      : registry_(registry),
+        metrics_(metrics),
+        m_create_config_map_(MethodOf(metrics, "CreateConfigMap")),
+        m_get_config_map_(MethodOf(metrics, "GetConfigMap")),
+        m_list_config_maps_(MethodOf(metrics, "ListConfigMaps")),
+        m_update_config_map_(MethodOf(metrics, "UpdateConfigMap")),
+        m_delete_config_map_(MethodOf(metrics, "DeleteConfigMap")) {}
 
   grpc::ServerUnaryReactor* CreateConfigMap(grpc::CallbackServerContext* ctx,
                                             const v1::WriteConfigMapRequest* request,
@@ -107,12 +130,24 @@ class ConfigGrpcService : public v1::ConfigService::CallbackService {
  private:
   ObjectRegistry<v1::ConfigMap>* registry_;
   RpcMetrics* metrics_;
+  // Resolved once, so that recording an RPC is lock-free.
+  RpcMetrics::Method* const m_create_config_map_;
+  RpcMetrics::Method* const m_get_config_map_;
+  RpcMetrics::Method* const m_list_config_maps_;
+  RpcMetrics::Method* const m_update_config_map_;
+  RpcMetrics::Method* const m_delete_config_map_;
 };
 
 class SecretGrpcService : public v1::SecretService::CallbackService {
  public:
   SecretGrpcService(ObjectRegistry<v1::Secret>* registry, RpcMetrics* metrics)
-      : registry_(registry), metrics_(metrics) {}
+      : registry_(registry),
+        metrics_(metrics),
+        m_create_secret_(MethodOf(metrics, "CreateSecret")),
+        m_get_secret_(MethodOf(metrics, "GetSecret")),
+        m_list_secrets_(MethodOf(metrics, "ListSecrets")),
+        m_update_secret_(MethodOf(metrics, "UpdateSecret")),
+        m_delete_secret_(MethodOf(metrics, "DeleteSecret")) {}
 
   grpc::ServerUnaryReactor* CreateSecret(grpc::CallbackServerContext* ctx,
                                          const v1::WriteSecretRequest* request,
@@ -133,6 +168,12 @@ class SecretGrpcService : public v1::SecretService::CallbackService {
  private:
   ObjectRegistry<v1::Secret>* registry_;
   RpcMetrics* metrics_;
+  // Resolved once, so that recording an RPC is lock-free.
+  RpcMetrics::Method* const m_create_secret_;
+  RpcMetrics::Method* const m_get_secret_;
+  RpcMetrics::Method* const m_list_secrets_;
+  RpcMetrics::Method* const m_update_secret_;
+  RpcMetrics::Method* const m_delete_secret_;
 };
 
 class SystemGrpcService : public v1::SystemService::CallbackService {

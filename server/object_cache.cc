@@ -103,7 +103,7 @@ void ObjectCache::OnStoreEvents(const std::vector<store::Event>& events) {
 }
 
 std::optional<CachedObject> ObjectCache::Get(const std::string& key) {
-  absl::MutexLock lock(&mu_);
+  absl::ReaderMutexLock lock(&mu_);
   auto it = objects_.find(key);
   if (it == objects_.end()) return std::nullopt;
   return it->second;
@@ -112,7 +112,7 @@ std::optional<CachedObject> ObjectCache::Get(const std::string& key) {
 ObjectCache::Page ObjectCache::List(
     const std::string& prefix, const std::string& start_after, size_t limit,
     const std::function<bool(const google::protobuf::Message&)>& filter) {
-  absl::MutexLock lock(&mu_);
+  absl::ReaderMutexLock lock(&mu_);
   Page page;
   page.revision = revision_;
   auto it = start_after.empty() ? objects_.lower_bound(prefix) : objects_.upper_bound(start_after);

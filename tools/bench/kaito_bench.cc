@@ -24,6 +24,7 @@
 #include "absl/time/clock.h"
 #include "kaito/v1/system.grpc.pb.h"
 #include "kaito/v1/workspace.grpc.pb.h"
+#include "common/logging.h"
 #include "server_app.h"
 #include "store/sqlite_store.h"
 
@@ -315,6 +316,8 @@ int main(int argc, char** argv) {
   api->add_flag("--json", json, "Print one JSON document instead of text");
   CLI11_PARSE(app, argc, argv);
 
+  // Logs go to stderr so that --json output stays clean.
+  (void)kaito::SetupLogging("warn", "text", "kaito-bench");
   const absl::Duration phase = absl::Milliseconds(static_cast<int64_t>(seconds * 1000));
   std::unique_ptr<kaito::ServerApp> local;
   std::string tmp;
