@@ -294,7 +294,9 @@ ServerUnaryReactor* WorkspaceGrpcService::CreateWorkspace(
   using W = v1::Workspace;
   return Write<W>(
       UnaryCall(ctx, m_create_workspace_), response,
-      [](v1::CreateWorkspaceResponse& r, WriteResult<W>& w) {
+      [planner = request->dry_run() ? planner_ : nullptr](v1::CreateWorkspaceResponse& r,
+                                                          WriteResult<W>& w) {
+        if (planner) *r.mutable_plan() = planner(w.object);
         *r.mutable_workspace() = std::move(w.object);
         for (auto& warning : w.warnings) r.add_warnings(std::move(warning));
       },
@@ -324,7 +326,9 @@ ServerUnaryReactor* WorkspaceGrpcService::UpdateWorkspace(
   using W = v1::Workspace;
   return Write<W>(
       UnaryCall(ctx, m_update_workspace_), response,
-      [](v1::UpdateWorkspaceResponse& r, WriteResult<W>& w) {
+      [planner = request->dry_run() ? planner_ : nullptr](v1::UpdateWorkspaceResponse& r,
+                                                          WriteResult<W>& w) {
+        if (planner) *r.mutable_plan() = planner(w.object);
         *r.mutable_workspace() = std::move(w.object);
         for (auto& warning : w.warnings) r.add_warnings(std::move(warning));
       },
@@ -446,6 +450,88 @@ ServerUnaryReactor* SecretGrpcService::DeleteSecret(CallbackServerContext* ctx,
                                                     const v1::DeleteRequest* request,
                                                     v1::DeleteResponse* response) {
   return DeleteInto(UnaryCall(ctx, m_delete_secret_), registry_, request, response);
+}
+
+// --- Presets ---------------------------------------------------------------------------
+
+namespace {
+
+v1::ModelInfo ToModelInfo(const presets::ModelPreset& m) {
+  v1::ModelInfo info;
+  info.set_name(m.name);
+  info.set_id(m.id);
+  for (const auto& a : m.aliases) info.add_aliases(a);
+  info.set_weights(presets::FormatGi(m.weights_bytes));
+  info.set_disk(presets::FormatGi(m.disk_bytes));
+  info.set_context_length(m.context_length);
+  info.set_bytes_per_token(m.bytes_per_token);
+  info.set_architecture(m.architecture);
+  info.set_quantization(m.quantization);
+  info.set_dtype(m.dtype);
+  if (m.vllm) info.add_runtimes("vllm");
+  if (m.transformers) info.add_runtimes("transformers");
+  info.set_distributed(m.distributed);
+  info.set_gated(m.gated);
+  info.set_deprecated(m.deprecated);
+  if (m.tuning) {
+    for (const auto& method : m.tuning->methods) info.add_tuning_methods(method);
+    info.set_tuning_disk(presets::FormatGi(m.tuning->disk_bytes));
+    info.set_tuning_model_size(presets::FormatGi(m.tuning->model_bytes));
+  }
+  info.set_tool_call_parser(m.tool_call_parser);
+  info.set_reasoning_parser(m.reasoning_parser);
+  info.set_chat_template(m.chat_template);
+  return info;
+}
+
+grpc::ServerUnaryReactor* FinishOk(CallbackServerContext* ctx) {
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace
+
+ServerUnaryReactor* PresetGrpcService::ListModels(CallbackServerContext* ctx,
+                                                  const v1::ListModelsRequest*,
+                                                  v1::ListModelsResponse* response) {
+  for (const auto& m : catalog_->models()) *response->add_models() = ToModelInfo(m);
+  return FinishOk(ctx);
+}
+
+ServerUnaryReactor* PresetGrpcService::GetModel(CallbackServerContext* ctx,
+                                                const v1::GetModelRequest* request,
+                                                v1::ModelInfo* response) {
+  const presets::ModelPreset* m = catalog_->FindModel(request->name());
+  auto* reactor = ctx->DefaultReactor();
+  if (m == nullptr) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
+                                 "presets \"" + request->name() + "\" not found"));
+    return reactor;
+  }
+  *response = ToModelInfo(*m);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+ServerUnaryReactor* PresetGrpcService::ListSkus(CallbackServerContext* ctx,
+                                                const v1::ListSkusRequest* request,
+                                                v1::ListSkusResponse* response) {
+  const std::string cloud = request->cloud().empty() ? cloud_ : request->cloud();
+  for (const auto& s : catalog_->skus()) {
+    if (cloud != "all" && s.cloud != cloud) continue;
+    v1::SkuInfo* info = response->add_skus();
+    info->set_name(s.name);
+    info->set_cloud(s.cloud);
+    info->set_gpu_model(s.gpu_model);
+    info->set_gpu_count(s.gpu_count);
+    info->set_gpu_memory(presets::FormatGi(s.gpu_memory_bytes));
+    info->set_gpu_memory_per_gpu(presets::FormatGi(s.PerGpuBytes()));
+    info->set_nvme(s.nvme);
+    info->set_compute_capability(s.compute_capability);
+    info->set_retired(s.retired);
+  }
+  return FinishOk(ctx);
 }
 
 // --- System ----------------------------------------------------------------------------

@@ -14,7 +14,9 @@
 #include "kaito/v1/config.grpc.pb.h"
 #include "kaito/v1/system.grpc.pb.h"
 #include "kaito/v1/workspace.grpc.pb.h"
+#include "kaito/v1/presets.grpc.pb.h"
 #include "kinds.h"
+#include "catalog.h"
 
 namespace kaito {
 
@@ -60,8 +62,13 @@ inline RpcMetrics::Method* MethodOf(RpcMetrics* metrics, const char* name) {
 // client resumes from the last resourceVersion it saw).
 inline constexpr size_t kMaxWatchBacklog = 20000;
 
+// Computes the sizing plan of a dry-run write.
+using WorkspacePlanner = std::function<v1::WorkspacePlan(const v1::Workspace&)>;
+
 class WorkspaceGrpcService : public v1::WorkspaceService::CallbackService {
  public:
+  void set_planner(WorkspacePlanner planner) { planner_ = std::move(planner); }
+
   WorkspaceGrpcService(ObjectRegistry<v1::Workspace>* registry, RpcMetrics* metrics)
       : registry_(registry),
         metrics_(metrics),
@@ -92,6 +99,7 @@ class WorkspaceGrpcService : public v1::WorkspaceService::CallbackService {
  private:
   ObjectRegistry<v1::Workspace>* registry_;
   RpcMetrics* metrics_;
+  WorkspacePlanner planner_;
   // Resolved once, so that recording an RPC is lock-free.
   RpcMetrics::Method* const m_create_workspace_;
   RpcMetrics::Method* const m_get_workspace_;
@@ -174,6 +182,25 @@ class SecretGrpcService : public v1::SecretService::CallbackService {
   RpcMetrics::Method* const m_list_secrets_;
   RpcMetrics::Method* const m_update_secret_;
   RpcMetrics::Method* const m_delete_secret_;
+};
+
+class PresetGrpcService : public v1::PresetService::CallbackService {
+ public:
+  PresetGrpcService(const presets::Catalog* catalog, std::string cloud)
+      : catalog_(catalog), cloud_(std::move(cloud)) {}
+  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* ctx,
+                                       const v1::ListModelsRequest* request,
+                                       v1::ListModelsResponse* response) override;
+  grpc::ServerUnaryReactor* GetModel(grpc::CallbackServerContext* ctx,
+                                     const v1::GetModelRequest* request,
+                                     v1::ModelInfo* response) override;
+  grpc::ServerUnaryReactor* ListSkus(grpc::CallbackServerContext* ctx,
+                                     const v1::ListSkusRequest* request,
+                                     v1::ListSkusResponse* response) override;
+
+ private:
+  const presets::Catalog* catalog_;
+  std::string cloud_;
 };
 
 class SystemGrpcService : public v1::SystemService::CallbackService {

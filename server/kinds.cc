@@ -62,7 +62,7 @@ void ValidateWorkspaceStructure(const v1::Workspace& ws, FieldErrors& errors) {
   CheckStringWithin(ws.tuning().config(), 253, "tuning.config", errors);
 }
 
-KindPolicy<v1::Workspace> WorkspacePolicy(WorkspaceValidator extra) {
+KindPolicy<v1::Workspace> WorkspacePolicy(WorkspaceCheck extra) {
   KindPolicy<v1::Workspace> p;
   p.kind = "Workspace";
   p.resource = "workspaces";

@@ -12,11 +12,11 @@ inline constexpr size_t kMaxDataBytes = 1 << 20;
 
 // Extra validation for workspaces, run after the structural checks below. The Kaito
 // admission rules plug in here.
-using WorkspaceValidator =
+using WorkspaceCheck =
     std::function<void(const v1::Workspace& workspace, const v1::Workspace* old,
                        FieldErrors& errors, std::vector<std::string>& warnings)>;
 
-KindPolicy<v1::Workspace> WorkspacePolicy(WorkspaceValidator extra = nullptr);
+KindPolicy<v1::Workspace> WorkspacePolicy(WorkspaceCheck extra = nullptr);
 KindPolicy<v1::ConfigMap> ConfigMapPolicy();
 KindPolicy<v1::Secret> SecretPolicy();
 

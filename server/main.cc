@@ -52,6 +52,13 @@ int main(int argc, char** argv) {
   app.add_option("--provisioner", options.provisioner,
                  "kaito-provisioner address HOST:PORT (none = bring-your-own nodes)");
   app.add_option("--port-file", port_file, "Write the chosen gRPC port to this file");
+  app.add_option("--catalog-dir", options.catalog_dir,
+                 "Directory with models.yaml and skus.yaml (default: the built-in catalog)");
+  app.add_option("--cloud", options.cloud, "Cloud provider of the SKU table: azure | aws | arc")
+      ->capture_default_str();
+  std::string gates;
+  app.add_option("--feature-gates", gates,
+                 "Kaito feature gates, e.g. vLLM=false,enableMIG=true,enableAccelerator=true");
   app.add_option("--watch-history", options.watch_history,
                  "Events per kind kept in memory for watch resumption")
       ->capture_default_str()
@@ -60,6 +67,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--log-format", log_format, "text|json")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  if (absl::Status s = kaito::ParseFeatureGates(gates, options); !s.ok()) {
+    std::fprintf(stderr, "kaito-server: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
 
   if (absl::Status s = kaito::SetupLogging(log_level, log_format, "kaito-server"); !s.ok()) {
     std::fprintf(stderr, "kaito-server: %s\n", std::string(s.message()).c_str());

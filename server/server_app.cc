@@ -9,8 +9,10 @@
 #include <filesystem>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
 #include "store/memory_store.h"
 #include "store/sqlite_store.h"
+#include "planner.h"
 
 namespace kaito {
 namespace {
@@ -101,11 +103,75 @@ absl::StatusOr<std::unique_ptr<store::Store>> OpenStore(const ServerOptions& opt
                                     "\" (sqlite, memory, etcd://HOST:PORT,...)");
 }
 
+// Validation reads nodes and config maps from the caches: no disk, no waiting.
+class CacheValidationContext : public presets::ValidationContext {
+ public:
+  CacheValidationContext(ObjectCache* nodes, ObjectCache* configmaps)
+      : nodes_(nodes), configmaps_(configmaps) {}
+
+  std::vector<v1::Node> NodesMatching(const LabelSelectorMatcher& selector) override {
+    std::vector<v1::Node> out;
+    for (const CachedObject& c : nodes_->List("/nodes/", "", 0, [&](const auto& m) {
+           return selector.Matches(Metadata(m).labels());
+         }).items) {
+      out.push_back(static_cast<const v1::Node&>(*c.object));
+    }
+    return out;
+  }
+
+  std::optional<v1::ConfigMap> GetConfigMap(const std::string& ns,
+                                            const std::string& name) override {
+    auto c = configmaps_->Get("/configmaps/" + ns + "/" + name);
+    if (!c) return std::nullopt;
+    return static_cast<const v1::ConfigMap&>(*c->object);
+  }
+
+ private:
+  ObjectCache* nodes_;
+  ObjectCache* configmaps_;
+};
+
 }  // namespace
+
+absl::Status ParseFeatureGates(const std::string& gates, ServerOptions& options) {
+  if (gates.empty()) return absl::OkStatus();
+  for (absl::string_view item : absl::StrSplit(gates, ',', absl::SkipEmpty())) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(item, absl::MaxSplits('=', 1));
+    bool value;
+    if (kv.second == "true") {
+      value = true;
+    } else if (kv.second == "false") {
+      value = false;
+    } else {
+      return absl::InvalidArgumentError("--feature-gates: " + kv.first + " must be true or false");
+    }
+    if (kv.first == "vLLM") {
+      options.gate_vllm = value;
+    } else if (kv.first == "enableMIG") {
+      options.gate_mig = value;
+    } else if (kv.first == "enableAccelerator") {
+      options.gate_accelerator = value;
+    } else {
+      return absl::InvalidArgumentError("--feature-gates: unknown gate \"" + kv.first +
+                                        "\" (vLLM, enableMIG, enableAccelerator)");
+    }
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions& options) {
   std::unique_ptr<ServerApp> app(new ServerApp());
   app->prometheus_ = std::make_shared<prometheus::Registry>();
+
+  auto catalog = options.catalog_dir.empty()
+                     ? presets::Catalog::Embedded()
+                     : presets::Catalog::FromDirectory(options.catalog_dir);
+  if (!catalog.ok()) return catalog.status();
+  app->catalog_ = std::make_unique<presets::Catalog>(std::move(*catalog));
+  if (options.cloud != "azure" && options.cloud != "aws" && options.cloud != "arc") {
+    return absl::InvalidArgumentError("--cloud: unknown cloud provider \"" + options.cloud +
+                                      "\" (azure, aws, arc)");
+  }
 
   auto store = OpenStore(options);
   if (!store.ok()) return store.status();
@@ -117,13 +183,31 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
       app->store_.get(), "/configmaps/", &v1::ConfigMap::default_instance(), options.watch_history);
   app->secret_cache_ = std::make_unique<ObjectCache>(
       app->store_.get(), "/secrets/", &v1::Secret::default_instance(), options.watch_history);
-  for (ObjectCache* cache :
-       {app->workspace_cache_.get(), app->configmap_cache_.get(), app->secret_cache_.get()}) {
+  app->node_cache_ = std::make_unique<ObjectCache>(
+      app->store_.get(), "/nodes/", &v1::Node::default_instance(), options.watch_history);
+  for (ObjectCache* cache : {app->workspace_cache_.get(), app->configmap_cache_.get(),
+                             app->secret_cache_.get(), app->node_cache_.get()}) {
     if (absl::Status s = cache->Start(); !s.ok()) return s;
   }
   Clock* clock = RealClock::Get();
+  presets::ValidationOptions validation;
+  validation.node_auto_provisioning = options.dev || !options.provisioner.empty();
+  validation.cloud = options.cloud;
+  validation.vllm_default = options.gate_vllm;
+  validation.enable_mig = options.gate_mig;
+  validation.enable_accelerator = options.gate_accelerator;
+  app->validation_context_ = std::make_unique<CacheValidationContext>(
+      app->node_cache_.get(), app->configmap_cache_.get());
+  app->validator_ = std::make_unique<presets::WorkspaceValidator>(app->catalog_.get(), validation);
+  WorkspaceCheck kaito_rules = [validator = app->validator_.get(),
+                                context = app->validation_context_.get()](
+                                   const v1::Workspace& ws, const v1::Workspace* old,
+                                   FieldErrors& errors, std::vector<std::string>& warnings) {
+    validator->Validate(ws, old, *context, errors, warnings);
+  };
   app->workspaces_ = std::make_unique<ObjectRegistry<v1::Workspace>>(
-      WorkspacePolicy(), app->store_.get(), app->workspace_cache_.get(), clock);
+      WorkspacePolicy(std::move(kaito_rules)), app->store_.get(), app->workspace_cache_.get(),
+      clock);
   app->configmaps_ = std::make_unique<ObjectRegistry<v1::ConfigMap>>(
       ConfigMapPolicy(), app->store_.get(), app->configmap_cache_.get(), clock);
   app->secrets_ = std::make_unique<ObjectRegistry<v1::Secret>>(
@@ -136,7 +220,13 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
       std::make_unique<ConfigGrpcService>(app->configmaps_.get(), app->rpc_metrics_.get());
   app->secret_service_ =
       std::make_unique<SecretGrpcService>(app->secrets_.get(), app->rpc_metrics_.get());
+  app->workspace_service_->set_planner(
+      [catalog = app->catalog_.get(), validation, context = app->validation_context_.get()](
+          const v1::Workspace& ws) {
+        return presets::PlanWorkspace(*catalog, validation, *context, ws);
+      });
   app->system_service_ = std::make_unique<SystemGrpcService>(app->store_.get(), options.dev);
+  app->preset_service_ = std::make_unique<PresetGrpcService>(app->catalog_.get(), options.cloud);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -147,6 +237,7 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
   builder.RegisterService(app->config_service_.get());
   builder.RegisterService(app->secret_service_.get());
   builder.RegisterService(app->system_service_.get());
+  builder.RegisterService(app->preset_service_.get());
   app->server_ = builder.BuildAndStart();
   if (!app->server_ || app->grpc_port_ == 0) {
     return absl::UnavailableError("cannot listen for gRPC on " + options.listen);
@@ -183,6 +274,7 @@ ServerApp::~ServerApp() {
   workspace_cache_.reset();
   configmap_cache_.reset();
   secret_cache_.reset();
+  node_cache_.reset();
   store_.reset();
 }
 

@@ -16,6 +16,8 @@
 #include "kinds.h"
 #include "object_cache.h"
 #include "store/store.h"
+#include "catalog.h"
+#include "workspace_validator.h"
 
 namespace kaito {
 
@@ -28,14 +30,26 @@ struct ServerOptions {
   // "etcd://h1:p1,h2:p2".
   std::string store = "sqlite";
   bool dev = false;
-  // Empty: bring-your-own nodes.
+  // Empty: bring-your-own nodes (unless dev mode, which simulates a provisioner).
   std::string provisioner;
+  // Where models.yaml and skus.yaml are; empty uses the catalog built into the binary.
+  std::string catalog_dir;
+  // Kaito's CLOUD_PROVIDER: which SKU table applies (azure | aws | arc).
+  std::string cloud = "azure";
+  // Kaito feature gates: vLLM (default runtime), enableMIG, enableAccelerator.
+  bool gate_vllm = true;
+  bool gate_mig = false;
+  bool gate_accelerator = false;
   // Events each cache keeps for watch resumption.
   size_t watch_history = 10000;
   // Revisions of history the store keeps.
   int64_t store_history = 100000;
   int max_message_bytes = 4 << 20;
 };
+
+// Parses Kaito's --feature-gates syntax ("k=v,k=v") into `options`; unknown gates and
+// values other than true/false are errors.
+absl::Status ParseFeatureGates(const std::string& gates, ServerOptions& options);
 
 class ServerApp {
  public:
@@ -51,13 +65,17 @@ class ServerApp {
 
   store::Store* store() { return store_.get(); }
   ObjectRegistry<v1::Workspace>* workspaces() { return workspaces_.get(); }
+  const presets::Catalog& catalog() const { return *catalog_; }
 
  private:
   ServerApp() = default;
 
   std::shared_ptr<prometheus::Registry> prometheus_;
   std::unique_ptr<store::Store> store_;
-  std::unique_ptr<ObjectCache> workspace_cache_, configmap_cache_, secret_cache_;
+  std::unique_ptr<presets::Catalog> catalog_;
+  std::unique_ptr<ObjectCache> workspace_cache_, configmap_cache_, secret_cache_, node_cache_;
+  std::unique_ptr<presets::ValidationContext> validation_context_;
+  std::unique_ptr<presets::WorkspaceValidator> validator_;
   std::unique_ptr<ObjectRegistry<v1::Workspace>> workspaces_;
   std::unique_ptr<ObjectRegistry<v1::ConfigMap>> configmaps_;
   std::unique_ptr<ObjectRegistry<v1::Secret>> secrets_;
@@ -66,6 +84,7 @@ class ServerApp {
   std::unique_ptr<ConfigGrpcService> config_service_;
   std::unique_ptr<SecretGrpcService> secret_service_;
   std::unique_ptr<SystemGrpcService> system_service_;
+  std::unique_ptr<PresetGrpcService> preset_service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<MetricsServer> metrics_;
   int grpc_port_ = 0;

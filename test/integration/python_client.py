@@ -92,7 +92,7 @@ check("metadata.name" in err.details(), "the error names the field")
 
 stale = workspace_pb2.Workspace()
 stale.CopyFrom(got)
-stale.inference.preset.name = "phi-4-mini-instruct"
+stale.inference.adapters.add(source=workspace_pb2.DataSource(name="py-adapter", image="example.com/a:1"))
 updated = ws.UpdateWorkspace(workspace_pb2.UpdateWorkspaceRequest(workspace=stale)).workspace
 check(updated.metadata.generation == 2, "spec update bumps the generation")
 expect_code(lambda: ws.UpdateWorkspace(workspace_pb2.UpdateWorkspaceRequest(workspace=stale)),

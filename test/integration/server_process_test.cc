@@ -67,7 +67,7 @@ TEST_F(ServerProcessTest, ApplyGetDescribeDeleteWithKaitoctl) {
   r = Ctl({"apply", "-f", "-"}, std::string(kSeed) + "  # comment\n");
   EXPECT_EQ(r.out, "workspace/workspace-tuning-phi-3 unchanged\n") << r.err;
   std::string changed = kSeed;
-  changed.replace(changed.find("qlora"), 5, "lora");
+  changed.replace(changed.find("data.parquet"), 12, "data-v2.parquet");
   r = Ctl({"apply", "-f", "-"}, changed);
   EXPECT_EQ(r.out, "workspace/workspace-tuning-phi-3 configured\n") << r.err;
 
@@ -80,7 +80,7 @@ TEST_F(ServerProcessTest, ApplyGetDescribeDeleteWithKaitoctl) {
   r = Ctl({"get", "workspace", "workspace-tuning-phi-3", "-o", "wide"});
   EXPECT_THAT(r.out, HasSubstr("JOBSTARTED   WORKSPACESUCCEEDED   TARGETNODES   STATE    NODES"));
   r = Ctl({"get", "workspace", "workspace-tuning-phi-3", "-o", "yaml"});
-  EXPECT_THAT(r.out, HasSubstr("method: lora"));
+  EXPECT_THAT(r.out, HasSubstr("https://example.com/data-v2.parquet"));
   EXPECT_THAT(r.out, HasSubstr("generation: \"2\""));
   r = Ctl({"get", "workspace", "workspace-tuning-phi-3", "-o", "json"});
   EXPECT_THAT(r.out, HasSubstr("\"imagePushSecret\": \"registry-secret\""));
@@ -170,7 +170,7 @@ TEST_F(ServerProcessTest, GetWatchStreamsChanges) {
   ASSERT_TRUE(WaitFor([&] { return ReadFile(log).find("workspace-tuning-phi-3") != std::string::npos; },
                       absl::Seconds(10)));
   std::string changed = kSeed;
-  changed.replace(changed.find("app: tuning-phi-3"), 17, "app: tuning-phi-3\n      extra: x");
+  changed.replace(changed.find("data.parquet"), 12, "data-v3.parquet");
   ASSERT_EQ(Ctl({"apply", "-f", "-"}, changed).exit_code, 0);
   EXPECT_TRUE(WaitFor(
       [&] {

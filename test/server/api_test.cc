@@ -33,6 +33,12 @@ v1::Workspace MakeWorkspace(const std::string& name, const std::string& app = "p
   return ws;
 }
 
+void AddAdapter(v1::Workspace& ws, const std::string& name) {
+  auto* adapter = ws.mutable_inference()->add_adapters();
+  adapter->mutable_source()->set_name(name);
+  adapter->mutable_source()->set_image("example.com/adapters/" + name + ":1");
+}
+
 class ApiTest : public ::testing::Test {
  protected:
   void SetUp() override { Start(); }
@@ -43,6 +49,7 @@ class ApiTest : public ::testing::Test {
     options.metrics_listen = "";
     options.data_dir = dir_.path();
     options.watch_history = watch_history;
+    options.dev = true;  // Node auto-provisioning: workspaces name an instance type.
     auto app = ServerApp::Start(options);
     ASSERT_TRUE(app.ok()) << app.status();
     app_ = std::move(*app);
@@ -202,13 +209,13 @@ TEST_F(ApiTest, UpdateIsOptimisticAndBumpsGenerationOnlyForSpec) {
   EXPECT_NE(v2.metadata().resource_version(), v1.metadata().resource_version());
   // Stale resourceVersion: ABORTED, nothing changes.
   v1::Workspace stale = v1;
-  stale.mutable_inference()->mutable_preset()->set_name("phi-4-mini-instruct");
+  AddAdapter(stale, "stale-adapter");
   grpc::Status s = Update(stale, &out);
   EXPECT_EQ(s.error_code(), grpc::ABORTED);
   EXPECT_THAT(s.error_message(), HasSubstr("the object has been modified"));
   // Spec change at the current version bumps the generation.
   v1::Workspace spec = v2;
-  spec.mutable_inference()->mutable_preset()->set_name("phi-4-mini-instruct");
+  AddAdapter(spec, "adapter-a");
   spec.mutable_status()->set_state("Ready");  // Ignored.
   ASSERT_TRUE(Update(spec, &out).ok());
   EXPECT_EQ(out.workspace().metadata().generation(), 2);

@@ -208,7 +208,7 @@ absl::StatusOr<ServerProcess> StartServer(const std::string& data_dir,
   unlink(port_file.c_str());
   std::vector<std::string> argv = {BinDir() + "/kaito-server", "--listen", "127.0.0.1:0",
                                    "--metrics-listen", "127.0.0.1:0", "--data-dir", data_dir,
-                                   "--port-file", port_file};
+                                   "--port-file", port_file, "--dev"};
   argv.insert(argv.end(), extra.begin(), extra.end());
   auto daemon = Daemon::Start(argv, data_dir + "/server.log");
   if (!daemon.ok()) return daemon.status();
