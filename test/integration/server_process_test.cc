@@ -151,7 +151,11 @@ stringData: {HF_TOKEN: hf_value}
 
 TEST_F(ServerProcessTest, DryRunStoresNothing) {
   RunResult r = Ctl({"apply", "--dry-run", "-f", "-"}, kSeed);
-  EXPECT_EQ(r.out, "workspace/workspace-tuning-phi-3 created (server dry run)\n") << r.err;
+  EXPECT_THAT(r.out, ::testing::StartsWith("workspace/workspace-tuning-phi-3 created (server dry run)\n"))
+      << r.err;
+  EXPECT_THAT(r.out, HasSubstr("instance type:    Standard_NC6s_v3 (1x V100, 16Gi per GPU)"));
+  EXPECT_THAT(r.out, HasSubstr("target nodes:     1"));
+  EXPECT_THAT(r.err, HasSubstr("Warning: Standard_NC6s_v3 has V100 GPUs (compute capability 7.0)"));
   r = Ctl({"get", "workspaces"});
   EXPECT_EQ(r.err, "No resources found in default namespace.\n");
 }

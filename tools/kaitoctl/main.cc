@@ -11,10 +11,12 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_join.h"
 #include <google/protobuf/util/message_differencer.h>
 #include "common/manifest_codec.h"
 #include "common/version.h"
 #include "kaito/v1/config.grpc.pb.h"
+#include "kaito/v1/presets.grpc.pb.h"
 #include "kaito/v1/system.grpc.pb.h"
 #include "kaito/v1/workspace.grpc.pb.h"
 #include "printers.h"
@@ -70,7 +72,8 @@ class Client {
         workspaces_(v1::WorkspaceService::NewStub(channel_)),
         configs_(v1::ConfigService::NewStub(channel_)),
         secrets_(v1::SecretService::NewStub(channel_)),
-        system_(v1::SystemService::NewStub(channel_)) {}
+        system_(v1::SystemService::NewStub(channel_)),
+        presets_(v1::PresetService::NewStub(channel_)) {}
 
   std::unique_ptr<grpc::ClientContext> Context() const {
     auto ctx = std::make_unique<grpc::ClientContext>();
@@ -85,6 +88,7 @@ class Client {
   std::unique_ptr<v1::ConfigService::Stub> configs_;
   std::unique_ptr<v1::SecretService::Stub> secrets_;
   std::unique_ptr<v1::SystemService::Stub> system_;
+  std::unique_ptr<v1::PresetService::Stub> presets_;
 };
 
 std::string ReadInput(const std::string& file, std::string* error) {
@@ -128,6 +132,7 @@ int ApplyWorkspace(Client& c, v1::Workspace ws, bool dry_run) {
       if (!s.ok()) return Fail(s, ref);
       PrintWarnings(resp.warnings());
       std::printf("%s created%s\n", ref.c_str(), Suffix(dry_run).c_str());
+      if (dry_run) std::printf("%s", FormatPlan(resp.plan()).c_str());
       return 0;
     }
     if (!s.ok()) return Fail(s, ref);
@@ -159,6 +164,7 @@ int ApplyWorkspace(Client& c, v1::Workspace ws, bool dry_run) {
                                                            current.metadata());
     std::printf("%s %s%s\n", ref.c_str(), unchanged ? "unchanged" : "configured",
                 Suffix(dry_run).c_str());
+    if (dry_run) std::printf("%s", FormatPlan(resp.plan()).c_str());
     return 0;
   }
   return Fail(grpc::Status(grpc::ABORTED, "kept conflicting with concurrent writers"), ref);
@@ -438,6 +444,78 @@ int DeleteWorkspace(Client& c, const std::string& name, bool wait) {
                          [](const v1::WorkspaceEvent& e) { return e.type() == v1::DELETED; });
 }
 
+int GetPresets(Client& c, const std::string& name, Output out) {
+  std::vector<v1::ModelInfo> models;
+  if (!name.empty()) {
+    v1::GetModelRequest req;
+    req.set_name(name);
+    v1::ModelInfo info;
+    grpc::Status s = c.presets_->GetModel(c.Context().get(), req, &info);
+    if (!s.ok()) return Fail(s);
+    models.push_back(info);
+  } else {
+    v1::ListModelsResponse resp;
+    grpc::Status s = c.presets_->ListModels(c.Context().get(), v1::ListModelsRequest(), &resp);
+    if (!s.ok()) return Fail(s);
+    models.assign(resp.models().begin(), resp.models().end());
+  }
+  if (out == Output::kYaml || out == Output::kJson) {
+    bool first = true;
+    for (const auto& m : models) {
+      PrintObject(m, out, first);
+      first = false;
+    }
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows;
+  const bool wide = out == Output::kWide;
+  std::vector<std::string> header = {"NAME", "RUNTIMES", "WEIGHTS", "CONTEXT", "TUNING", "GATED"};
+  if (wide) {
+    for (const char* h : {"ID", "ARCHITECTURE", "QUANTIZATION", "DISTRIBUTED"}) header.push_back(h);
+  }
+  rows.push_back(header);
+  for (const auto& m : models) {
+    std::vector<std::string> row = {
+        m.name() + (m.deprecated() ? " (deprecated)" : ""),
+        absl::StrJoin(m.runtimes(), ","),
+        m.weights(),
+        m.context_length() ? std::to_string(m.context_length()) : "<unknown>",
+        m.tuning_methods().empty() ? "-" : absl::StrJoin(m.tuning_methods(), ","),
+        m.gated() ? "yes" : "no"};
+    if (wide) {
+      row.push_back(m.id());
+      row.push_back(m.architecture());
+      row.push_back(m.quantization().empty() ? "-" : m.quantization());
+      row.push_back(m.distributed() ? "yes" : "no");
+    }
+    rows.push_back(row);
+  }
+  std::printf("%s", FormatTable(rows).c_str());
+  return 0;
+}
+
+int GetSkus(Client& c, const std::string& cloud, Output out) {
+  v1::ListSkusRequest req;
+  req.set_cloud(cloud);
+  v1::ListSkusResponse resp;
+  grpc::Status s = c.presets_->ListSkus(c.Context().get(), req, &resp);
+  if (!s.ok()) return Fail(s);
+  if (out == Output::kYaml || out == Output::kJson) {
+    PrintObject(resp, out, true);
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"NAME", "CLOUD", "GPUS", "GPU", "MEMORY", "PER-GPU", "CC", "NVME", "STATUS"}};
+  for (const auto& sku : resp.skus()) {
+    rows.push_back({sku.name(), sku.cloud(), std::to_string(sku.gpu_count()), sku.gpu_model(),
+                    sku.gpu_memory(), sku.gpu_memory_per_gpu(),
+                    sku.compute_capability().empty() ? "-" : sku.compute_capability(),
+                    sku.nvme() ? "yes" : "no", sku.retired() ? "retired" : "available"});
+  }
+  std::printf("%s", FormatTable(rows).c_str());
+  return 0;
+}
+
 std::string Canonical(std::string resource) {
   resource = absl::AsciiStrToLower(resource);
   if (resource == "workspace" || resource == "workspaces" || resource == "ws" ||
@@ -491,6 +569,8 @@ int main(int argc, char** argv) {
   get->add_option("-l,--selector", selector, "Label selector, e.g. app=phi,tier!=dev");
   get->add_flag("-w,--watch", watch, "After listing, stream changes");
   get->add_flag("-A,--all-namespaces", all_ns, "Every namespace");
+  std::string cloud;
+  get->add_option("--cloud", cloud, "For skus: azure | aws | arc | all (default: the server's)");
 
   auto* describe = app.add_subcommand("describe", "Show one workspace in detail");
   describe->add_option("resource", resource, "workspace")->required();
@@ -540,9 +620,9 @@ int main(int argc, char** argv) {
             return client.secrets_->ListSecrets(ctx, r, resp);
           });
     }
-    if (kind == "nodes" || kind == "nodeclaims" || kind == "presets" || kind == "skus") {
-      return NotServed(kind);
-    }
+    if (kind == "presets") return GetPresets(client, name, *out);
+    if (kind == "skus") return GetSkus(client, cloud, *out);
+    if (kind == "nodes" || kind == "nodeclaims") return NotServed(kind);
     return FailLocal("unknown resource type \"" + resource + "\"");
   }
   if (describe->parsed()) {

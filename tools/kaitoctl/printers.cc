@@ -106,6 +106,34 @@ std::string FormatTable(const std::vector<std::vector<std::string>>& rows) {
   return out;
 }
 
+std::string FormatPlan(const v1::WorkspacePlan& p) {
+  std::string out = "  plan:\n";
+  auto line = [&out](const std::string& k, const std::string& v) {
+    if (!v.empty()) out += "    " + k + ":" + std::string(k.size() < 17 ? 17 - k.size() : 1, ' ') + v + "\n";
+  };
+  line("kind", p.kind());
+  line("preset", p.preset().empty() ? "<template>" : p.preset());
+  line("runtime", p.runtime());
+  std::string gpus;
+  if (p.gpus_per_node() > 0) {
+    gpus = " (" + std::to_string(p.gpus_per_node()) + "x " + p.gpu_model() + ", " +
+           p.gpu_memory_per_gpu() + " per GPU)";
+  }
+  line("instance type", p.instance_type() + gpus);
+  if (p.target_node_count() > 0) line("target nodes", std::to_string(p.target_node_count()));
+  if (p.min_gpus() > 0) line("GPUs needed", std::to_string(p.min_gpus()));
+  if (!p.estimated_memory_per_gpu().empty()) {
+    line("memory per GPU", "~" + p.estimated_memory_per_gpu() +
+                               (p.gpu_memory_per_gpu().empty() ? "" : " of " + p.gpu_memory_per_gpu()) +
+                               (p.max_model_len() > 0
+                                    ? " (weights + runtime + KV cache for max-model-len " +
+                                          std::to_string(p.max_model_len()) + ")"
+                                    : ""));
+  }
+  line("sizing problem", p.sizing_error());
+  return out;
+}
+
 std::string DescribeWorkspace(const v1::Workspace& ws, absl::Time now) {
   const auto& m = ws.metadata();
   std::string out;

@@ -24,6 +24,9 @@ std::vector<std::string> WorkspaceRow(const v1::Workspace& ws, absl::Time now, b
 // Left-aligned columns separated by three spaces, as kubectl prints.
 std::string FormatTable(const std::vector<std::vector<std::string>>& rows);
 
+// The dry-run plan, indented under the "created (server dry run)" line.
+std::string FormatPlan(const v1::WorkspacePlan& plan);
+
 // The human-readable `describe workspace` text.
 std::string DescribeWorkspace(const v1::Workspace& ws, absl::Time now);
 
