@@ -16,6 +16,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/k8s_names.h"
+#include "tuning_defaults.h"
 
 namespace kaito::presets {
 namespace {
@@ -770,6 +771,13 @@ void WorkspaceValidator::ValidateTuning(const v1::Workspace& ws, ValidationConte
   // The training config: the user's ConfigMap, else the built-in default for the method.
   if (!t.config().empty()) {
     auto cm = ctx.GetConfigMap(ws.metadata().namespace_(), t.config());
+    if (!cm) {
+      // Kaito's default templates live in its release namespace; here they are built in.
+      if (auto builtin = BuiltInTrainingConfig(t.config())) {
+        cm.emplace();
+        (*cm->mutable_data())["training_config.yaml"] = *builtin;
+      }
+    }
     if (!cm) {
       errors.Add("tuning.config", "Failed to evaluate validateConfigMap: ConfigMap '" + t.config() +
                                       "' specified in 'config' not found in namespace '" +

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_replace.h"
 #include "common/manifest_codec.h"
+#include "tuning_defaults.h"
 #include "workspace_validator.h"
 
 namespace kaito::presets {
@@ -778,6 +779,19 @@ TEST_F(ValidationTest, TuningConfigMap) {
                     "  QuantizationConfig: {load_in_4bit: true}\n"
                     "  TrainingArguments: {output_dir: /mnt/results}\n");
   ExpectOk(Tuning(with_config));
+}
+
+TEST_F(ValidationTest, BuiltInTemplatesByName) {
+  ExpectOk(Tuning(std::string(kGoodTuning) + "  config: qlora-params-template\n"));
+  // A template used with the other method fails its quantization rule.
+  ExpectError(Tuning(std::string(kGoodTuning) + "  config: lora-params-template\n"),
+              "QLoRA tuning needs load_in_4bit");
+}
+
+TEST(TrainingConfigTest, BuiltInTemplatesAreValid) {
+  EXPECT_TRUE(CheckTrainingConfig(kLoraTrainingConfig, "lora").empty());
+  EXPECT_TRUE(CheckTrainingConfig(kQloraTrainingConfig, "qlora").empty());
+  EXPECT_FALSE(CheckTrainingConfig(kLoraTrainingConfig, "qlora").empty());
 }
 
 struct TrainingConfigCase {
