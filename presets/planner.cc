@@ -1,5 +1,7 @@
 #include "planner.h"
 
+#include "renderer.h"
+
 #include "absl/strings/str_format.h"
 
 namespace kaito::presets {
@@ -14,19 +16,52 @@ std::string GiString(double gib) {
 
 }  // namespace
 
+namespace {
+
+v1::WorkspacePlan Size(const Catalog& catalog, const ValidationOptions& options,
+                       ValidationContext& context, const v1::Workspace& ws,
+                       std::optional<GpuConfig>& gpu, const ModelPreset*& model, bool& nvme);
+
+}  // namespace
+
 v1::WorkspacePlan PlanWorkspace(const Catalog& catalog, const ValidationOptions& options,
                                 ValidationContext& context, const v1::Workspace& ws) {
+  std::optional<GpuConfig> gpu;
+  const ModelPreset* model = nullptr;
+  bool nvme = false;
+  v1::WorkspacePlan plan = Size(catalog, options, context, ws, gpu, model, nvme);
+  const bool is_template = ws.has_inference() && ws.inference().has_template_();
+  if (!plan.sizing_error().empty() || (!is_template && (model == nullptr || !gpu))) return plan;
+  RenderInput in;
+  in.workspace = &ws;
+  in.model = model;
+  if (gpu) in.gpu = *gpu;
+  in.nodes = std::max(1, plan.target_node_count());
+  in.runtime = plan.runtime();
+  in.nvme = nvme;
+  auto workloads = RenderWorkloads(RenderOptions(), in);
+  if (!workloads.ok()) {
+    plan.set_sizing_error(std::string(workloads.status().message()));
+    return plan;
+  }
+  for (auto& w : *workloads) *plan.add_workloads() = std::move(w);
+  return plan;
+}
+
+namespace {
+
+v1::WorkspacePlan Size(const Catalog& catalog, const ValidationOptions& options,
+                       ValidationContext& context, const v1::Workspace& ws,
+                       std::optional<GpuConfig>& gpu, const ModelPreset*& model, bool& nvme) {
   v1::WorkspacePlan plan;
   const bool tuning = ws.has_tuning();
   plan.set_kind(tuning ? "tuning" : "inference");
   plan.set_runtime(tuning ? "transformers" : RuntimeOf(ws, options));
   const std::string& preset_name =
       tuning ? ws.tuning().preset().name() : ws.inference().preset().name();
-  const ModelPreset* model = preset_name.empty() ? nullptr : catalog.FindModel(preset_name);
+  model = preset_name.empty() ? nullptr : catalog.FindModel(preset_name);
   if (model != nullptr) plan.set_preset(model->name);
 
-  // The GPUs of one node.
-  std::optional<GpuConfig> gpu;
   const bool v1alpha1 = ws.api_version() == "kaito.sh/v1alpha1";
   std::string instance_type = ws.resource().instance_type();
   if (v1alpha1 && instance_type.empty()) instance_type = "Standard_NC24ads_A100_v4";
@@ -34,6 +69,7 @@ v1::WorkspacePlan PlanWorkspace(const Catalog& catalog, const ValidationOptions&
     plan.set_instance_type(instance_type);
     if (const Sku* sku = catalog.FindSku(options.cloud, instance_type)) {
       gpu = GpuConfig::FromSku(*sku);
+      nvme = sku->nvme;
     } else {
       plan.set_sizing_error("instance type " + instance_type +
                             " is not in the SKU catalog; cannot size the workspace");
@@ -88,5 +124,7 @@ v1::WorkspacePlan PlanWorkspace(const Catalog& catalog, const ValidationOptions&
   plan.set_estimated_memory_per_gpu(GiString(static_cast<double>(bytes) / gib / gpus));
   return plan;
 }
+
+}  // namespace
 
 }  // namespace kaito::presets

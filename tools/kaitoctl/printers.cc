@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/manifest_codec.h"
+#include "renderer.h"
 
 namespace kaito::ctl {
 namespace {
@@ -131,6 +132,19 @@ std::string FormatPlan(const v1::WorkspacePlan& p) {
                                     : ""));
   }
   line("sizing problem", p.sizing_error());
+  if (!p.workloads().empty()) out += "    workloads:\n";
+  for (const auto& w : p.workloads()) {
+    out += "      " + w.name() + " (" + w.role() + ", " + std::to_string(w.gpus()) +
+           (w.gpus() == 1 ? " GPU" : " GPUs") + "):\n";
+    for (const auto& init : w.init_containers()) {
+      out += "        init " + init.name() + ": " + presets::CommandLine(init) + "\n";
+    }
+    for (int i = 0; i < w.containers_size(); ++i) {
+      const auto& c = w.containers(i);
+      out += std::string("        ") + (i == 0 ? "run" : "sidecar " + c.name()) + ": " +
+             presets::CommandLine(c) + "\n";
+    }
+  }
   return out;
 }
 
