@@ -228,6 +228,33 @@ TEST_F(ServerProcessTest, SecondServerOnSameDataDirIsRefused) {
   EXPECT_THAT(second.err, HasSubstr("in use by another process"));
 }
 
+TEST_F(ServerProcessTest, InvalidCatalogIsAStartupErrorNamingTheEntry) {
+  TempDir catalog;
+  std::ofstream(catalog.File("models.yaml")) << "models:\n  - {name: m1, weights: lots, disk: 1Gi}\n";
+  std::ofstream(catalog.File("skus.yaml")) << "azure: []\n";
+  RunResult r = RunCommand({BinDir() + "/kaito-server", "--listen", "127.0.0.1:0", "--metrics-listen", "",
+                            "--data-dir", catalog.File("data"), "--catalog-dir", catalog.path()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("models.yaml: models[0] (m1): weights: \"lots\" is not a quantity"));
+  r = RunCommand({BinDir() + "/kaito-server", "--listen", "127.0.0.1:0", "--metrics-listen", "",
+                  "--data-dir", catalog.File("data2"), "--feature-gates", "turbo=true"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("unknown gate \"turbo\""));
+}
+
+TEST_F(ServerProcessTest, GetPresetsAndSkus) {
+  RunResult r = Ctl({"get", "presets"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("phi-4-mini-instruct +vllm +7.15Gi +131072 +lora,qlora +no"));
+  r = Ctl({"get", "preset", "llama-3.3-70b-instruct", "-o", "yaml"});
+  EXPECT_THAT(r.out, HasSubstr("gated: true"));
+  r = Ctl({"get", "skus"});
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("Standard_NC6s_v3 +azure +1 +V100 +16Gi +16Gi +7.0 +no +retired"));
+  r = Ctl({"get", "skus", "--cloud", "aws"});
+  EXPECT_THAT(r.out, HasSubstr("p5.48xlarge"));
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr("Standard_")));
+}
+
 TEST_F(ServerProcessTest, SigtermStopsCleanly) {
   EXPECT_EQ(server_.daemon.Stop(), 0);
 }

@@ -12,6 +12,7 @@
 #include "common/k8s_names.h"
 
 #include "kaito/v1/config.grpc.pb.h"
+#include "kaito/v1/presets.grpc.pb.h"
 #include "kaito/v1/system.grpc.pb.h"
 #include "kaito/v1/workspace.grpc.pb.h"
 #include "server_app.h"
@@ -620,6 +621,144 @@ TEST_F(ApiTest, GarbageRequestsNeverCrashTheServer) {
   }
   EXPECT_GE(Revision(), before);
   MustCreate(MakeWorkspace("after-fuzz"));
+}
+
+TEST_F(ApiTest, KaitoRulesRejectBadWorkspacesAndStoreNothing) {
+  const int64_t before = Revision();
+  struct Bad {
+    std::function<void(v1::Workspace&)> mutate;
+    const char* message;
+  };
+  const Bad cases[] = {
+      {[](v1::Workspace& w) { w.mutable_inference()->mutable_preset()->set_name("gpt-5"); },
+       "inference.preset.name: Unsupported inference preset name gpt-5"},
+      {[](v1::Workspace& w) { w.mutable_resource()->set_instance_type("Standard_Bad"); },
+       "resource.instanceType: Unsupported instance type Standard_Bad"},
+      {[](v1::Workspace& w) {
+         for (int i = 0; i < 20; ++i) AddAdapter(w, "a" + std::to_string(i));
+       },
+       "maximum of 10 allowed"},
+      {[](v1::Workspace& w) {
+         w.clear_inference();
+         auto* t = w.mutable_tuning();
+         t->mutable_preset()->set_name("phi-4");
+         t->set_method("lora");
+         t->mutable_input()->add_urls("http://169.254.169.254/latest/meta-data");
+         t->mutable_output()->set_image("e.com/o:1");
+         t->mutable_output()->set_image_push_secret("s");
+       },
+       "tuning.input.urls[0]: Invalid value: URL \"http://169.254.169.254/latest/meta-data\" points at"},
+      {[](v1::Workspace& w) {
+         w.clear_inference();
+         auto* t = w.mutable_tuning();
+         t->mutable_preset()->set_name("phi-4");
+         t->set_method("lora");
+         t->mutable_input()->set_image("Not/A:Valid Image");
+         t->mutable_output()->set_image("e.com/o:1");
+         t->mutable_output()->set_image_push_secret("s");
+       },
+       "tuning.input.image: Invalid value: invalid reference format"},
+  };
+  for (const Bad& c : cases) {
+    v1::Workspace ws = MakeWorkspace("bad");
+    c.mutate(ws);
+    v1::CreateWorkspaceResponse out;
+    grpc::Status s = Create(ws, &out);
+    EXPECT_EQ(s.error_code(), grpc::INVALID_ARGUMENT) << c.message;
+    EXPECT_THAT(s.error_message(), HasSubstr(c.message));
+  }
+  EXPECT_EQ(Revision(), before);
+}
+
+TEST_F(ApiTest, DryRunReturnsThePlanAndWarnings) {
+  v1::Workspace ws = MakeWorkspace("planned");
+  ws.mutable_resource()->set_instance_type("Standard_NC48ads_A100_v4");
+  ws.mutable_inference()->mutable_preset()->set_name("llama-3.3-70b-instruct");
+  ws.mutable_inference()->mutable_preset()->mutable_preset_options()->set_model_access_secret("hf");
+  v1::CreateWorkspaceResponse out;
+  ASSERT_TRUE(Create(ws, &out, /*dry_run=*/true).ok());
+  EXPECT_EQ(out.plan().target_node_count(), 2);
+  EXPECT_EQ(out.plan().min_gpus(), 3);
+  ASSERT_EQ(out.plan().workloads_size(), 2);
+  EXPECT_EQ(out.plan().workloads(0).role(), "leader");
+  EXPECT_EQ(Revision(), 0);
+  ws.mutable_resource()->set_instance_type("Standard_NC4as_T4_v3");
+  ws.mutable_metadata()->set_name("old-gpu");
+  ASSERT_TRUE(Create(ws, &out, /*dry_run=*/true).ok());
+  EXPECT_THAT(::testing::PrintToString(out.warnings()), HasSubstr("cannot run bfloat16"));
+}
+
+TEST_F(ApiTest, PresetServiceListsCatalogs) {
+  auto presets = v1::PresetService::NewStub(channel_);
+  grpc::ClientContext ctx;
+  v1::ListModelsResponse models;
+  ASSERT_TRUE(presets->ListModels(&ctx, v1::ListModelsRequest(), &models).ok());
+  EXPECT_GE(models.models_size(), 60);
+  grpc::ClientContext ctx2;
+  v1::GetModelRequest get;
+  get.set_name("Microsoft/Phi-4");
+  v1::ModelInfo phi;
+  ASSERT_TRUE(presets->GetModel(&ctx2, get, &phi).ok());
+  EXPECT_EQ(phi.name(), "phi-4");
+  EXPECT_EQ(phi.weights(), "27.31Gi");
+  get.set_name("nope");
+  grpc::ClientContext ctx3;
+  EXPECT_EQ(presets->GetModel(&ctx3, get, &phi).error_code(), grpc::NOT_FOUND);
+  grpc::ClientContext ctx4;
+  v1::ListSkusRequest skus_req;
+  skus_req.set_cloud("aws");
+  v1::ListSkusResponse skus;
+  ASSERT_TRUE(presets->ListSkus(&ctx4, skus_req, &skus).ok());
+  ASSERT_GT(skus.skus_size(), 0);
+  EXPECT_EQ(skus.skus(0).cloud(), "aws");
+}
+
+// Bring-your-own nodes: without a provisioner, workspaces select nodes that the store
+// knows (put there directly until agents register them).
+class ByoApiTest : public ApiTest {
+ protected:
+  void SetUp() override {}
+  void StartByo() {
+    ServerOptions options;
+    options.listen = "127.0.0.1:0";
+    options.metrics_listen = "";
+    options.data_dir = dir_.path();
+    auto app = ServerApp::Start(options);
+    ASSERT_TRUE(app.ok()) << app.status();
+    app_ = std::move(*app);
+    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(app_->grpc_port()),
+                                   grpc::InsecureChannelCredentials());
+    ws_ = v1::WorkspaceService::NewStub(channel_);
+  }
+  void PutNode(const std::string& name, const std::string& app, int mib) {
+    v1::Node node;
+    node.mutable_metadata()->set_name(name);
+    auto& labels = *node.mutable_metadata()->mutable_labels();
+    labels["apps"] = app;
+    labels["nvidia.com/gpu.product"] = "NVIDIA-A100-SXM4-80GB";
+    labels["nvidia.com/gpu.count"] = "1";
+    labels["nvidia.com/gpu.memory"] = std::to_string(mib);
+    ASSERT_TRUE(store::PutSync(*app_->store(), "/nodes/" + name, node.SerializeAsString(),
+                               store::kAnyRevision)
+                    .ok());
+  }
+};
+
+TEST_F(ByoApiTest, SelectsNodesFromTheStore) {
+  StartByo();
+  v1::Workspace ws = MakeWorkspace("byo", "phi");
+  ws.mutable_resource()->clear_instance_type();
+  v1::CreateWorkspaceResponse out;
+  grpc::Status s = Create(ws, &out);
+  EXPECT_THAT(s.error_message(), HasSubstr("No nodes found matching the specified label selector"));
+  PutNode("gpu-1", "phi", 81920);
+  s = Create(ws, &out, /*dry_run=*/true);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(out.plan().instance_type(), "bring-your-own nodes");
+  EXPECT_EQ(out.plan().gpu_memory_per_gpu(), "80Gi");
+  ws.mutable_resource()->set_instance_type("Standard_NC24ads_A100_v4");
+  s = Create(ws, &out);
+  EXPECT_THAT(s.error_message(), HasSubstr("instanceType must be empty when node auto-provisioning is disabled"));
 }
 
 TEST_F(ApiTest, VersionReportsStore) {
