@@ -484,6 +484,20 @@ v1::ModelInfo ToModelInfo(const presets::ModelPreset& m) {
   return info;
 }
 
+v1::SkuInfo ToSkuInfo(const presets::Sku& s) {
+  v1::SkuInfo info;
+  info.set_name(s.name);
+  info.set_cloud(s.cloud);
+  info.set_gpu_model(s.gpu_model);
+  info.set_gpu_count(s.gpu_count);
+  info.set_gpu_memory(presets::FormatGi(s.gpu_memory_bytes));
+  info.set_gpu_memory_per_gpu(presets::FormatGi(s.PerGpuBytes()));
+  info.set_nvme(s.nvme);
+  info.set_compute_capability(s.compute_capability);
+  info.set_retired(s.retired);
+  return info;
+}
+
 grpc::ServerUnaryReactor* FinishOk(CallbackServerContext* ctx) {
   auto* reactor = ctx->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
@@ -520,18 +534,25 @@ ServerUnaryReactor* PresetGrpcService::ListSkus(CallbackServerContext* ctx,
   const std::string cloud = request->cloud().empty() ? cloud_ : request->cloud();
   for (const auto& s : catalog_->skus()) {
     if (cloud != "all" && s.cloud != cloud) continue;
-    v1::SkuInfo* info = response->add_skus();
-    info->set_name(s.name);
-    info->set_cloud(s.cloud);
-    info->set_gpu_model(s.gpu_model);
-    info->set_gpu_count(s.gpu_count);
-    info->set_gpu_memory(presets::FormatGi(s.gpu_memory_bytes));
-    info->set_gpu_memory_per_gpu(presets::FormatGi(s.PerGpuBytes()));
-    info->set_nvme(s.nvme);
-    info->set_compute_capability(s.compute_capability);
-    info->set_retired(s.retired);
+    *response->add_skus() = ToSkuInfo(s);
   }
   return FinishOk(ctx);
+}
+
+ServerUnaryReactor* PresetGrpcService::GetSku(CallbackServerContext* ctx,
+                                              const v1::GetSkuRequest* request,
+                                              v1::SkuInfo* response) {
+  const std::string cloud = request->cloud().empty() ? cloud_ : request->cloud();
+  const presets::Sku* sku = catalog_->FindSku(cloud, request->name());
+  auto* reactor = ctx->DefaultReactor();
+  if (sku == nullptr) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
+                                 "skus \"" + request->name() + "\" not found in " + cloud));
+    return reactor;
+  }
+  *response = ToSkuInfo(*sku);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
 }
 
 // --- System ----------------------------------------------------------------------------

@@ -197,6 +197,9 @@ class PresetGrpcService : public v1::PresetService::CallbackService {
   grpc::ServerUnaryReactor* ListSkus(grpc::CallbackServerContext* ctx,
                                      const v1::ListSkusRequest* request,
                                      v1::ListSkusResponse* response) override;
+  grpc::ServerUnaryReactor* GetSku(grpc::CallbackServerContext* ctx,
+                                   const v1::GetSkuRequest* request,
+                                   v1::SkuInfo* response) override;
 
  private:
   const presets::Catalog* catalog_;

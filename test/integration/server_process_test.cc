@@ -250,6 +250,10 @@ TEST_F(ServerProcessTest, GetPresetsAndSkus) {
   EXPECT_THAT(r.out, HasSubstr("gated: true"));
   r = Ctl({"get", "skus"});
   EXPECT_THAT(r.out, ::testing::ContainsRegex("Standard_NC6s_v3 +azure +1 +V100 +16Gi +16Gi +7.0 +no +retired"));
+  r = Ctl({"get", "sku", "standard_nc24ads_a100_v4"});
+  EXPECT_THAT(r.out, HasSubstr("Standard_NC24ads_A100_v4   azure   1      A100   80Gi"));
+  r = Ctl({"get", "sku", "Standard_Nope"});
+  EXPECT_EQ(r.err, "Error from server (NotFound): skus \"Standard_Nope\" not found in azure\n");
   r = Ctl({"get", "skus", "--cloud", "aws"});
   EXPECT_THAT(r.out, HasSubstr("p5.48xlarge"));
   EXPECT_THAT(r.out, ::testing::Not(HasSubstr("Standard_")));

@@ -494,12 +494,20 @@ int GetPresets(Client& c, const std::string& name, Output out) {
   return 0;
 }
 
-int GetSkus(Client& c, const std::string& cloud, Output out) {
-  v1::ListSkusRequest req;
-  req.set_cloud(cloud);
+int GetSkus(Client& c, const std::string& name, const std::string& cloud, Output out) {
   v1::ListSkusResponse resp;
-  grpc::Status s = c.presets_->ListSkus(c.Context().get(), req, &resp);
-  if (!s.ok()) return Fail(s);
+  if (!name.empty()) {
+    v1::GetSkuRequest req;
+    req.set_name(name);
+    req.set_cloud(cloud);
+    grpc::Status s = c.presets_->GetSku(c.Context().get(), req, resp.add_skus());
+    if (!s.ok()) return Fail(s);
+  } else {
+    v1::ListSkusRequest req;
+    req.set_cloud(cloud);
+    grpc::Status s = c.presets_->ListSkus(c.Context().get(), req, &resp);
+    if (!s.ok()) return Fail(s);
+  }
   if (out == Output::kYaml || out == Output::kJson) {
     PrintObject(resp, out, true);
     return 0;
@@ -621,7 +629,7 @@ int main(int argc, char** argv) {
           });
     }
     if (kind == "presets") return GetPresets(client, name, *out);
-    if (kind == "skus") return GetSkus(client, cloud, *out);
+    if (kind == "skus") return GetSkus(client, name, cloud, *out);
     if (kind == "nodes" || kind == "nodeclaims") return NotServed(kind);
     return FailLocal("unknown resource type \"" + resource + "\"");
   }
