@@ -331,6 +331,7 @@ int main(int argc, char** argv) {
     options.listen = "127.0.0.1:0";
     options.metrics_listen = "";
     options.data_dir = data_dir;
+    options.dev = true;  // Node auto-provisioning: the workspaces name an instance type.
     auto started = kaito::ServerApp::Start(options);
     if (!started.ok()) {
       std::fprintf(stderr, "cannot start server: %s\n", started.status().ToString().c_str());
@@ -409,6 +410,10 @@ int main(int argc, char** argv) {
         j["store_writes"] = st.writes;
         j["writes_per_commit"] = st.commits ? static_cast<double>(st.writes) / st.commits : 0;
       }
+    }
+    if (f.errors > 0) {
+      std::fprintf(stderr, "kaito-bench: %lld creates failed; figures are not valid\n",
+                   static_cast<long long>(f.errors));
     }
     report("create", j);
   }
