@@ -259,6 +259,20 @@ TEST_F(ServerProcessTest, GetPresetsAndSkus) {
   EXPECT_THAT(r.out, ::testing::Not(HasSubstr("Standard_")));
 }
 
+// The benchmark itself works (a tiny run: this checks correctness, not speed).
+TEST(BenchSmokeTest, ApiBenchRunsWithoutErrors) {
+  RunResult r = RunCommand({BinDir() + "/kaito-bench", "api", "--seconds", "0.2", "--clients", "4",
+                            "--watchers", "5", "--updates", "5", "--json"},
+                           "", {}, absl::Seconds(120));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* phase : {"floor_rpc", "floor_sqlite", "create", "get", "watch"}) {
+    EXPECT_THAT(r.out, HasSubstr(std::string("\"") + phase + "\"")) << r.out;
+  }
+  EXPECT_THAT(r.out, ::testing::Not(::testing::ContainsRegex("\"errors\": [1-9]"))) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("\"watchers_with_every_update\": 5"));
+  EXPECT_THAT(r.err, ::testing::Not(HasSubstr("failed")));
+}
+
 TEST_F(ServerProcessTest, SigtermStopsCleanly) {
   EXPECT_EQ(server_.daemon.Stop(), 0);
 }
