@@ -191,6 +191,34 @@ v1::ContainerSpec Puller(const RenderOptions& o, const std::string& name, const 
   return c;
 }
 
+// A workload of `ws` on node `index`.
+v1::WorkloadSpec NewWorkload(const v1::Workspace& ws, int index, const std::string& role,
+                             const std::string& restart_policy) {
+  v1::WorkloadSpec w;
+  w.set_name(absl::StrCat(ws.metadata().name(), "-", index));
+  w.set_workspace(ws.metadata().name());
+  w.set_namespace_(ws.metadata().namespace_());
+  w.set_index(index);
+  w.set_role(role);
+  w.set_restart_policy(restart_policy);
+  return w;
+}
+
+// Pulls a model's weights image (ORAS) into the weights volume.
+v1::ContainerSpec WeightsDownloader(const RenderOptions& o, const ModelPreset& m) {
+  v1::ContainerSpec c;
+  c.set_name("model-weights-downloader");
+  c.set_image(o.oras_image);
+  for (const std::string& part :
+       {std::string("oras"), std::string("pull"),
+        o.registry + "/kaito-" + m.name + ":" + (m.tag.empty() ? o.base_tag : m.tag),
+        std::string("-o"), std::string(kWeightsDir)}) {
+    c.add_command(part);
+  }
+  AddMount(c, "model-weights-volume", kWeightsDir);
+  return c;
+}
+
 void AddCommonInferenceVolumes(v1::WorkloadSpec& w, v1::ContainerSpec& main, const v1::Workspace& ws,
                                const ModelPreset& model, bool nvme) {
   AddVolume(w, "dshm")->set_empty_dir_medium("Memory");
@@ -233,13 +261,7 @@ absl::StatusOr<std::vector<v1::WorkloadSpec>> RenderTemplate(const RenderInput& 
   const auto& tmpl = ws.inference().template_();
   std::vector<v1::WorkloadSpec> out;
   for (int i = 0; i < std::max(1, in.nodes); ++i) {
-    v1::WorkloadSpec w;
-    w.set_name(absl::StrCat(ws.metadata().name(), "-", i));
-    w.set_workspace(ws.metadata().name());
-    w.set_namespace_(ws.metadata().namespace_());
-    w.set_index(i);
-    w.set_role("template");
-    w.set_restart_policy("Always");
+    v1::WorkloadSpec w = NewWorkload(ws, i, "template", "Always");
     auto spec = tmpl.fields().find("spec");
     if (spec == tmpl.fields().end()) return absl::InvalidArgumentError("inference.template: no spec");
     auto containers = spec->second.struct_value().fields().find("containers");
@@ -312,13 +334,8 @@ absl::StatusOr<std::vector<v1::WorkloadSpec>> RenderInference(const RenderOption
   const bool multi_node = vllm && nodes > 1;
   std::vector<v1::WorkloadSpec> out;
   for (int i = 0; i < nodes; ++i) {
-    v1::WorkloadSpec w;
-    w.set_name(absl::StrCat(ws.metadata().name(), "-", i));
-    w.set_workspace(ws.metadata().name());
-    w.set_namespace_(ws.metadata().namespace_());
-    w.set_index(i);
-    w.set_role(multi_node ? (i == 0 ? "leader" : "worker") : "inference");
-    w.set_restart_policy("Always");
+    v1::WorkloadSpec w =
+        NewWorkload(ws, i, multi_node ? (i == 0 ? "leader" : "worker") : "inference", "Always");
     w.set_gpus(in.gpu.gpu_count);
     v1::ContainerSpec main;
     main.set_name(ws.metadata().name());
@@ -364,18 +381,7 @@ absl::StatusOr<std::vector<v1::WorkloadSpec>> RenderInference(const RenderOption
     }
     if (!multi_node || i == 0) AddHealthProbes(main, m);
     AddCommonInferenceVolumes(w, main, ws, m, in.nvme);
-    if (!m.download_at_runtime) {
-      v1::ContainerSpec weights;
-      weights.set_name("model-weights-downloader");
-      weights.set_image(o.oras_image);
-      weights.add_command("oras");
-      weights.add_command("pull");
-      weights.add_command(o.registry + "/kaito-" + m.name + ":" + (m.tag.empty() ? o.base_tag : m.tag));
-      weights.add_command("-o");
-      weights.add_command(kWeightsDir);
-      AddMount(weights, "model-weights-volume", kWeightsDir);
-      *w.add_init_containers() = std::move(weights);
-    }
+    if (!m.download_at_runtime) *w.add_init_containers() = WeightsDownloader(o, m);
     AddAdapters(o, w, main, inf);
     w.mutable_containers()->Add(std::move(main));
     out.push_back(std::move(w));
@@ -389,13 +395,7 @@ absl::StatusOr<std::vector<v1::WorkloadSpec>> RenderTuning(const RenderOptions& 
   const ModelPreset& m = *in.model;
   const auto& t = ws.tuning();
   const std::string method = absl::AsciiStrToLower(t.method());
-  v1::WorkloadSpec w;
-  w.set_name(ws.metadata().name() + "-0");
-  w.set_workspace(ws.metadata().name());
-  w.set_namespace_(ws.metadata().namespace_());
-  w.set_index(0);
-  w.set_role("tuning");
-  w.set_restart_policy("Never");
+  v1::WorkloadSpec w = NewWorkload(ws, 0, "tuning", "Never");
   w.set_gpus(in.gpu.gpu_count);
   v1::ContainerSpec main;
   main.set_name(ws.metadata().name());
@@ -416,16 +416,7 @@ absl::StatusOr<std::vector<v1::WorkloadSpec>> RenderTuning(const RenderOptions& 
   // Weights: downloaded by an init container into the weights volume.
   AddVolume(w, "model-weights-volume")->set_empty_dir_medium("");
   AddMount(main, "model-weights-volume", kWeightsDir);
-  v1::ContainerSpec weights;
-  weights.set_name("model-weights-downloader");
-  weights.set_image(o.oras_image);
-  weights.add_command("oras");
-  weights.add_command("pull");
-  weights.add_command(o.registry + "/kaito-" + m.name + ":" + (m.tag.empty() ? o.base_tag : m.tag));
-  weights.add_command("-o");
-  weights.add_command(kWeightsDir);
-  AddMount(weights, "model-weights-volume", kWeightsDir);
-  *w.add_init_containers() = std::move(weights);
+  *w.add_init_containers() = WeightsDownloader(o, m);
   // Config: the user's ConfigMap or the built-in template of the method.
   AddVolume(w, "config-volume")
       ->set_config_map(t.config().empty() ? DefaultTrainingTemplate(method) : t.config());

@@ -40,6 +40,17 @@ void AddAdapter(v1::Workspace& ws, const std::string& name) {
   adapter->mutable_source()->set_image("example.com/adapters/" + name + ":1");
 }
 
+// Turns `ws` into a LoRA tuning workspace with an image destination; the caller sets the input.
+v1::TuningSpec* MakeTuning(v1::Workspace& ws) {
+  ws.clear_inference();
+  auto* t = ws.mutable_tuning();
+  t->mutable_preset()->set_name("phi-4");
+  t->set_method("lora");
+  t->mutable_output()->set_image("e.com/o:1");
+  t->mutable_output()->set_image_push_secret("s");
+  return t;
+}
+
 class ApiTest : public ::testing::Test {
  protected:
   void SetUp() override { Start(); }
@@ -639,24 +650,10 @@ TEST_F(ApiTest, KaitoRulesRejectBadWorkspacesAndStoreNothing) {
        },
        "maximum of 10 allowed"},
       {[](v1::Workspace& w) {
-         w.clear_inference();
-         auto* t = w.mutable_tuning();
-         t->mutable_preset()->set_name("phi-4");
-         t->set_method("lora");
-         t->mutable_input()->add_urls("http://169.254.169.254/latest/meta-data");
-         t->mutable_output()->set_image("e.com/o:1");
-         t->mutable_output()->set_image_push_secret("s");
+         MakeTuning(w)->mutable_input()->add_urls("http://169.254.169.254/latest/meta-data");
        },
        "tuning.input.urls[0]: Invalid value: URL \"http://169.254.169.254/latest/meta-data\" points at"},
-      {[](v1::Workspace& w) {
-         w.clear_inference();
-         auto* t = w.mutable_tuning();
-         t->mutable_preset()->set_name("phi-4");
-         t->set_method("lora");
-         t->mutable_input()->set_image("Not/A:Valid Image");
-         t->mutable_output()->set_image("e.com/o:1");
-         t->mutable_output()->set_image_push_secret("s");
-       },
+      {[](v1::Workspace& w) { MakeTuning(w)->mutable_input()->set_image("Not/A:Valid Image"); },
        "tuning.input.image: Invalid value: invalid reference format"},
   };
   for (const Bad& c : cases) {
