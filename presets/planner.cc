@@ -64,7 +64,7 @@ v1::WorkspacePlan Size(const Catalog& catalog, const ValidationOptions& options,
 
   const bool v1alpha1 = ws.api_version() == "kaito.sh/v1alpha1";
   std::string instance_type = ws.resource().instance_type();
-  if (v1alpha1 && instance_type.empty()) instance_type = "Standard_NC24ads_A100_v4";
+  if (v1alpha1 && instance_type.empty()) instance_type = kV1alpha1DefaultInstanceType;
   if (v1alpha1 || options.node_auto_provisioning) {
     plan.set_instance_type(instance_type);
     if (const Sku* sku = catalog.FindSku(options.cloud, instance_type)) {

@@ -24,7 +24,6 @@ namespace {
 using google::protobuf::util::MessageDifferencer;
 
 constexpr int kMaxAdapters = 10;
-constexpr char kDefaultV1alpha1InstanceType[] = "Standard_NC24ads_A100_v4";
 
 // Keys Kaito strips from user matchLabels (SanitizedMatchLabels).
 const std::set<std::string>& ReservedLabelKeys() {
@@ -558,7 +557,7 @@ void WorkspaceValidator::ValidateResource(const v1::Workspace& ws, const ModelPr
   const std::string runtime = tuning ? "transformers" : RuntimeOf(ws, options_);
   const bool nap = v1alpha1 || options_.node_auto_provisioning;
   std::string instance_type = r.instance_type();
-  if (v1alpha1 && instance_type.empty()) instance_type = kDefaultV1alpha1InstanceType;
+  if (v1alpha1 && instance_type.empty()) instance_type = kV1alpha1DefaultInstanceType;
   if (!v1alpha1) {
     if (nap && instance_type.empty()) {
       errors.Add("resource.instanceType",

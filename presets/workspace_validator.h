@@ -42,6 +42,9 @@ struct ValidationOptions {
   bool enable_accelerator = false;
 };
 
+// kaito.sh/v1alpha1's schema default for resource.instanceType.
+inline constexpr char kV1alpha1DefaultInstanceType[] = "Standard_NC24ads_A100_v4";
+
 // Annotation keys (kaito.sh/...).
 inline constexpr char kAnnotationRuntime[] = "kaito.sh/runtime";
 inline constexpr char kAnnotationBypassResourceChecks[] = "kaito.sh/bypass-resource-checks";

@@ -70,6 +70,11 @@ KindPolicy<v1::Workspace> WorkspacePolicy(WorkspaceCheck extra) {
   p.normalize = [](v1::Workspace& ws, FieldErrors& errors) {
     NormalizeTypeMeta("kaito.sh/v1beta1", {"kaito.sh/v1beta1", "kaito.sh/v1alpha1"}, "Workspace",
                       ws.mutable_api_version(), ws.mutable_kind(), errors);
+    // The defaults of Kaito's CRD schema, applied before validation and storing.
+    if (!ws.resource().has_count()) ws.mutable_resource()->set_count(1);
+    if (ws.api_version() == "kaito.sh/v1alpha1" && ws.resource().instance_type().empty()) {
+      ws.mutable_resource()->set_instance_type(presets::kV1alpha1DefaultInstanceType);
+    }
   };
   p.validate = [extra = std::move(extra)](const v1::Workspace& ws, const v1::Workspace* old,
                                           FieldErrors& errors,

@@ -4,6 +4,7 @@
 #include "kaito/v1/config.pb.h"
 #include "kaito/v1/workspace.pb.h"
 #include "object_registry.h"
+#include "workspace_validator.h"
 
 namespace kaito {
 

@@ -167,6 +167,23 @@ TEST_F(ApiTest, CreateSetsServerOwnedMetadataAndGetReturnsIt) {
   EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(got, created));
 }
 
+TEST_F(ApiTest, KaitoSchemaDefaultsAreStored) {
+  v1::Workspace ws = MakeWorkspace("defaults");
+  ws.mutable_resource()->clear_count();
+  v1::Workspace created = MustCreate(ws);
+  EXPECT_TRUE(created.resource().has_count());
+  EXPECT_EQ(created.resource().count(), 1);
+  // Re-applying the same manifest (still without count) changes nothing.
+  ws.mutable_metadata()->set_resource_version(created.metadata().resource_version());
+  v1::UpdateWorkspaceResponse out;
+  ASSERT_TRUE(Update(ws, &out).ok());
+  EXPECT_EQ(out.workspace().metadata().resource_version(), created.metadata().resource_version());
+  v1::Workspace alpha = MakeWorkspace("alpha");
+  alpha.set_api_version("kaito.sh/v1alpha1");
+  alpha.mutable_resource()->clear_instance_type();
+  EXPECT_EQ(MustCreate(alpha).resource().instance_type(), "Standard_NC24ads_A100_v4");
+}
+
 TEST_F(ApiTest, CreateTwiceIsAlreadyExists) {
   MustCreate(MakeWorkspace("a"));
   v1::CreateWorkspaceResponse out;
