@@ -981,3 +981,27 @@ TEST_F(ValidationTest, AllProblemsReportedAtOnce) {
 
 }  // namespace
 }  // namespace kaito::presets
+
+namespace kaito::presets {
+namespace {
+
+TEST(ValidationCatalogTest, VllmDisallowLoraModelRejectsAdapters) {
+  auto catalog = Catalog::Parse(
+      "models:\n  - {name: no-lora, id: org/no-lora, weights: 1Gi, disk: 2Gi, disallowLoRA: true}\n",
+      "azure:\n  - {name: Standard_NC24ads_A100_v4, gpuModel: A100, gpuCount: 1, gpuMemory: 80Gi, "
+      "computeCapability: \"8.0\"}\n");
+  ASSERT_TRUE(catalog.ok()) << catalog.status();
+  WorkspaceValidator validator(&*catalog, ValidationOptions{.node_auto_provisioning = true});
+  FakeContext ctx;
+  FieldErrors errors;
+  std::vector<std::string> warnings;
+  v1::Workspace ws = Parse(Inference(kNapResource,
+                                     "  preset: {name: no-lora}\n  adapters:\n"
+                                     "  - source: {name: a, image: \"e.com/a:1\"}\n"));
+  validator.Validate(ws, nullptr, ctx, errors, warnings);
+  EXPECT_THAT(std::string(errors.ToStatus("ws").message()),
+              HasSubstr("inference.adapters: vLLM does not support LoRA adapters for no-lora"));
+}
+
+}  // namespace
+}  // namespace kaito::presets
