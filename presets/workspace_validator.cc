@@ -311,10 +311,23 @@ std::vector<std::string> CheckTrainingConfig(const std::string& yaml, const std:
 void WorkspaceValidator::Validate(const v1::Workspace& ws, const v1::Workspace* old,
                                   ValidationContext& ctx, FieldErrors& errors,
                                   std::vector<std::string>& warnings) const {
-  if (old != nullptr) ValidateUpdate(ws, *old, errors);
-  // Kaito validates the whole object on create; on update it checks what changed. Here
-  // the full create rules run on every write (so an update cannot leave an invalid
-  // object behind), minus what only makes sense at creation, such as node existence.
+  if (old != nullptr) {
+    ValidateUpdate(ws, *old, errors);
+    // An update that leaves the spec alone (labels, annotations, finalizers: what a
+    // controller writes while deleting) is never blocked by the world having changed
+    // since creation (nodes gone, a ConfigMap deleted, a SKU retired).
+    const bool spec_unchanged = MessageDifferencer::Equals(ws.resource(), old->resource()) &&
+                                MessageDifferencer::Equals(ws.inference(), old->inference()) &&
+                                MessageDifferencer::Equals(ws.tuning(), old->tuning()) &&
+                                ws.has_inference() == old->has_inference() &&
+                                ws.has_tuning() == old->has_tuning();
+    if (spec_unchanged) {
+      ValidateAnnotations(ws, errors);
+      return;
+    }
+  }
+  // A new spec must pass every create rule, so that an update cannot leave behind an
+  // object that would not be accepted as new.
   ValidateCreate(ws, ctx, errors, warnings);
 }
 

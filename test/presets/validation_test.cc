@@ -867,6 +867,21 @@ TEST_F(ValidationTest, UpdatePresetImmutable) {
   ExpectUpdateError(Inference(), Inference(kNapResource, "  preset: {name: phi-4}\n"), "inference.preset: field is immutable");
 }
 
+TEST_F(ValidationTest, MetadataOnlyUpdateIsNotBlockedByTheWorld) {
+  Byo();
+  ctx_.AddGpuNode("n1", "phi", "NVIDIA-A100-SXM4-80GB", 1, 81920);
+  const std::string ws = Inference(kByoResource);
+  ExpectOk(ws);
+  ctx_.nodes.clear();  // The nodes went away.
+  ExpectUpdateOk(ws, absl::StrReplaceAll(ws, {{"name: ws\n", "name: ws\n  labels: {team: ml}\n"}}));
+  // A spec change is checked against the world again.
+  ExpectUpdateError(ws, Inference(kByoResource, Adapters(1)), "No nodes found");
+  // Annotations are still checked.
+  ExpectUpdateError(ws, Inference(kByoResource, "  preset: {name: phi-4-mini-instruct}\n",
+                                  "    kaito.sh/performance-mode: fast\n"),
+                    "performance-mode");
+}
+
 TEST_F(ValidationTest, UpdateAdaptersAllowed) {
   ExpectUpdateOk(Inference(kNapResource, "  preset: {name: phi-4}\n"), Inference(kNapResource, Adapters(2)));
   ExpectUpdateError(Inference(kNapResource, "  preset: {name: phi-4}\n"), Inference(kNapResource, Adapters(11)),
