@@ -72,17 +72,53 @@ std::optional<int64_t> LabelInt(const v1::Node& node, const std::string& key) {
   return v;
 }
 
-// Lower-case docker path component: [a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*
+bool IsLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
+
+// A repository path component, `[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*`, checked in one
+// pass: a regex engine that backtracks takes exponential time on it.
 bool IsPathComponent(const std::string& c) {
-  static const std::regex re("^[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*$");
-  return c.size() <= 255 && std::regex_match(c, re);
+  if (c.empty() || c.size() > 255 || !IsLowerAlnum(c.front()) || !IsLowerAlnum(c.back())) {
+    return false;
+  }
+  size_t i = 0;
+  while (i < c.size()) {
+    if (IsLowerAlnum(c[i])) {
+      ++i;
+      continue;
+    }
+    size_t j = i;
+    while (j < c.size() && !IsLowerAlnum(c[j])) ++j;
+    const std::string sep = c.substr(i, j - i);
+    const bool dashes = sep.find_first_not_of('-') == std::string::npos;
+    if (!(sep == "." || sep == "_" || sep == "__" || dashes)) return false;
+    i = j;
+  }
+  return true;
 }
 
+// A registry host: DNS-style labels of [A-Za-z0-9-] (not starting or ending with '-')
+// separated by dots, with an optional :port.
 bool IsDomain(const std::string& d) {
-  static const std::regex re(
-      "^(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*"
-      "[a-zA-Z0-9]))*(?::[0-9]+)?$");
-  return d.size() <= 255 && std::regex_match(d, re);
+  if (d.empty() || d.size() > 255) return false;
+  std::string host = d;
+  if (size_t colon = d.rfind(':'); colon != std::string::npos) {
+    const std::string port = d.substr(colon + 1);
+    if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos) {
+      return false;
+    }
+    host = d.substr(0, colon);
+  }
+  size_t start = 0;
+  while (true) {
+    size_t dot = host.find('.', start);
+    const std::string label = host.substr(start, dot == std::string::npos ? dot : dot - start);
+    if (label.empty() || label.front() == '-' || label.back() == '-') return false;
+    for (char ch : label) {
+      if (!absl::ascii_isalnum(static_cast<unsigned char>(ch)) && ch != '-') return false;
+    }
+    if (dot == std::string::npos) return true;
+    start = dot + 1;
+  }
 }
 
 }  // namespace
@@ -708,6 +744,10 @@ void WorkspaceValidator::ValidatePartition(const v1::Workspace& ws, const ModelP
     }
     static const std::regex profile_re("^(\\d+)g\\.([\\d.]+)gb$");
     std::smatch m;
+    if (p.profile().size() > 32) {
+      errors.Add("resource.partition.profile", "Invalid value: a MIG profile looks like 1g.10gb");
+      return;
+    }
     double slice_gb = 0;
     int compute = 0;
     if (!std::regex_match(p.profile(), m, profile_re) || !absl::SimpleAtoi(m[1].str(), &compute) ||

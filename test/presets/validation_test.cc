@@ -760,6 +760,26 @@ TEST_F(ValidationTest, InputImageReference) {
   }
 }
 
+// Inputs that make backtracking regex engines take exponential time, or recurse per
+// character, are answered at once.
+TEST_F(ValidationTest, HostileImageAndProfileInputsAreCheap) {
+  for (const std::string& image :
+       {std::string(240, 'a') + "!", "e.com/" + std::string(240, 'a') + "-",
+        std::string(200, 'a') + "." + std::string(200, 'b'), std::string(100000, 'a'),
+        "e.com/" + std::string(60, 'a') + std::string(60, '-') + "!"}) {
+    EXPECT_NE(CheckImageReference(image), "") << image.substr(0, 40);
+  }
+  EXPECT_EQ(CheckImageReference("e.com/a--b__c.d/e-f:v1.2"), "");
+  EXPECT_NE(CheckImageReference("e.com/a___b:1"), "") << "three underscores";
+  EXPECT_NE(CheckImageReference("-bad.com:5000/x"), "");
+  EXPECT_NE(CheckImageReference("e.com:port/x"), "");
+  Byo();
+  options_.enable_mig = true;
+  ExpectError(Inference(std::string(kByoResource) + "  partition: {mode: mig, profile: \"" +
+                            std::string(200000, '1') + "\"}\n"),
+              "a MIG profile looks like 1g.10gb");
+}
+
 TEST_F(ValidationTest, TuningOutput) {
   ExpectError(Tuning("  preset: {name: phi-4}\n  method: lora\n  input: {urls: [\"https://e.com/d\"]}\n"),
               "tuning.output: Required value");
