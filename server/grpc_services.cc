@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <deque>
+#include <optional>
 
 #include "common/version.h"
 
@@ -81,8 +82,8 @@ class WorkspaceWatchReactor : public grpc::ServerWriteReactor<v1::WorkspaceEvent
                               public CacheSink {
  public:
   WorkspaceWatchReactor(ObjectRegistry<v1::Workspace>* registry, RpcMetrics* metrics,
-                        const v1::WatchWorkspacesRequest& request)
-      : metrics_(metrics), name_(request.name()) {
+                        size_t max_backlog, const v1::WatchWorkspacesRequest& request)
+      : metrics_(metrics), max_backlog_(max_backlog), name_(request.name()) {
     if (metrics_) metrics_->open_watches().Increment();
     auto selector = LabelSelectorMatcher::Parse(request.label_selector());
     if (!selector.ok()) {
@@ -95,23 +96,21 @@ class WorkspaceWatchReactor : public grpc::ServerWriteReactor<v1::WorkspaceEvent
       FinishNow(revision.status());
       return;
     }
+    {
+      absl::MutexLock lock(&mu_);
+      initial_done_ = *revision >= 0;
+    }
     std::string ns = request.namespace_();
-    auto watch = registry->cache()->Watch(registry->Prefix(ns), *revision, this);
+    // With no resourceVersion the cache sends the initial state and then a BOOKMARK at
+    // the revision it reflects, in order, before any live event.
+    auto watch = registry->cache()->Watch(registry->Prefix(ns), *revision, this,
+                                          /*bookmark=*/*revision < 0);
     if (!watch.ok()) {
       FinishNow(watch.status());
       return;
     }
-    // Read before taking `mu_`: the cache's lock is always taken before ours.
-    const int64_t cache_revision = registry->cache()->revision();
     absl::MutexLock lock(&mu_);
     watch_ = std::move(*watch);
-    if (*revision < 0) {
-      // Tell the client where the initial state ends.
-      auto bookmark = std::make_shared<CacheEvent>();
-      bookmark->type = v1::BOOKMARK;
-      bookmark->revision = cache_revision;
-      EnqueueLocked(bookmark);
-    }
   }
 
   void OnEvent(const CacheEventPtr& event) override {
@@ -126,8 +125,10 @@ class WorkspaceWatchReactor : public grpc::ServerWriteReactor<v1::WorkspaceEvent
     writing_ = false;
     if (!ok) {
       // The client is gone; OnCancel or OnDone follows.
-      finished_ = true;
-      Finish(grpc::Status::CANCELLED);
+      RequestFinishLocked(grpc::Status::CANCELLED);
+    }
+    if (finish_status_ && !finish_called_) {
+      FinishLocked();
       return;
     }
     WriteNextLocked();
@@ -135,11 +136,7 @@ class WorkspaceWatchReactor : public grpc::ServerWriteReactor<v1::WorkspaceEvent
 
   void OnCancel() override {
     absl::MutexLock lock(&mu_);
-    if (!finished_ && !writing_) {
-      finished_ = true;
-      Finish(grpc::Status::CANCELLED);
-    }
-    cancelled_ = true;
+    RequestFinishLocked(grpc::Status::CANCELLED);
   }
 
   void OnDone() override {
@@ -163,6 +160,7 @@ class WorkspaceWatchReactor : public grpc::ServerWriteReactor<v1::WorkspaceEvent
   // Applies the name and label filter. A modified object that starts matching is sent
   // as ADDED, one that stops matching as DELETED, as Kubernetes' filtered watches do.
   CacheEventPtr Filter(const CacheEventPtr& event) const {
+    if (event->type == v1::BOOKMARK) return event;
     const bool now = Matches(event->object.get());
     if (event->type != v1::MODIFIED || !event->previous) return now ? event : nullptr;
     const bool before = Matches(event->previous.get());
@@ -174,18 +172,34 @@ class WorkspaceWatchReactor : public grpc::ServerWriteReactor<v1::WorkspaceEvent
 
   void FinishNow(const absl::Status& status) {
     absl::MutexLock lock(&mu_);
-    finished_ = true;
-    Finish(ToGrpcStatus(status));
+    RequestFinishLocked(ToGrpcStatus(status));
+  }
+
+  // The stream ends with `status`: no more events are queued, and Finish is called
+  // exactly once, never while a write is in flight (then OnWriteDone calls it).
+  void RequestFinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finish_status_) return;
+    finish_status_ = status;
+    queue_.clear();
+    if (!writing_) FinishLocked();
+  }
+
+  void FinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finish_called_) return;
+    finish_called_ = true;
+    Finish(*finish_status_);
   }
 
   void EnqueueLocked(const CacheEventPtr& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finished_) return;
-    if (queue_.size() >= kMaxWatchBacklog) {
-      finished_ = true;
-      queue_.clear();
-      Finish(grpc::Status(grpc::StatusCode::ABORTED,
-                          "watch fell behind; resume from resourceVersion " +
-                              std::to_string(last_sent_)));
+    if (finish_status_) return;
+    // The initial state (before the bookmark) is exempt from the backlog limit: it is
+    // bounded by the number of objects, and its events are not in revision order, so
+    // resuming from the middle of it would skip objects.
+    if (event->type == v1::BOOKMARK) initial_done_ = true;
+    if (initial_done_ && queue_.size() >= max_backlog_) {
+      RequestFinishLocked(grpc::Status(grpc::StatusCode::ABORTED,
+                                       "watch fell behind; resume from resourceVersion " +
+                                           std::to_string(last_sent_)));
       return;
     }
     queue_.push_back(event);
@@ -193,13 +207,7 @@ class WorkspaceWatchReactor : public grpc::ServerWriteReactor<v1::WorkspaceEvent
   }
 
   void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finished_ || queue_.empty()) {
-      if (cancelled_ && !finished_) {
-        finished_ = true;
-        Finish(grpc::Status::CANCELLED);
-      }
-      return;
-    }
+    if (finish_status_ || queue_.empty()) return;
     CacheEventPtr event = std::move(queue_.front());
     queue_.pop_front();
     current_.Clear();
@@ -214,6 +222,7 @@ class WorkspaceWatchReactor : public grpc::ServerWriteReactor<v1::WorkspaceEvent
   }
 
   RpcMetrics* metrics_;
+  const size_t max_backlog_;
   const std::string name_;
   LabelSelectorMatcher selector_;
   absl::Mutex mu_;
@@ -221,8 +230,11 @@ class WorkspaceWatchReactor : public grpc::ServerWriteReactor<v1::WorkspaceEvent
   std::deque<CacheEventPtr> queue_ ABSL_GUARDED_BY(mu_);
   v1::WorkspaceEvent current_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  // Set once the stream is to end; Finish is called with it when no write is in flight.
+  std::optional<grpc::Status> finish_status_ ABSL_GUARDED_BY(mu_);
+  bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
+  // Set by the bookmark that ends the initial state, or at once for a resumed watch.
+  bool initial_done_ ABSL_GUARDED_BY(mu_) = false;
   int64_t last_sent_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
@@ -355,7 +367,7 @@ ServerUnaryReactor* WorkspaceGrpcService::DeleteWorkspace(
 
 grpc::ServerWriteReactor<v1::WorkspaceEvent>* WorkspaceGrpcService::WatchWorkspaces(
     CallbackServerContext* ctx, const v1::WatchWorkspacesRequest* request) {
-  return new WorkspaceWatchReactor(registry_, metrics_, *request);
+  return new WorkspaceWatchReactor(registry_, metrics_, watch_backlog_, *request);
 }
 
 // --- ConfigMaps ------------------------------------------------------------------------

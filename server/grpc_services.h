@@ -58,8 +58,8 @@ inline RpcMetrics::Method* MethodOf(RpcMetrics* metrics, const char* name) {
   return metrics ? metrics->ForMethod(name) : nullptr;
 }
 
-// Most events a watch stream may have queued before it is closed with ABORTED (the
-// client resumes from the last resourceVersion it saw).
+// Default of the most events a watch stream may have queued before it is closed with
+// ABORTED (the client resumes from the last resourceVersion it saw).
 inline constexpr size_t kMaxWatchBacklog = 20000;
 
 // Computes the sizing plan of a dry-run write.
@@ -68,6 +68,7 @@ using WorkspacePlanner = std::function<v1::WorkspacePlan(const v1::Workspace&)>;
 class WorkspaceGrpcService : public v1::WorkspaceService::CallbackService {
  public:
   void set_planner(WorkspacePlanner planner) { planner_ = std::move(planner); }
+  void set_watch_backlog(size_t events) { watch_backlog_ = events; }
 
   WorkspaceGrpcService(ObjectRegistry<v1::Workspace>* registry, RpcMetrics* metrics)
       : registry_(registry),
@@ -100,6 +101,7 @@ class WorkspaceGrpcService : public v1::WorkspaceService::CallbackService {
   ObjectRegistry<v1::Workspace>* registry_;
   RpcMetrics* metrics_;
   WorkspacePlanner planner_;
+  size_t watch_backlog_ = kMaxWatchBacklog;
   // Resolved once, so that recording an RPC is lock-free.
   RpcMetrics::Method* const m_create_workspace_;
   RpcMetrics::Method* const m_get_workspace_;

@@ -129,7 +129,7 @@ ObjectCache::Page ObjectCache::List(
 
 absl::StatusOr<std::unique_ptr<CacheWatch>> ObjectCache::Watch(const std::string& prefix,
                                                                int64_t after_revision,
-                                                               CacheSink* sink) {
+                                                               CacheSink* sink, bool bookmark) {
   absl::MutexLock lock(&mu_);
   if (after_revision < 0) {
     for (auto it = objects_.lower_bound(prefix);
@@ -152,6 +152,12 @@ absl::StatusOr<std::unique_ptr<CacheWatch>> ObjectCache::Watch(const std::string
         sink->OnEvent(event);
       }
     }
+  }
+  if (bookmark) {
+    auto event = std::make_shared<CacheEvent>();
+    event->type = v1::BOOKMARK;
+    event->revision = revision_;
+    sink->OnEvent(event);
   }
   const int64_t id = next_sink_id_++;
   sinks_[id] = {prefix, sink};

@@ -81,8 +81,11 @@ class ObjectCache {
   // `after_revision` < 0: an ADDED event for every current object under `prefix`, then
   // changes. Otherwise every change after that revision (OUT_OF_RANGE when older than
   // the history kept). The sink is detached when the returned handle is destroyed.
+  // With `bookmark`, a BOOKMARK event at the cache's revision follows the replayed events,
+  // before any live one.
   absl::StatusOr<std::unique_ptr<CacheWatch>> Watch(const std::string& prefix,
-                                                    int64_t after_revision, CacheSink* sink);
+                                                    int64_t after_revision, CacheSink* sink,
+                                                    bool bookmark = false);
 
   int64_t revision();
   size_t size();

@@ -220,6 +220,7 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
       std::make_unique<ConfigGrpcService>(app->configmaps_.get(), app->rpc_metrics_.get());
   app->secret_service_ =
       std::make_unique<SecretGrpcService>(app->secrets_.get(), app->rpc_metrics_.get());
+  app->workspace_service_->set_watch_backlog(options.watch_backlog);
   app->workspace_service_->set_planner(
       [catalog = app->catalog_.get(), validation, context = app->validation_context_.get()](
           const v1::Workspace& ws) {

@@ -42,6 +42,8 @@ struct ServerOptions {
   bool gate_accelerator = false;
   // Events each cache keeps for watch resumption.
   size_t watch_history = 10000;
+  // Events a watch stream may queue for a slow client before it is cut off (ABORTED).
+  size_t watch_backlog = kMaxWatchBacklog;
   // Revisions of history the store keeps.
   int64_t store_history = 100000;
   int max_message_bytes = 4 << 20;

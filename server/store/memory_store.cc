@@ -41,6 +41,13 @@ absl::StatusOr<int64_t> MemoryStore::Apply(Event::Type type, std::string key,
       data_.erase(it);
     }
     history_.push_back(event);
+    // Compact a quarter of the retention at a time, so that erasing stays amortized.
+    if (history_retention_ > 0 &&
+        static_cast<int64_t>(history_.size()) > history_retention_ + history_retention_ / 4) {
+      const int64_t drop = static_cast<int64_t>(history_.size()) - history_retention_;
+      compacted_ = history_[drop - 1].kv.mod_revision;
+      history_.erase(history_.begin(), history_.begin() + drop);
+    }
   }
   for (auto& [id, watcher] : watchers_) {
     if (HasPrefix(event.kv.key, watcher.prefix)) watcher.callback({event});

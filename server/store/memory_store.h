@@ -13,7 +13,9 @@ namespace kaito::store {
 
 class MemoryStore : public Store {
  public:
-  MemoryStore() = default;
+  // Keeps the newest `history_retention` revisions of history for watches.
+  explicit MemoryStore(int64_t history_retention = 100000)
+      : history_retention_(history_retention) {}
   ~MemoryStore() override;
 
   void Put(std::string key, std::string value, int64_t expected_revision,
@@ -48,6 +50,7 @@ class MemoryStore : public Store {
                                 int64_t expected_revision);
   void RemoveWatcher(int64_t id);
 
+  const int64_t history_retention_;
   absl::Mutex deliver_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   absl::Mutex mu_;
   std::map<std::string, KeyValue> data_ ABSL_GUARDED_BY(mu_);

@@ -345,6 +345,9 @@ void SqliteStore::CommitBatch(std::vector<Op>& batch) {
     }
   }
   if (compact_to > 0) {
+    // Under the watch lock, so that a new watcher's compaction check and history read
+    // never straddle a compaction.
+    absl::MutexLock lock(&watch_mu_);
     absl::Status s = CompactLocked(compact_to);
     if (!s.ok()) {
       for (size_t i = 0; i < batch.size(); ++i) {

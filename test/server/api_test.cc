@@ -55,8 +55,9 @@ class ApiTest : public ::testing::Test {
  protected:
   void SetUp() override { Start(); }
 
-  void Start(size_t watch_history = 10000) {
+  void Start(size_t watch_history = 10000, size_t watch_backlog = kMaxWatchBacklog) {
     ServerOptions options;
+    options.watch_backlog = watch_backlog;
     options.listen = "127.0.0.1:0";
     options.metrics_listen = "";
     options.data_dir = dir_.path();
@@ -73,13 +74,13 @@ class ApiTest : public ::testing::Test {
     system_ = v1::SystemService::NewStub(channel_);
   }
 
-  void Restart(size_t watch_history = 10000) {
+  void Restart(size_t watch_history = 10000, size_t watch_backlog = kMaxWatchBacklog) {
     ws_.reset();
     cm_.reset();
     secrets_.reset();
     channel_.reset();
     app_.reset();
-    Start(watch_history);
+    Start(watch_history, watch_backlog);
   }
 
   grpc::Status Create(const v1::Workspace& ws, v1::CreateWorkspaceResponse* out,
@@ -461,6 +462,61 @@ TEST_F(ApiTest, WatchFromCompactedRevisionIsOutOfRange) {
   WatchReader bad(ws_.get(), req);
   ASSERT_TRUE(bad.WaitDone());
   EXPECT_EQ(bad.status().error_code(), grpc::INVALID_ARGUMENT);
+}
+
+// A client that stops reading: its backlog overflows and the stream ends with ABORTED;
+// then the client goes away with a write in flight. The server must finish the stream
+// exactly once and keep serving.
+TEST_F(ApiTest, StalledWatcherIsCutOffAndServerKeepsServing) {
+  Restart(/*watch_history=*/10000, /*watch_backlog=*/50);
+  v1::Workspace w = MustCreate(MakeWorkspace("busy"));
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  v1::WatchWorkspacesRequest req;
+  req.set_resource_version(w.metadata().resource_version());
+  auto reader = ws_->WatchWorkspaces(ctx.get(), req);  // Never read; cancelled at the end.
+  // Read only once the updates are in; on a connection of its own, so that the stalled
+  // stream's flow-control window does not hold it up.
+  grpc::ChannelArguments own_connection;
+  own_connection.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  auto late_stub = v1::WorkspaceService::NewStub(grpc::CreateCustomChannel(
+      "127.0.0.1:" + std::to_string(app_->grpc_port()), grpc::InsecureChannelCredentials(),
+      own_connection));
+  grpc::ClientContext late_ctx;
+  late_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  auto late = late_stub->WatchWorkspaces(&late_ctx, req);
+  // More updates than a stream may queue, written concurrently so they group-commit.
+  const int kUpdates = 5000;
+  std::atomic<int> done{0}, failed{0};
+  for (int i = 0; i < kUpdates; ++i) {
+    v1::Workspace next = w;
+    (*next.mutable_metadata()->mutable_labels())["n"] = std::to_string(i);
+    next.mutable_metadata()->set_resource_version("");
+    app_->store()->Put("/workspaces/default/busy", [&] {
+      next.mutable_metadata()->clear_resource_version();
+      return next.SerializeAsString();
+    }(), store::kAnyRevision, [&](absl::StatusOr<int64_t> r) {
+      if (!r.ok()) ++failed;
+      ++done;
+    });
+  }
+  ASSERT_TRUE(testing::WaitFor([&] { return done.load() == kUpdates; }, absl::Seconds(60)));
+  EXPECT_EQ(failed.load(), 0);
+  // The late reader gets what was sent before the cut-off, then ABORTED with the
+  // revision to resume from.
+  v1::WorkspaceEvent event;
+  int received = 0;
+  while (late->Read(&event)) ++received;
+  grpc::Status late_status = late->Finish();
+  EXPECT_EQ(late_status.error_code(), grpc::ABORTED) << late_status.error_message();
+  EXPECT_THAT(late_status.error_message(), HasSubstr("watch fell behind; resume from resourceVersion"));
+  EXPECT_LT(received, kUpdates);
+  ctx->TryCancel();
+  reader->Finish();
+  reader.reset();
+  ctx.reset();
+  MustCreate(MakeWorkspace("still-serving"));
+  EXPECT_TRUE(testing::WaitFor([&] { return app_->workspaces()->cache()->watchers() == 0; },
+                               absl::Seconds(10)));
 }
 
 TEST_F(ApiTest, StateAndWatchHistorySurviveRestart) {

@@ -236,5 +236,18 @@ TYPED_TEST(StoreContractTest, ConflictingCreatesHaveOneWinner) {
   EXPECT_EQ(exists.load(), kThreads - 1);
 }
 
+TEST(MemoryStoreTest, HistoryIsCompactedAutomatically) {
+  MemoryStore store(/*history_retention=*/10);
+  for (int i = 0; i < 40; ++i) ASSERT_TRUE(PutSync(store, "/a", "v", kAnyRevision).ok());
+  EXPECT_GE(store.CompactedRevision(), 40 - 10 - 10 / 4 - 1);
+  EXPECT_LE(store.CompactedRevision(), 30);
+  EXPECT_EQ(store.Watch("/", 0, [](const std::vector<Event>&) {}).status().code(),
+            absl::StatusCode::kOutOfRange);
+  Recorder rec;
+  auto recent = store.Watch("/", store.CompactedRevision(), rec.Callback());
+  ASSERT_TRUE(recent.ok());
+  EXPECT_EQ(static_cast<int64_t>(rec.size()), 40 - store.CompactedRevision());
+}
+
 }  // namespace
 }  // namespace kaito::store
