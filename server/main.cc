@@ -63,6 +63,10 @@ int main(int argc, char** argv) {
                  "Events per kind kept in memory for watch resumption")
       ->capture_default_str()
       ->check(CLI::Range(1, 10000000));
+  app.add_option("--watch-backlog", options.watch_backlog,
+                 "Events a watch stream may queue for a slow client before it is cut off")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000000));
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
       ->capture_default_str();
   app.add_option("--log-format", log_format, "text|json")->capture_default_str();
