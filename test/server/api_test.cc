@@ -62,7 +62,7 @@ class ApiTest : public ::testing::Test {
     options.metrics_listen = "";
     options.data_dir = dir_.path();
     options.watch_history = watch_history;
-    options.dev = true;  // Node auto-provisioning: workspaces name an instance type.
+    options.dev = dev_;
     auto app = ServerApp::Start(options);
     ASSERT_TRUE(app.ok()) << app.status();
     app_ = std::move(*app);
@@ -138,6 +138,8 @@ class ApiTest : public ::testing::Test {
 
   int64_t Revision() { return app_->store()->CurrentRevision(); }
 
+  // Dev mode turns node auto-provisioning on: workspaces name an instance type.
+  bool dev_ = true;
   testing::TempDir dir_;
   std::unique_ptr<ServerApp> app_;
   std::shared_ptr<grpc::Channel> channel_;
@@ -787,18 +789,9 @@ TEST_F(ApiTest, PresetServiceListsCatalogs) {
 // knows (put there directly until agents register them).
 class ByoApiTest : public ApiTest {
  protected:
-  void SetUp() override {}
-  void StartByo() {
-    ServerOptions options;
-    options.listen = "127.0.0.1:0";
-    options.metrics_listen = "";
-    options.data_dir = dir_.path();
-    auto app = ServerApp::Start(options);
-    ASSERT_TRUE(app.ok()) << app.status();
-    app_ = std::move(*app);
-    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(app_->grpc_port()),
-                                   grpc::InsecureChannelCredentials());
-    ws_ = v1::WorkspaceService::NewStub(channel_);
+  void SetUp() override {
+    dev_ = false;  // No provisioner: bring-your-own nodes.
+    Start();
   }
   void PutNode(const std::string& name, const std::string& app, int mib) {
     v1::Node node;
@@ -815,7 +808,6 @@ class ByoApiTest : public ApiTest {
 };
 
 TEST_F(ByoApiTest, SelectsNodesFromTheStore) {
-  StartByo();
   v1::Workspace ws = MakeWorkspace("byo", "phi");
   ws.mutable_resource()->clear_instance_type();
   v1::CreateWorkspaceResponse out;
