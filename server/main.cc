@@ -108,7 +108,9 @@ int main(int argc, char** argv) {
                kaito::Version(), (*server)->grpc_port(), options.listen,
                (*server)->metrics_port(), options.dev ? ", dev mode" : "");
   if (options.dev) {
-    spdlog::warn("dev mode: node auto-provisioning is simulated; no cloud resources are created");
+    spdlog::warn(
+        "dev mode: node auto-provisioning is on and no cloud resources are created (the "
+        "simulated provisioner and agents are not part of this build yet)");
   }
   if (!port_file.empty() && !WritePortFile(port_file, (*server)->grpc_port())) {
     spdlog::critical("cannot write --port-file {}", port_file);
