@@ -206,6 +206,13 @@ class ObjectRegistry {
  private:
   static constexpr int kMaxAttempts = 5;
 
+  // A conflict is retried internally only for unconditional writes (no resourceVersion
+  // from the client), a bounded number of times.
+  static bool ShouldRetry(const absl::Status& status, int64_t expected, int attempts) {
+    return status.code() == absl::StatusCode::kAborted && expected == store::kAnyRevision &&
+           attempts > 1;
+  }
+
   google::protobuf::Timestamp Now() {
     return google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
         absl::ToUnixNanos(clock_->Now()) / 1000000000 * 1000000000);
@@ -339,40 +346,27 @@ class ObjectRegistry {
       object.mutable_metadata()->set_resource_version(old.resource_version());
       return std::move(done)(Reply(std::move(object), std::move(warnings), finalize));
     }
-    auto retry = [this, expected, attempts](const absl::Status& status) {
-      return status.code() == absl::StatusCode::kAborted && expected == store::kAnyRevision &&
-             attempts > 1;
+    std::string value;
+    if (!finalize) {
+      if (absl::Status s = Serialize(object, &value); !s.ok()) return std::move(done)(s);
+    }
+    store::WriteCallback complete = [this, object = std::move(object),
+                                     warnings = std::move(warnings), done = std::move(done),
+                                     attempts, expected, dry_run,
+                                     finalize](absl::StatusOr<int64_t> rev) mutable {
+      if (!rev.ok() && ShouldRetry(rev.status(), expected, attempts)) {
+        return UpdateAttempt(std::move(object), expected, dry_run, attempts - 1, std::move(done));
+      }
+      if (!rev.ok()) return std::move(done)(Translate(rev.status(), object));
+      object.mutable_metadata()->set_resource_version(std::to_string(*rev));
+      std::move(done)(Reply(std::move(object), std::move(warnings), finalize));
     };
     if (finalize) {
       // The last finalizer is gone from an object being deleted: it goes now.
-      store_->Delete(key, cached->mod_revision,
-                     [this, object = std::move(object), warnings = std::move(warnings),
-                      done = std::move(done), retry, attempts, expected,
-                      dry_run](absl::StatusOr<int64_t> rev) mutable {
-                       if (!rev.ok() && retry(rev.status())) {
-                         return UpdateAttempt(std::move(object), expected, dry_run, attempts - 1,
-                                              std::move(done));
-                       }
-                       if (!rev.ok()) return std::move(done)(Translate(rev.status(), object));
-                       object.mutable_metadata()->set_resource_version(std::to_string(*rev));
-                       std::move(done)(Reply(std::move(object), std::move(warnings), true));
-                     });
-      return;
+      store_->Delete(key, cached->mod_revision, std::move(complete));
+    } else {
+      store_->Put(key, std::move(value), cached->mod_revision, std::move(complete));
     }
-    std::string value;
-    if (absl::Status s = Serialize(object, &value); !s.ok()) return std::move(done)(s);
-    store_->Put(key, std::move(value), cached->mod_revision,
-                [this, object = std::move(object), warnings = std::move(warnings),
-                 done = std::move(done), retry, attempts, expected,
-                 dry_run](absl::StatusOr<int64_t> rev) mutable {
-                  if (!rev.ok() && retry(rev.status())) {
-                    return UpdateAttempt(std::move(object), expected, dry_run, attempts - 1,
-                                         std::move(done));
-                  }
-                  if (!rev.ok()) return std::move(done)(Translate(rev.status(), object));
-                  object.mutable_metadata()->set_resource_version(std::to_string(*rev));
-                  std::move(done)(Reply(std::move(object), std::move(warnings)));
-                });
   }
 
   void DeleteAttempt(std::string ns, std::string name, int64_t expected, int attempts,
@@ -386,8 +380,7 @@ class ObjectRegistry {
     }
     auto finish = [this, ns, name, expected, attempts, done = std::move(done)](
                       T object, bool deleted, absl::StatusOr<int64_t> rev) mutable {
-      if (!rev.ok() && rev.status().code() == absl::StatusCode::kAborted &&
-          expected == store::kAnyRevision && attempts > 1) {
+      if (!rev.ok() && ShouldRetry(rev.status(), expected, attempts)) {
         return DeleteAttempt(std::move(ns), std::move(name), expected, attempts - 1,
                              std::move(done));
       }
