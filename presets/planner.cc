@@ -62,10 +62,8 @@ v1::WorkspacePlan Size(const Catalog& catalog, const ValidationOptions& options,
   model = preset_name.empty() ? nullptr : catalog.FindModel(preset_name);
   if (model != nullptr) plan.set_preset(model->name);
 
-  const bool v1alpha1 = ws.api_version() == "kaito.sh/v1alpha1";
-  std::string instance_type = ws.resource().instance_type();
-  if (v1alpha1 && instance_type.empty()) instance_type = kV1alpha1DefaultInstanceType;
-  if (v1alpha1 || options.node_auto_provisioning) {
+  const std::string instance_type = EffectiveInstanceType(ws);
+  if (AutoProvisioned(ws, options)) {
     plan.set_instance_type(instance_type);
     if (const Sku* sku = catalog.FindSku(options.cloud, instance_type)) {
       gpu = GpuConfig::FromSku(*sku);

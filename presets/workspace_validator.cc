@@ -123,6 +123,15 @@ bool IsDomain(const std::string& d) {
 
 }  // namespace
 
+bool AutoProvisioned(const v1::Workspace& ws, const ValidationOptions& options) {
+  return IsV1alpha1(ws) || options.node_auto_provisioning;
+}
+
+std::string EffectiveInstanceType(const v1::Workspace& ws) {
+  if (IsV1alpha1(ws) && ws.resource().instance_type().empty()) return kV1alpha1DefaultInstanceType;
+  return ws.resource().instance_type();
+}
+
 std::string RuntimeOf(const v1::Workspace& ws, const ValidationOptions& options) {
   auto it = ws.metadata().annotations().find(kAnnotationRuntime);
   if (it != ws.metadata().annotations().end() && !it->second.empty()) {
@@ -604,9 +613,8 @@ void WorkspaceValidator::ValidateResource(const v1::Workspace& ws, const ModelPr
     }
   }
   const std::string runtime = tuning ? "transformers" : RuntimeOf(ws, options_);
-  const bool nap = v1alpha1 || options_.node_auto_provisioning;
-  std::string instance_type = r.instance_type();
-  if (v1alpha1 && instance_type.empty()) instance_type = kV1alpha1DefaultInstanceType;
+  const bool nap = AutoProvisioned(ws, options_);
+  const std::string instance_type = EffectiveInstanceType(ws);
   if (!v1alpha1) {
     if (nap && instance_type.empty()) {
       errors.Add("resource.instanceType",

@@ -58,6 +58,13 @@ inline constexpr char kAnnotationDisableBenchmark[] = "kaito.sh/disable-benchmar
 // else the default runtime).
 std::string RuntimeOf(const v1::Workspace& ws, const ValidationOptions& options);
 
+// Whether the workspace's nodes are auto-provisioned: always for kaito.sh/v1alpha1 (it
+// has no bring-your-own mode), else when the server has node auto-provisioning.
+bool AutoProvisioned(const v1::Workspace& ws, const ValidationOptions& options);
+
+// resource.instanceType, with kaito.sh/v1alpha1's schema default when empty.
+std::string EffectiveInstanceType(const v1::Workspace& ws);
+
 // The `vllm.max-model-len` of an inference config document, 0 when absent.
 absl::StatusOr<int64_t> MaxModelLenOf(const std::string& inference_config_yaml);
 

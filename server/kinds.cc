@@ -72,9 +72,7 @@ KindPolicy<v1::Workspace> WorkspacePolicy(WorkspaceCheck extra) {
                       ws.mutable_api_version(), ws.mutable_kind(), errors);
     // The defaults of Kaito's CRD schema, applied before validation and storing.
     if (!ws.resource().has_count()) ws.mutable_resource()->set_count(1);
-    if (ws.api_version() == "kaito.sh/v1alpha1" && ws.resource().instance_type().empty()) {
-      ws.mutable_resource()->set_instance_type(presets::kV1alpha1DefaultInstanceType);
-    }
+    ws.mutable_resource()->set_instance_type(presets::EffectiveInstanceType(ws));
   };
   p.validate = [extra = std::move(extra)](const v1::Workspace& ws, const v1::Workspace* old,
                                           FieldErrors& errors,
