@@ -1,4 +1,4 @@
-#include "catalog.h"
+#include "presets/catalog.h"
 
 #include <yaml-cpp/yaml.h>
 

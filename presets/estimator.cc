@@ -1,4 +1,4 @@
-#include "estimator.h"
+#include "presets/estimator.h"
 
 #include <cmath>
 

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "catalog.h"
+#include "presets/catalog.h"
 
 namespace kaito::presets {
 

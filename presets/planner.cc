@@ -1,6 +1,6 @@
-#include "planner.h"
+#include "presets/planner.h"
 
-#include "renderer.h"
+#include "presets/renderer.h"
 
 #include "absl/strings/str_format.h"
 
@@ -56,7 +56,7 @@ v1::WorkspacePlan Size(const Catalog& catalog, const ValidationOptions& options,
   v1::WorkspacePlan plan;
   const bool tuning = ws.has_tuning();
   plan.set_kind(tuning ? "tuning" : "inference");
-  plan.set_runtime(tuning ? "transformers" : RuntimeOf(ws, options));
+  plan.set_runtime(WorkspaceRuntime(ws, options));
   const std::string& preset_name =
       tuning ? ws.tuning().preset().name() : ws.inference().preset().name();
   model = preset_name.empty() ? nullptr : catalog.FindModel(preset_name);
@@ -97,13 +97,7 @@ v1::WorkspacePlan Size(const Catalog& catalog, const ValidationOptions& options,
   if (model == nullptr || !gpu) return plan;
   const double gib = static_cast<double>(kGiB);
   if (!tuning && plan.runtime() == "vllm") {
-    int64_t max_model_len = 0;
-    if (!ws.inference().config().empty()) {
-      if (auto cm = context.GetConfigMap(ws.metadata().namespace_(), ws.inference().config())) {
-        auto it = cm->data().find("inference_config.yaml");
-        if (it != cm->data().end()) max_model_len = MaxModelLenOf(it->second).value_or(0);
-      }
-    }
+    const int64_t max_model_len = InferenceMaxModelLen(ws, context).value_or(0);
     auto estimate = EstimateNodes(*model, *gpu, max_model_len);
     if (!estimate.ok()) {
       plan.set_sizing_error(std::string(estimate.status().message()));

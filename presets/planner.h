@@ -3,7 +3,7 @@
 #pragma once
 
 #include "kaito/v1/workspace.pb.h"
-#include "workspace_validator.h"
+#include "presets/workspace_validator.h"
 
 namespace kaito::presets {
 

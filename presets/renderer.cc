@@ -1,4 +1,4 @@
-#include "renderer.h"
+#include "presets/renderer.h"
 
 #include <google/protobuf/util/json_util.h>
 
@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
-#include "tuning_defaults.h"
+#include "presets/tuning_defaults.h"
 
 namespace kaito::presets {
 namespace {

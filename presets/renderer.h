@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "catalog.h"
-#include "estimator.h"
+#include "presets/catalog.h"
+#include "presets/estimator.h"
 #include "kaito/v1/workload.pb.h"
 #include "kaito/v1/workspace.pb.h"
 

@@ -1,4 +1,4 @@
-#include "workspace_validator.h"
+#include "presets/workspace_validator.h"
 
 #include <arpa/inet.h>
 #include <google/protobuf/util/message_differencer.h>
@@ -15,8 +15,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/image_reference.h"
 #include "common/k8s_names.h"
-#include "tuning_defaults.h"
+#include "common/url_guard.h"
+#include "presets/tuning_defaults.h"
 
 namespace kaito::presets {
 namespace {
@@ -72,55 +74,6 @@ std::optional<int64_t> LabelInt(const v1::Node& node, const std::string& key) {
   return v;
 }
 
-bool IsLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
-
-// A repository path component, `[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*`, checked in one
-// pass: a regex engine that backtracks takes exponential time on it.
-bool IsPathComponent(const std::string& c) {
-  if (c.empty() || c.size() > 255 || !IsLowerAlnum(c.front()) || !IsLowerAlnum(c.back())) {
-    return false;
-  }
-  size_t i = 0;
-  while (i < c.size()) {
-    if (IsLowerAlnum(c[i])) {
-      ++i;
-      continue;
-    }
-    size_t j = i;
-    while (j < c.size() && !IsLowerAlnum(c[j])) ++j;
-    const std::string sep = c.substr(i, j - i);
-    const bool dashes = sep.find_first_not_of('-') == std::string::npos;
-    if (!(sep == "." || sep == "_" || sep == "__" || dashes)) return false;
-    i = j;
-  }
-  return true;
-}
-
-// A registry host: DNS-style labels of [A-Za-z0-9-] (not starting or ending with '-')
-// separated by dots, with an optional :port.
-bool IsDomain(const std::string& d) {
-  if (d.empty() || d.size() > 255) return false;
-  std::string host = d;
-  if (size_t colon = d.rfind(':'); colon != std::string::npos) {
-    const std::string port = d.substr(colon + 1);
-    if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos) {
-      return false;
-    }
-    host = d.substr(0, colon);
-  }
-  size_t start = 0;
-  while (true) {
-    size_t dot = host.find('.', start);
-    const std::string label = host.substr(start, dot == std::string::npos ? dot : dot - start);
-    if (label.empty() || label.front() == '-' || label.back() == '-') return false;
-    for (char ch : label) {
-      if (!absl::ascii_isalnum(static_cast<unsigned char>(ch)) && ch != '-') return false;
-    }
-    if (dot == std::string::npos) return true;
-    start = dot + 1;
-  }
-}
-
 }  // namespace
 
 bool AutoProvisioned(const v1::Workspace& ws, const ValidationOptions& options) {
@@ -130,6 +83,26 @@ bool AutoProvisioned(const v1::Workspace& ws, const ValidationOptions& options) 
 std::string EffectiveInstanceType(const v1::Workspace& ws) {
   if (IsV1alpha1(ws) && ws.resource().instance_type().empty()) return kV1alpha1DefaultInstanceType;
   return ws.resource().instance_type();
+}
+
+bool WorkspaceSpecEqual(const v1::Workspace& a, const v1::Workspace& b) {
+  return a.has_inference() == b.has_inference() && a.has_tuning() == b.has_tuning() &&
+         MessageDifferencer::Equals(a.resource(), b.resource()) &&
+         MessageDifferencer::Equals(a.inference(), b.inference()) &&
+         MessageDifferencer::Equals(a.tuning(), b.tuning());
+}
+
+std::string WorkspaceRuntime(const v1::Workspace& ws, const ValidationOptions& options) {
+  return ws.has_tuning() ? "transformers" : RuntimeOf(ws, options);
+}
+
+absl::StatusOr<int64_t> InferenceMaxModelLen(const v1::Workspace& ws, ValidationContext& context) {
+  if (ws.has_tuning() || ws.inference().config().empty()) return 0;
+  auto cm = context.GetConfigMap(ws.metadata().namespace_(), ws.inference().config());
+  if (!cm) return 0;
+  auto it = cm->data().find("inference_config.yaml");
+  if (it == cm->data().end()) return 0;
+  return MaxModelLenOf(it->second);
 }
 
 std::string RuntimeOf(const v1::Workspace& ws, const ValidationOptions& options) {
@@ -183,95 +156,6 @@ std::optional<GpuConfig> GpuConfigOfNode(const v1::Node& node) {
     g.compute_capability = static_cast<int>(*major * 10 + minor);
   }
   return g;
-}
-
-std::string CheckInputUrl(const std::string& url) {
-  const size_t scheme_end = url.find("://");
-  if (scheme_end == std::string::npos) return "URL \"" + url + "\" has no scheme";
-  const std::string scheme = absl::AsciiStrToLower(url.substr(0, scheme_end));
-  if (scheme != "http" && scheme != "https") {
-    return "URL \"" + url + "\" must use http or https";
-  }
-  std::string rest = url.substr(scheme_end + 3);
-  std::string authority = rest.substr(0, rest.find_first_of("/?#"));
-  if (size_t at = authority.rfind('@'); at != std::string::npos) authority = authority.substr(at + 1);
-  std::string host = authority;
-  if (!host.empty() && host[0] == '[') {
-    size_t close = host.find(']');
-    host = close == std::string::npos ? "" : host.substr(1, close - 1);
-  } else if (size_t colon = host.rfind(':'); colon != std::string::npos) {
-    host = host.substr(0, colon);
-  }
-  host = absl::AsciiStrToLower(host);
-  while (!host.empty() && host.back() == '.') host.pop_back();
-  if (host.empty()) return "URL \"" + url + "\" has no host";
-  if (host == "localhost" || absl::EndsWith(host, ".localhost") ||
-      host == "metadata.google.internal" || host == "metadata.google" ||
-      host == "instance-data.ec2.internal") {
-    return "URL \"" + url + "\" points at a local or metadata host (" + host + ")";
-  }
-  in_addr v4{};
-  in6_addr v6{};
-  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) {
-    const uint32_t a = ntohl(v4.s_addr);
-    const bool bad = (a >> 24) == 127 || (a >> 24) == 10 || (a >> 20) == (172 << 4 | 1) ||
-                     (a >> 16) == (192 << 8 | 168) || (a >> 16) == (169 << 8 | 254) || a == 0;
-    if (bad) return "URL \"" + url + "\" points at a loopback, private or link-local address";
-  } else if (inet_pton(AF_INET6, host.c_str(), &v6) == 1) {
-    const uint8_t* b = v6.s6_addr;
-    const bool loopback = IN6_IS_ADDR_LOOPBACK(&v6) || IN6_IS_ADDR_UNSPECIFIED(&v6);
-    const bool private_ula = (b[0] & 0xfe) == 0xfc;
-    const bool link_local = b[0] == 0xfe && (b[1] & 0xc0) == 0x80;
-    const bool mapped = IN6_IS_ADDR_V4MAPPED(&v6);
-    if (loopback || private_ula || link_local || mapped) {
-      return "URL \"" + url + "\" points at a loopback, private or link-local address";
-    }
-  }
-  return "";
-}
-
-std::string CheckImageReference(const std::string& image) {
-  if (image.empty()) return "image reference is empty";
-  if (image.size() > 512) return "image reference is longer than 512 characters";
-  std::string rest = image;
-  if (size_t at = rest.find('@'); at != std::string::npos) {
-    static const std::regex digest("^[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}$");
-    if (!std::regex_match(rest.substr(at + 1), digest)) {
-      return "invalid reference format: bad digest in \"" + image + "\"";
-    }
-    rest = rest.substr(0, at);
-  }
-  size_t last_slash = rest.rfind('/');
-  size_t colon = rest.rfind(':');
-  if (colon != std::string::npos && (last_slash == std::string::npos || colon > last_slash)) {
-    static const std::regex tag("^[\\w][\\w.-]{0,127}$");
-    if (!std::regex_match(rest.substr(colon + 1), tag)) {
-      return "invalid reference format: bad tag in \"" + image + "\"";
-    }
-    rest = rest.substr(0, colon);
-  }
-  std::vector<std::string> parts;
-  size_t start = 0;
-  while (true) {
-    size_t slash = rest.find('/', start);
-    parts.push_back(rest.substr(start, slash == std::string::npos ? slash : slash - start));
-    if (slash == std::string::npos) break;
-    start = slash + 1;
-  }
-  size_t first_path = 0;
-  if (parts.size() > 1 && (parts[0].find_first_of(".:") != std::string::npos ||
-                           parts[0] == "localhost")) {
-    if (!IsDomain(parts[0])) {
-      return "invalid reference format: bad registry \"" + parts[0] + "\" in \"" + image + "\"";
-    }
-    first_path = 1;
-  }
-  for (size_t i = first_path; i < parts.size(); ++i) {
-    if (!IsPathComponent(parts[i])) {
-      return "invalid reference format: repository name must be lowercase (\"" + image + "\")";
-    }
-  }
-  return "";
 }
 
 std::vector<std::string> CheckTrainingConfig(const std::string& yaml, const std::string& method) {
@@ -361,12 +245,7 @@ void WorkspaceValidator::Validate(const v1::Workspace& ws, const v1::Workspace* 
     // An update that leaves the spec alone (labels, annotations, finalizers: what a
     // controller writes while deleting) is never blocked by the world having changed
     // since creation (nodes gone, a ConfigMap deleted, a SKU retired).
-    const bool spec_unchanged = MessageDifferencer::Equals(ws.resource(), old->resource()) &&
-                                MessageDifferencer::Equals(ws.inference(), old->inference()) &&
-                                MessageDifferencer::Equals(ws.tuning(), old->tuning()) &&
-                                ws.has_inference() == old->has_inference() &&
-                                ws.has_tuning() == old->has_tuning();
-    if (spec_unchanged) {
+    if (WorkspaceSpecEqual(ws, *old)) {
       ValidateAnnotations(ws, errors);
       return;
     }
@@ -612,7 +491,7 @@ void WorkspaceValidator::ValidateResource(const v1::Workspace& ws, const ModelPr
       errors.Add("resource.partition", "GPU partitioning is not supported for tuning workloads");
     }
   }
-  const std::string runtime = tuning ? "transformers" : RuntimeOf(ws, options_);
+  const std::string runtime = WorkspaceRuntime(ws, options_);
   const bool nap = AutoProvisioned(ws, options_);
   const std::string instance_type = EffectiveInstanceType(ws);
   if (!v1alpha1) {

@@ -9,10 +9,10 @@
 #include <string>
 #include <vector>
 
-#include "catalog.h"
+#include "presets/catalog.h"
 #include "common/field_errors.h"
 #include "common/label_selector.h"
-#include "estimator.h"
+#include "presets/estimator.h"
 #include "kaito/v1/config.pb.h"
 #include "kaito/v1/node.pb.h"
 #include "kaito/v1/workspace.pb.h"
@@ -53,6 +53,17 @@ inline constexpr char kAnnotationPerformanceMode[] = "kaito.sh/performance-mode"
 inline constexpr char kAnnotationUseLocalWeights[] = "kaito.sh/use-local-weights";
 inline constexpr char kAnnotationEnableLb[] = "kaito.sh/enablelb";
 inline constexpr char kAnnotationDisableBenchmark[] = "kaito.sh/disable-benchmark";
+
+// Whether two workspaces have the same spec (resource, inference, tuning): the one
+// definition of "the spec changed", which bumps `generation` and rolls workloads.
+bool WorkspaceSpecEqual(const v1::Workspace& a, const v1::Workspace& b);
+
+// The runtime of any workspace: "transformers" for tuning, else RuntimeOf.
+std::string WorkspaceRuntime(const v1::Workspace& ws, const ValidationOptions& options);
+
+// The `vllm.max-model-len` of an inference workspace's config ConfigMap; 0 when the
+// workspace has none (tuning, no config, no key, a ConfigMap not found).
+absl::StatusOr<int64_t> InferenceMaxModelLen(const v1::Workspace& ws, ValidationContext& context);
 
 // "vllm" or "transformers" for an inference workspace (the kaito.sh/runtime annotation,
 // else the default runtime).
@@ -108,11 +119,5 @@ class WorkspaceValidator {
 
 // Problems of a tuning config document (training_config.yaml), each as "path: message".
 std::vector<std::string> CheckTrainingConfig(const std::string& yaml, const std::string& method);
-
-// Kaito's SSRF guard for input URLs: an empty string when `url` is acceptable.
-std::string CheckInputUrl(const std::string& url);
-
-// A docker image reference, as Kaito parses it: an empty string when valid.
-std::string CheckImageReference(const std::string& image);
 
 }  // namespace kaito::presets

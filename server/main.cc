@@ -12,7 +12,7 @@
 
 #include "common/logging.h"
 #include "common/version.h"
-#include "server_app.h"
+#include "server/server_app.h"
 
 namespace {
 
@@ -33,7 +33,7 @@ bool WritePortFile(const std::string& path, int port) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  kaito::ServerOptions options;
+  kaito::server::ServerOptions options;
   std::string port_file, log_level = "info", log_format = "text";
   CLI::App app{"kaito-server: the Kaito control plane (Workspace API, durable state, "
                "reconciliation)"};
@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--log-format", log_format, "text|json")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
-  if (absl::Status s = kaito::ParseFeatureGates(gates, options); !s.ok()) {
+  if (absl::Status s = kaito::server::ParseFeatureGates(gates, options); !s.ok()) {
     std::fprintf(stderr, "kaito-server: %s\n", std::string(s.message()).c_str());
     return 2;
   }
@@ -99,7 +99,7 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  auto server = kaito::ServerApp::Start(options);
+  auto server = kaito::server::ServerApp::Start(options);
   if (!server.ok()) {
     spdlog::critical("cannot start: {}", server.status().ToString());
     return 1;

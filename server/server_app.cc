@@ -1,4 +1,4 @@
-#include "server_app.h"
+#include "server/server_app.h"
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
@@ -10,11 +10,11 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
-#include "store/memory_store.h"
-#include "store/sqlite_store.h"
-#include "planner.h"
+#include "server/store/memory_store.h"
+#include "server/store/sqlite_store.h"
+#include "presets/planner.h"
 
-namespace kaito {
+namespace kaito::server {
 namespace {
 
 // Reads store and cache figures at scrape time.
@@ -189,7 +189,7 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
                              app->secret_cache_.get(), app->node_cache_.get()}) {
     if (absl::Status s = cache->Start(); !s.ok()) return s;
   }
-  Clock* clock = RealClock::Get();
+  Clock* clock = app->clock_.get();
   presets::ValidationOptions validation;
   validation.node_auto_provisioning = options.dev || !options.provisioner.empty();
   validation.cloud = options.cloud;
@@ -279,4 +279,4 @@ ServerApp::~ServerApp() {
   store_.reset();
 }
 
-}  // namespace kaito
+}  // namespace kaito::server

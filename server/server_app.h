@@ -12,14 +12,20 @@
 #include "absl/status/statusor.h"
 #include "common/clock.h"
 #include "common/metrics_server.h"
-#include "grpc_services.h"
-#include "kinds.h"
-#include "object_cache.h"
-#include "store/store.h"
-#include "catalog.h"
-#include "workspace_validator.h"
+#include "server/api/config_service.h"
+#include "server/api/preset_service.h"
+#include "server/api/rpc_metrics.h"
+#include "server/api/system_service.h"
+#include "server/api/workspace_service.h"
+#include "server/registry/kinds/configmap_policy.h"
+#include "server/registry/kinds/secret_policy.h"
+#include "server/registry/kinds/workspace_policy.h"
+#include "server/registry/object_cache.h"
+#include "server/store/store.h"
+#include "presets/catalog.h"
+#include "presets/workspace_validator.h"
 
-namespace kaito {
+namespace kaito::server {
 
 struct ServerOptions {
   std::string listen = "127.0.0.1:50051";
@@ -93,4 +99,4 @@ class ServerApp {
   bool shut_down_ = false;
 };
 
-}  // namespace kaito
+}  // namespace kaito::server

@@ -1,6 +1,6 @@
-#include "store/memory_store.h"
+#include "server/store/memory_store.h"
 
-namespace kaito::store {
+namespace kaito::server::store {
 
 class MemoryStore::Handle : public WatchHandle {
  public:
@@ -131,4 +131,4 @@ absl::Status MemoryStore::Compact(int64_t revision) {
   return absl::OkStatus();
 }
 
-}  // namespace kaito::store
+}  // namespace kaito::server::store

@@ -7,9 +7,9 @@
 #include <map>
 
 #include "absl/synchronization/mutex.h"
-#include "store/store.h"
+#include "server/store/store.h"
 
-namespace kaito::store {
+namespace kaito::server::store {
 
 class MemoryStore : public Store {
  public:
@@ -62,4 +62,4 @@ class MemoryStore : public Store {
   std::map<int64_t, Watcher> watchers_ ABSL_GUARDED_BY(deliver_mu_);
 };
 
-}  // namespace kaito::store
+}  // namespace kaito::server::store

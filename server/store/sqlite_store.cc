@@ -1,4 +1,4 @@
-#include "store/sqlite_store.h"
+#include "server/store/sqlite_store.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -9,7 +9,7 @@
 #include <filesystem>
 #include <future>
 
-namespace kaito::store {
+namespace kaito::server::store {
 namespace {
 
 constexpr char kSchema[] = R"sql(
@@ -512,4 +512,4 @@ SqliteStoreStats SqliteStore::stats() {
   return stats_;
 }
 
-}  // namespace kaito::store
+}  // namespace kaito::server::store

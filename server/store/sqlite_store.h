@@ -20,9 +20,9 @@
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
-#include "store/store.h"
+#include "server/store/store.h"
 
-namespace kaito::store {
+namespace kaito::server::store {
 
 struct SqliteStoreOptions {
   // The database file; its directory holds the lock file too.
@@ -111,4 +111,4 @@ class SqliteStore : public Store {
   SqliteStoreStats stats_ ABSL_GUARDED_BY(state_mu_);
 };
 
-}  // namespace kaito::store
+}  // namespace kaito::server::store

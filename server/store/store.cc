@@ -1,8 +1,8 @@
-#include "store/store.h"
+#include "server/store/store.h"
 
 #include <future>
 
-namespace kaito::store {
+namespace kaito::server::store {
 namespace {
 
 template <typename Start>
@@ -28,9 +28,9 @@ absl::StatusOr<int64_t> DeleteSync(Store& store, std::string key, int64_t expect
   });
 }
 
-}  // namespace kaito::store
+}  // namespace kaito::server::store
 
-namespace kaito::store {
+namespace kaito::server::store {
 
 absl::Status CheckPrecondition(const std::string& key, int64_t current_mod_revision,
                                int64_t expected_revision, bool is_delete) {
@@ -50,4 +50,4 @@ absl::Status CheckPrecondition(const std::string& key, int64_t current_mod_revis
   return absl::OkStatus();
 }
 
-}  // namespace kaito::store
+}  // namespace kaito::server::store

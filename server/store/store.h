@@ -13,7 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-namespace kaito::store {
+namespace kaito::server::store {
 
 // Expected-revision preconditions for `Put` and `Delete`.
 inline constexpr int64_t kAnyRevision = -1;   // Unconditional.
@@ -94,9 +94,9 @@ absl::StatusOr<int64_t> PutSync(Store& store, std::string key, std::string value
                                 int64_t expected_revision);
 absl::StatusOr<int64_t> DeleteSync(Store& store, std::string key, int64_t expected_revision);
 
-}  // namespace kaito::store
+}  // namespace kaito::server::store
 
-namespace kaito::store {
+namespace kaito::server::store {
 
 // The precondition rule shared by every backend. `current_mod_revision` is 0 when the
 // key does not exist.
@@ -108,4 +108,4 @@ inline bool HasPrefix(const std::string& key, const std::string& prefix) {
   return key.compare(0, prefix.size(), prefix) == 0;
 }
 
-}  // namespace kaito::store
+}  // namespace kaito::server::store

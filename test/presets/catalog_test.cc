@@ -1,9 +1,9 @@
-#include "catalog.h"
+#include "presets/catalog.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "planner.h"
+#include "presets/planner.h"
 
 namespace kaito::presets {
 namespace {

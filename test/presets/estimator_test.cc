@@ -1,5 +1,5 @@
 // The estimator's worked examples (shared/reference/kaito.md §3) and edge cases.
-#include "estimator.h"
+#include "presets/estimator.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

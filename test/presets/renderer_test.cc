@@ -1,7 +1,7 @@
 // Rendering golden files: one per runtime, multi-node, adapters, tuning and templates.
 // The goldens are test/presets/golden/*.yaml; after an intended change, regenerate them
 // with KAITO_UPDATE_GOLDEN=1 and review the diff.
-#include "renderer.h"
+#include "presets/renderer.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -8,8 +8,9 @@
 
 #include "absl/strings/str_replace.h"
 #include "common/manifest_codec.h"
-#include "tuning_defaults.h"
-#include "workspace_validator.h"
+#include "presets/tuning_defaults.h"
+#include "presets/workspace_validator.h"
+#include "common/image_reference.h"
 
 namespace kaito::presets {
 namespace {

@@ -15,11 +15,11 @@
 #include "kaito/v1/presets.grpc.pb.h"
 #include "kaito/v1/system.grpc.pb.h"
 #include "kaito/v1/workspace.grpc.pb.h"
-#include "server_app.h"
+#include "server/server_app.h"
 #include "support/process.h"
 #include "support/temp_dir.h"
 
-namespace kaito {
+namespace kaito::server {
 namespace {
 
 using ::testing::HasSubstr;
@@ -866,4 +866,4 @@ TEST_F(ApiTest, ConcurrentUpdatesWithoutVersionAllLand) {
 }
 
 }  // namespace
-}  // namespace kaito
+}  // namespace kaito::server

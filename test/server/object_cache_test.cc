@@ -1,14 +1,14 @@
-#include "object_cache.h"
+#include "server/registry/object_cache.h"
 
 #include <gtest/gtest.h>
 
 #include "absl/synchronization/mutex.h"
 #include "kaito/v1/workspace.pb.h"
-#include "store/memory_store.h"
-#include "store/sqlite_store.h"
+#include "server/store/memory_store.h"
+#include "server/store/sqlite_store.h"
 #include "support/temp_dir.h"
 
-namespace kaito {
+namespace kaito::server {
 namespace {
 
 std::string WorkspaceValue(const std::string& name, const std::string& app) {
@@ -164,4 +164,4 @@ TEST(ObjectCacheRestartTest, ResumesWatchFromBeforeRestart) {
 }
 
 }  // namespace
-}  // namespace kaito
+}  // namespace kaito::server

@@ -5,10 +5,10 @@
 #include <atomic>
 #include <thread>
 
-#include "store/sqlite_store.h"
+#include "server/store/sqlite_store.h"
 #include "support/temp_dir.h"
 
-namespace kaito::store {
+namespace kaito::server::store {
 namespace {
 
 using ::kaito::testing::TempDir;
@@ -89,4 +89,4 @@ TEST(SqliteStoreTest, UnwritableLocationIsAnError) {
 }
 
 }  // namespace
-}  // namespace kaito::store
+}  // namespace kaito::server::store

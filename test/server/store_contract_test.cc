@@ -6,12 +6,12 @@
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
-#include "store/memory_store.h"
-#include "store/sqlite_store.h"
+#include "server/store/memory_store.h"
+#include "server/store/sqlite_store.h"
 #include "support/process.h"
 #include "support/temp_dir.h"
 
-namespace kaito::store {
+namespace kaito::server::store {
 namespace {
 
 using ::kaito::testing::TempDir;
@@ -250,4 +250,4 @@ TEST(MemoryStoreTest, HistoryIsCompactedAutomatically) {
 }
 
 }  // namespace
-}  // namespace kaito::store
+}  // namespace kaito::server::store

@@ -1,4 +1,4 @@
-#include "printers.h"
+#include "tools/kaitoctl/printers.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

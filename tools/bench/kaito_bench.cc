@@ -25,8 +25,8 @@
 #include "kaito/v1/system.grpc.pb.h"
 #include "kaito/v1/workspace.grpc.pb.h"
 #include "common/logging.h"
-#include "server_app.h"
-#include "store/sqlite_store.h"
+#include "server/server_app.h"
+#include "server/store/sqlite_store.h"
 
 namespace kaito::bench {
 namespace {
@@ -319,7 +319,7 @@ int main(int argc, char** argv) {
   // Logs go to stderr so that --json output stays clean.
   (void)kaito::SetupLogging("warn", "text", "kaito-bench");
   const absl::Duration phase = absl::Milliseconds(static_cast<int64_t>(seconds * 1000));
-  std::unique_ptr<kaito::ServerApp> local;
+  std::unique_ptr<kaito::server::ServerApp> local;
   std::string tmp;
   if (server.empty()) {
     if (data_dir.empty()) {
@@ -327,12 +327,12 @@ int main(int argc, char** argv) {
       tmp = mkdtemp(pattern);
       data_dir = tmp;
     }
-    kaito::ServerOptions options;
+    kaito::server::ServerOptions options;
     options.listen = "127.0.0.1:0";
     options.metrics_listen = "";
     options.data_dir = data_dir;
     options.dev = true;  // Node auto-provisioning: the workspaces name an instance type.
-    auto started = kaito::ServerApp::Start(options);
+    auto started = kaito::server::ServerApp::Start(options);
     if (!started.ok()) {
       std::fprintf(stderr, "cannot start server: %s\n", started.status().ToString().c_str());
       return 1;
@@ -404,7 +404,7 @@ int main(int argc, char** argv) {
                         });
     nlohmann::json j = f.ToJson();
     if (local) {
-      if (auto* sqlite = dynamic_cast<kaito::store::SqliteStore*>(local->store())) {
+      if (auto* sqlite = dynamic_cast<kaito::server::store::SqliteStore*>(local->store())) {
         auto st = sqlite->stats();
         j["store_commits"] = st.commits;
         j["store_writes"] = st.writes;

@@ -19,7 +19,7 @@
 #include "kaito/v1/presets.grpc.pb.h"
 #include "kaito/v1/system.grpc.pb.h"
 #include "kaito/v1/workspace.grpc.pb.h"
-#include "printers.h"
+#include "tools/kaitoctl/printers.h"
 
 namespace kaito::ctl {
 namespace {

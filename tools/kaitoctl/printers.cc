@@ -1,4 +1,4 @@
-#include "printers.h"
+#include "tools/kaitoctl/printers.h"
 
 #include <google/protobuf/util/time_util.h>
 
@@ -8,7 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/manifest_codec.h"
-#include "renderer.h"
+#include "presets/renderer.h"
 
 namespace kaito::ctl {
 namespace {

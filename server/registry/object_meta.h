@@ -5,7 +5,7 @@
 
 #include "kaito/v1/meta.pb.h"
 
-namespace kaito {
+namespace kaito::server {
 
 // The `metadata` field of `object`; every kind served by the registry has one.
 inline const v1::ObjectMeta& Metadata(const google::protobuf::Message& object) {
@@ -18,4 +18,4 @@ inline v1::ObjectMeta* MutableMetadata(google::protobuf::Message* object) {
   return static_cast<v1::ObjectMeta*>(object->GetReflection()->MutableMessage(object, field));
 }
 
-}  // namespace kaito
+}  // namespace kaito::server

@@ -1,10 +1,10 @@
-#include "object_cache.h"
+#include "server/registry/object_cache.h"
 
 #include <spdlog/spdlog.h>
 
-#include "object_meta.h"
+#include "server/registry/object_meta.h"
 
-namespace kaito {
+namespace kaito::server {
 
 class ObjectCache::Handle : public CacheWatch {
  public:
@@ -184,4 +184,4 @@ size_t ObjectCache::watchers() {
   return sinks_.size();
 }
 
-}  // namespace kaito
+}  // namespace kaito::server

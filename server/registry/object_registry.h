@@ -26,11 +26,11 @@
 #include "common/field_errors.h"
 #include "common/k8s_names.h"
 #include "common/label_selector.h"
-#include "object_cache.h"
-#include "object_meta.h"
-#include "store/store.h"
+#include "server/registry/object_cache.h"
+#include "server/registry/object_meta.h"
+#include "server/store/store.h"
 
-namespace kaito {
+namespace kaito::server {
 
 // Largest stored object, as etcd's default request limit that Kubernetes lives with.
 inline constexpr size_t kMaxObjectBytes = 1536 * 1024;
@@ -416,4 +416,4 @@ class ObjectRegistry {
   std::mt19937_64 rng_ ABSL_GUARDED_BY(rng_mu_);
 };
 
-}  // namespace kaito
+}  // namespace kaito::server

@@ -22,9 +22,9 @@
 
 #include "absl/synchronization/mutex.h"
 #include "kaito/v1/meta.pb.h"
-#include "store/store.h"
+#include "server/store/store.h"
 
-namespace kaito {
+namespace kaito::server {
 
 struct CachedObject {
   std::shared_ptr<const google::protobuf::Message> object;  // resourceVersion filled in.
@@ -113,4 +113,4 @@ class ObjectCache {
   std::map<int64_t, std::pair<std::string, CacheSink*>> sinks_ ABSL_GUARDED_BY(mu_);
 };
 
-}  // namespace kaito
+}  // namespace kaito::server

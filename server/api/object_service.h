@@ -1,0 +1,79 @@
+// The handlers of a plain stored kind (ConfigMap, Secret, and the controller's kinds):
+// Create, Get, List, Update, Delete over its registry, written once. Each gRPC service
+// is a thin class whose methods forward here.
+#pragma once
+
+#include <string>
+
+#include "server/api/rpc_metrics.h"
+#include "server/api/unary_call.h"
+#include "server/registry/object_registry.h"
+
+namespace kaito::server {
+
+// `T` is the kind, `WriteRequest` its create/update request (the object plus dry_run),
+// `ListResponse` has items, next_page_token and resource_version.
+template <typename T, typename WriteRequest, typename ListResponse>
+class ObjectHandlers {
+ public:
+  using ObjectOf = const T& (WriteRequest::*)() const;
+
+  // `kind` names the metrics ("ConfigMap" gives CreateConfigMap, ...; `plural` gives
+  // ListConfigMaps).
+  ObjectHandlers(ObjectRegistry<T>* registry, RpcMetrics* metrics, const std::string& kind,
+                 const std::string& plural, ObjectOf object_of)
+      : registry_(registry),
+        object_of_(object_of),
+        create_(MethodOf(metrics, ("Create" + kind).c_str())),
+        get_(MethodOf(metrics, ("Get" + kind).c_str())),
+        list_(MethodOf(metrics, ("List" + plural).c_str())),
+        update_(MethodOf(metrics, ("Update" + kind).c_str())),
+        delete_(MethodOf(metrics, ("Delete" + kind).c_str())) {}
+
+  ServerUnaryReactor* Create(CallbackServerContext* ctx, const WriteRequest* request,
+                             T* response) {
+    return Write<T>(
+        UnaryCall(ctx, create_), response, [](T& r, WriteResult<T>& w) { r = std::move(w.object); },
+        [&](WriteDone<T> done) {
+          registry_->Create((request->*object_of_)(), request->dry_run(), std::move(done));
+        });
+  }
+
+  ServerUnaryReactor* Get(CallbackServerContext* ctx, const v1::ObjectKey* request, T* response) {
+    return GetInto(UnaryCall(ctx, get_), registry_, request->namespace_(), request->name(),
+                   response);
+  }
+
+  ServerUnaryReactor* List(CallbackServerContext* ctx, const v1::ListRequest* request,
+                           ListResponse* response) {
+    return ListInto(UnaryCall(ctx, list_), registry_, request->namespace_(),
+                    request->label_selector(), request->page_size(), request->page_token(),
+                    response);
+  }
+
+  ServerUnaryReactor* Update(CallbackServerContext* ctx, const WriteRequest* request,
+                             T* response) {
+    return Write<T>(
+        UnaryCall(ctx, update_), response, [](T& r, WriteResult<T>& w) { r = std::move(w.object); },
+        [&](WriteDone<T> done) {
+          registry_->Update((request->*object_of_)(), request->dry_run(), std::move(done));
+        });
+  }
+
+  ServerUnaryReactor* Delete(CallbackServerContext* ctx, const v1::DeleteRequest* request,
+                             v1::DeleteResponse* response) {
+    return DeleteInto(UnaryCall(ctx, delete_), registry_, request, response);
+  }
+
+ private:
+  ObjectRegistry<T>* const registry_;
+  const ObjectOf object_of_;
+  // Resolved once, so that recording an RPC is lock-free.
+  RpcMetrics::Method* const create_;
+  RpcMetrics::Method* const get_;
+  RpcMetrics::Method* const list_;
+  RpcMetrics::Method* const update_;
+  RpcMetrics::Method* const delete_;
+};
+
+}  // namespace kaito::server

@@ -1,0 +1,21 @@
+// SystemService: version, store backend and revision, dev mode.
+#pragma once
+
+#include "kaito/v1/system.grpc.pb.h"
+#include "server/store/store.h"
+
+namespace kaito::server {
+
+class SystemGrpcService : public v1::SystemService::CallbackService {
+ public:
+  SystemGrpcService(store::Store* store, bool dev_mode) : store_(store), dev_mode_(dev_mode) {}
+  grpc::ServerUnaryReactor* GetVersion(grpc::CallbackServerContext* ctx,
+                                       const v1::GetVersionRequest* request,
+                                       v1::VersionInfo* response) override;
+
+ private:
+  store::Store* store_;
+  bool dev_mode_;
+};
+
+}  // namespace kaito::server

@@ -1,0 +1,84 @@
+// The shared pieces of every unary handler: finish exactly once with the status mapped
+// to gRPC and recorded in the metrics, and the registry-backed Get, List, Write and
+// Delete handlers that the object services are made of.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <functional>
+#include <string>
+
+#include "absl/time/clock.h"
+#include "kaito/v1/config.pb.h"
+#include "server/api/rpc_metrics.h"
+#include "server/registry/object_registry.h"
+
+namespace kaito::server {
+
+using grpc::CallbackServerContext;
+using grpc::ServerUnaryReactor;
+
+// Finishes a unary call and records it. Cheap to copy into completion callbacks.
+class UnaryCall {
+ public:
+  UnaryCall(CallbackServerContext* ctx, RpcMetrics::Method* method)
+      : reactor_(ctx->DefaultReactor()), method_(method), start_(absl::Now()) {}
+
+  ServerUnaryReactor* reactor() const { return reactor_; }
+
+  ServerUnaryReactor* Finish(const absl::Status& status) const {
+    grpc::Status g = ToGrpcStatus(status);
+    if (method_) method_->Record(g, absl::ToDoubleSeconds(absl::Now() - start_));
+    reactor_->Finish(g);
+    return reactor_;
+  }
+
+ private:
+  ServerUnaryReactor* reactor_;
+  RpcMetrics::Method* method_;
+  absl::Time start_;
+};
+
+template <typename T, typename Resp, typename Fill>
+ServerUnaryReactor* Write(UnaryCall call, Resp* response, Fill fill,
+                          const std::function<void(WriteDone<T>)>& start) {
+  start([call, response, fill](absl::StatusOr<WriteResult<T>> result) mutable {
+    if (result.ok()) fill(*response, *result);
+    call.Finish(result.status());
+  });
+  return call.reactor();
+}
+
+template <typename T, typename Resp>
+ServerUnaryReactor* ListInto(UnaryCall call, ObjectRegistry<T>* registry,
+                             const std::string& ns, const std::string& selector, int32_t page_size,
+                             const std::string& token, Resp* response) {
+  auto result = registry->List(ns, selector, page_size, token);
+  if (result.ok()) {
+    for (T& item : result->items) *response->add_items() = std::move(item);
+    response->set_next_page_token(result->next_page_token);
+    response->set_resource_version(std::to_string(result->revision));
+  }
+  return call.Finish(result.status());
+}
+
+template <typename T>
+ServerUnaryReactor* GetInto(UnaryCall call, ObjectRegistry<T>* registry, const std::string& ns,
+                            const std::string& name, T* response) {
+  auto result = registry->Get(ns, name);
+  if (result.ok()) *response = std::move(*result);
+  return call.Finish(result.status());
+}
+
+template <typename T>
+ServerUnaryReactor* DeleteInto(UnaryCall call, ObjectRegistry<T>* registry,
+                               const v1::DeleteRequest* request, v1::DeleteResponse* response) {
+  return Write<T>(
+      call, response, [](v1::DeleteResponse& r, WriteResult<T>& w) { r.set_deleted(w.deleted); },
+      [&](WriteDone<T> done) {
+        registry->Delete(request->namespace_(), request->name(), request->resource_version(),
+                         std::move(done));
+      });
+}
+
+}  // namespace kaito::server

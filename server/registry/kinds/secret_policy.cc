@@ -1,0 +1,60 @@
+#include "server/registry/kinds/secret_policy.h"
+
+#include <google/protobuf/util/message_differencer.h>
+
+#include "common/k8s_names.h"
+#include "server/registry/kinds/type_meta.h"
+
+namespace kaito::server {
+
+using google::protobuf::util::MessageDifferencer;
+
+KindPolicy<v1::Secret> SecretPolicy() {
+  KindPolicy<v1::Secret> p;
+  p.kind = "Secret";
+  p.resource = "secrets";
+  p.name_is_dns_label = false;
+  p.normalize = [](v1::Secret& s, FieldErrors& errors) {
+    NormalizeTypeMeta("v1", {"v1"}, "Secret", s.mutable_api_version(), s.mutable_kind(), errors);
+    if (s.type().empty()) s.set_type("Opaque");
+  };
+  p.prepare = [](v1::Secret& s, const v1::Secret*) {
+    // stringData is a write-only convenience: merged into data, never stored.
+    for (const auto& [k, v] : s.string_data()) (*s.mutable_data())[k] = v;
+    s.clear_string_data();
+  };
+  p.validate = [](const v1::Secret& s, const v1::Secret* old, FieldErrors& errors,
+                  std::vector<std::string>&) {
+    for (const auto& [k, v] : s.data()) {
+      if (std::string e = CheckConfigMapKey(k); !e.empty()) errors.Add("data", e);
+    }
+    if (DataSize(s.data()) > kMaxDataBytes) {
+      errors.Add("data", "Too long: must have at most " + std::to_string(kMaxDataBytes) + " bytes");
+    }
+    CheckStringWithin(s.type(), 253, "type", errors);
+    if (old && old->immutable()) {
+      v1::Secret a = s, b = *old;
+      a.clear_metadata();
+      b.clear_metadata();
+      if (!MessageDifferencer::Equals(a, b)) {
+        errors.Add("data", "Forbidden: field is immutable when `immutable` is set");
+      }
+    }
+    if (old && old->type() != s.type()) {
+      errors.Add("type", "Invalid value: \"" + s.type() + "\": field is immutable");
+    }
+  };
+  p.spec_equal = [](const v1::Secret& a, const v1::Secret& b) {
+    v1::Secret x = a, y = b;
+    x.clear_metadata();
+    y.clear_metadata();
+    return MessageDifferencer::Equals(x, y);
+  };
+  p.redact = [](v1::Secret& s) {
+    for (auto& [k, v] : *s.mutable_data()) v.clear();
+    s.clear_string_data();
+  };
+  return p;
+}
+
+}  // namespace kaito::server
