@@ -161,6 +161,12 @@ absl::Status ParseFeatureGates(const std::string& gates, ServerOptions& options)
 
 absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions& options) {
   std::unique_ptr<ServerApp> app(new ServerApp());
+  if (options.clock != nullptr) {
+    app->clock_ = options.clock;
+  } else {
+    app->owned_clock_ = std::make_unique<RealClock>();
+    app->clock_ = app->owned_clock_.get();
+  }
   app->prometheus_ = std::make_shared<prometheus::Registry>();
 
   auto catalog = options.catalog_dir.empty()
@@ -189,7 +195,7 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
                              app->secret_cache_.get(), app->node_cache_.get()}) {
     if (absl::Status s = cache->Start(); !s.ok()) return s;
   }
-  Clock* clock = app->clock_.get();
+  Clock* clock = app->clock_;
   presets::ValidationOptions validation;
   validation.node_auto_provisioning = options.dev || !options.provisioner.empty();
   validation.cloud = options.cloud;

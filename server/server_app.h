@@ -53,6 +53,8 @@ struct ServerOptions {
   // Revisions of history the store keeps.
   int64_t store_history = 100000;
   int max_message_bytes = 4 << 20;
+  // Time for every component; null makes the app own a RealClock (tests pass a FakeClock).
+  Clock* clock = nullptr;
 };
 
 // Parses Kaito's --feature-gates syntax ("k=v,k=v") into `options`; unknown gates and
@@ -78,6 +80,8 @@ class ServerApp {
  private:
   ServerApp() = default;
 
+  std::unique_ptr<RealClock> owned_clock_;
+  Clock* clock_ = nullptr;
   std::shared_ptr<prometheus::Registry> prometheus_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<presets::Catalog> catalog_;

@@ -61,6 +61,9 @@ struct KindPolicy {
   std::string kind;              // "Workspace"
   std::string resource;          // "workspaces"
   bool name_is_dns_label = true; // else a DNS subdomain.
+  // Cluster-scoped kinds (Node, NodeClaim) have no namespace: keys are
+  // "/<resource>/<name>" and metadata.namespace is always empty.
+  bool cluster_scoped = false;
   // Fills apiVersion and kind when empty; checks them when set.
   std::function<void(T& object, FieldErrors& errors)> normalize;
   // Kind-specific validation. `old` is null on create.
@@ -74,6 +77,9 @@ struct KindPolicy {
   std::function<void(T& incoming, const T* stored)> prepare;
   // Removes what clients may never read (secret values).
   std::function<void(T& object)> redact;
+  // Called when an update would change nothing. Returning true writes `incoming` as
+  // changed by the hook (a workspace re-applied while Failed records a retry request).
+  std::function<bool(T& incoming, const T& stored, absl::Time now)> on_unchanged_update;
 };
 
 template <typename T>
@@ -87,15 +93,17 @@ class ObjectRegistry {
   ObjectCache* cache() const { return cache_; }
 
   std::string Key(const std::string& ns, const std::string& name) const {
+    if (policy_.cluster_scoped) return "/" + policy_.resource + "/" + name;
     return "/" + policy_.resource + "/" + ns + "/" + name;
   }
   std::string Prefix(const std::string& ns) const {
-    return ns.empty() ? "/" + policy_.resource + "/" : "/" + policy_.resource + "/" + ns + "/";
+    return ns.empty() || policy_.cluster_scoped ? "/" + policy_.resource + "/"
+                                                : "/" + policy_.resource + "/" + ns + "/";
   }
 
   void Create(T object, bool dry_run, WriteDone<T> done) {
     v1::ObjectMeta* meta = object.mutable_metadata();
-    if (meta->namespace_().empty()) meta->set_namespace_(kDefaultNamespace);
+    DefaultNamespace(*meta);
     FieldErrors errors;
     std::vector<std::string> warnings;
     policy_.normalize(object, errors);
@@ -125,12 +133,49 @@ class ObjectRegistry {
   }
 
   absl::StatusOr<T> Get(std::string ns, const std::string& name) {
-    if (ns.empty()) ns = kDefaultNamespace;
+    if (ns.empty() && !policy_.cluster_scoped) ns = kDefaultNamespace;
     auto cached = cache_->Get(Key(ns, name));
     if (!cached) return NotFound(name);
     T object = static_cast<const T&>(*cached->object);
     if (policy_.redact) policy_.redact(object);
     return object;
+  }
+
+  // The stored object without redaction, for the server's own components; nullopt when
+  // absent.
+  std::shared_ptr<const T> GetShared(std::string ns, const std::string& name) {
+    if (ns.empty() && !policy_.cluster_scoped) ns = kDefaultNamespace;
+    auto cached = cache_->Get(Key(ns, name));
+    if (!cached) return nullptr;
+    return std::static_pointer_cast<const T>(cached->object);
+  }
+
+  // Every stored object under `ns` (all namespaces when empty) that `filter` accepts,
+  // without redaction, from the cache. For the server's own components.
+  std::vector<std::shared_ptr<const T>> ListShared(
+      const std::string& ns, const std::function<bool(const T&)>& filter = nullptr) {
+    auto page = cache_->List(Prefix(ns), "", 0, [&](const google::protobuf::Message& m) {
+      return !filter || filter(static_cast<const T&>(m));
+    });
+    std::vector<std::shared_ptr<const T>> out;
+    out.reserve(page.items.size());
+    for (const CachedObject& c : page.items) out.push_back(std::static_pointer_cast<const T>(c.object));
+    return out;
+  }
+
+  // Replaces the status, and only the status: no generation bump, no admission rules.
+  // With a resourceVersion in `object` the write is conditional (ABORTED when stale);
+  // without, the status is written over the newest stored object. Writes nothing when
+  // the status is unchanged. The controllers' only way to write status.
+  void UpdateStatus(T object, WriteDone<T> done) {
+    DefaultNamespace(*object.mutable_metadata());
+    int64_t expected = store::kAnyRevision;
+    const std::string& rv = object.metadata().resource_version();
+    if (!rv.empty() && (!absl::SimpleAtoi(rv, &expected) || expected <= 0)) {
+      return std::move(done)(absl::InvalidArgumentError("metadata.resourceVersion: \"" + rv +
+                                                        "\" is not a resource version"));
+    }
+    UpdateStatusAttempt(std::move(object), expected, kMaxAttempts, std::move(done));
   }
 
   absl::StatusOr<ListResult<T>> List(const std::string& ns, const std::string& label_selector,
@@ -166,9 +211,7 @@ class ObjectRegistry {
   // Replaces labels, annotations, finalizers and the spec. With a resourceVersion the
   // update is conditional (ABORTED when stale); without, it retries internal conflicts.
   void Update(T object, bool dry_run, WriteDone<T> done) {
-    if (object.metadata().namespace_().empty()) {
-      object.mutable_metadata()->set_namespace_(kDefaultNamespace);
-    }
+    DefaultNamespace(*object.mutable_metadata());
     int64_t expected = store::kAnyRevision;
     const std::string& rv = object.metadata().resource_version();
     if (!rv.empty() && (!absl::SimpleAtoi(rv, &expected) || expected <= 0)) {
@@ -183,7 +226,7 @@ class ObjectRegistry {
   // the last finalizer is removed; without, it goes at once.
   void Delete(std::string ns, const std::string& name, const std::string& resource_version,
               WriteDone<T> done) {
-    if (ns.empty()) ns = kDefaultNamespace;
+    if (ns.empty() && !policy_.cluster_scoped) ns = kDefaultNamespace;
     int64_t expected = store::kAnyRevision;
     if (!resource_version.empty() &&
         (!absl::SimpleAtoi(resource_version, &expected) || expected <= 0)) {
@@ -211,6 +254,14 @@ class ObjectRegistry {
   static bool ShouldRetry(const absl::Status& status, int64_t expected, int attempts) {
     return status.code() == absl::StatusCode::kAborted && expected == store::kAnyRevision &&
            attempts > 1;
+  }
+
+  void DefaultNamespace(v1::ObjectMeta& meta) const {
+    if (policy_.cluster_scoped) {
+      meta.clear_namespace_();
+    } else if (meta.namespace_().empty()) {
+      meta.set_namespace_(kDefaultNamespace);
+    }
   }
 
   google::protobuf::Timestamp Now() {
@@ -277,8 +328,10 @@ class ObjectRegistry {
     std::string err = policy_.name_is_dns_label ? CheckDnsLabel(meta.name())
                                                 : CheckDnsSubdomain(meta.name());
     if (!err.empty()) errors.Add("metadata.name", err);
-    if (std::string e = CheckDnsLabel(meta.namespace_()); !e.empty()) {
-      errors.Add("metadata.namespace", e);
+    if (!policy_.cluster_scoped) {
+      if (std::string e = CheckDnsLabel(meta.namespace_()); !e.empty()) {
+        errors.Add("metadata.namespace", e);
+      }
     }
     for (const auto& [k, v] : meta.labels()) {
       if (std::string e = CheckQualifiedName(k); !e.empty()) errors.Add("metadata.labels", e);
@@ -337,7 +390,8 @@ class ObjectRegistry {
 
     T stored_plain = stored;
     stored_plain.mutable_metadata()->clear_resource_version();
-    if (google::protobuf::util::MessageDifferencer::Equals(object, stored_plain)) {
+    if (google::protobuf::util::MessageDifferencer::Equals(object, stored_plain) &&
+        !(policy_.on_unchanged_update && policy_.on_unchanged_update(object, stored, clock_->Now()))) {
       // Nothing changed: no write, the resourceVersion stays (as Kubernetes does).
       return std::move(done)(Reply(stored, std::move(warnings)));
     }
@@ -367,6 +421,40 @@ class ObjectRegistry {
     } else {
       store_->Put(key, std::move(value), cached->mod_revision, std::move(complete));
     }
+  }
+
+  void UpdateStatusAttempt(T object, int64_t expected, int attempts, WriteDone<T> done) {
+    const std::string key = Key(object.metadata().namespace_(), object.metadata().name());
+    auto cached = cache_->Get(key);
+    if (!cached) return std::move(done)(NotFound(object.metadata().name()));
+    if (expected != store::kAnyRevision && expected != cached->mod_revision) {
+      return std::move(done)(Translate(absl::AbortedError("stale"), object));
+    }
+    T updated = static_cast<const T&>(*cached->object);
+    const google::protobuf::FieldDescriptor* field = updated.GetDescriptor()->FindFieldByName("status");
+    const google::protobuf::Reflection* reflection = updated.GetReflection();
+    if (reflection->HasField(object, field)) {
+      reflection->MutableMessage(&updated, field)->CopyFrom(reflection->GetMessage(object, field));
+    } else {
+      reflection->ClearField(&updated, field);
+    }
+    if (google::protobuf::util::MessageDifferencer::Equals(updated,
+                                                           static_cast<const T&>(*cached->object))) {
+      return std::move(done)(WriteResult<T>{std::move(updated), {}, false});
+    }
+    std::string value;
+    if (absl::Status s = Serialize(updated, &value); !s.ok()) return std::move(done)(s);
+    store_->Put(key, std::move(value), cached->mod_revision,
+                [this, object = std::move(object), updated, expected, attempts,
+                 done = std::move(done)](absl::StatusOr<int64_t> rev) mutable {
+                  if (!rev.ok() && ShouldRetry(rev.status(), expected, attempts)) {
+                    return UpdateStatusAttempt(std::move(object), expected, attempts - 1,
+                                               std::move(done));
+                  }
+                  if (!rev.ok()) return std::move(done)(Translate(rev.status(), updated));
+                  updated.mutable_metadata()->set_resource_version(std::to_string(*rev));
+                  std::move(done)(WriteResult<T>{std::move(updated), {}, false});
+                });
   }
 
   void DeleteAttempt(std::string ns, std::string name, int64_t expected, int attempts,
