@@ -8,8 +8,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <thread>
 
+#include "absl/time/time.h"
 #include "common/logging.h"
 #include "common/version.h"
 #include "server/server_app.h"
@@ -49,6 +51,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--dev", options.dev,
                "Dev mode: embedded store, simulated cloud and agents (node auto-provisioning on)");
+  bool no_controllers = false;
+  app.add_flag("--no-controllers", no_controllers,
+               "Serve the API only: no reconciliation (workspaces keep the status they have)");
   app.add_option("--provisioner", options.provisioner,
                  "kaito-provisioner address HOST:PORT (none = bring-your-own nodes)");
   app.add_option("--port-file", port_file, "Write the chosen gRPC port to this file");
@@ -67,10 +72,72 @@ int main(int argc, char** argv) {
                  "Events a watch stream may queue for a slow client before it is cut off")
       ->capture_default_str()
       ->check(CLI::Range(1, 10000000));
+  // Durations are given as "20s", "500ms", "1m" (absl::ParseDuration).
+  std::map<std::string, std::pair<absl::Duration*, std::string>> durations = {
+      {"--node-lease-ttl", {&options.node_lease_ttl, "An agent's lease: NotReady when older"}},
+      {"--node-heartbeat-interval",
+       {&options.node_heartbeat_interval, "How often agents are told to renew"}},
+      {"--node-lost-grace",
+       {&options.node_lost_grace, "After a lapsed lease, until the node is lost and its "
+                                  "workloads are placed again"}},
+      {"--claim-retry-base",
+       {&options.claim_retry_base, "Backoff after a failed node claim (doubles, 5m cap)"}},
+      {"--claim-poll-interval",
+       {&options.claim_poll_interval, "How often a node being created is polled"}},
+      {"--simulated-create-delay",
+       {&options.simulated_create_delay, "Dev mode: a node claim becomes a node after this"}},
+      {"--simulated-delete-delay",
+       {&options.simulated_delete_delay, "Dev mode: a node is released after this"}},
+      {"--simulated-pull-delay",
+       {&options.simulated_runtime.pull_delay, "Dev mode: simulated image pull"}},
+      {"--simulated-start-delay",
+       {&options.simulated_runtime.start_delay, "Dev mode: simulated container start"}},
+      {"--simulated-ready-delay",
+       {&options.simulated_runtime.ready_delay, "Dev mode: simulated readiness"}},
+      {"--simulated-job-duration",
+       {&options.simulated_runtime.job_duration, "Dev mode: how long a tuning job runs"}},
+  };
+  std::map<std::string, std::string> duration_text;
+  for (auto& [flag, target] : durations) {
+    duration_text[flag] = absl::FormatDuration(*target.first);
+    app.add_option(flag, duration_text[flag], target.second)->capture_default_str();
+  }
+  app.add_option("--claim-max-attempts", options.claim_max_attempts,
+                 "Create attempts of a node claim before the workspace is Failed")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100));
+  app.add_option("--workspace-workers", options.workspace_workers,
+                 "Workers of the workspace controller")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
+  app.add_option("--advertise-address", options.advertise_address,
+                 "HOST:PORT the provisioned nodes' agents dial (default 127.0.0.1:<gRPC port>)");
+  std::vector<std::string> faults;
+  app.add_option("--simulated-fault", faults,
+                 "Dev mode: fail node claims with a cloud error, TYPE=CODE[:retryable] "
+                 "(TYPE * for all), e.g. Standard_NC24ads_A100_v4=QuotaExceeded");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
       ->capture_default_str();
   app.add_option("--log-format", log_format, "text|json")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  options.controllers = !no_controllers;
+  for (auto& [flag, target] : durations) {
+    if (!absl::ParseDuration(duration_text[flag], target.first) ||
+        *target.first < absl::ZeroDuration()) {
+      std::fprintf(stderr, "kaito-server: %s: \"%s\" is not a duration (e.g. 20s, 500ms)\n",
+                   flag.c_str(), duration_text[flag].c_str());
+      return 2;
+    }
+  }
+  for (const std::string& f : faults) {
+    auto fault = kaito::provisioner::ParseSimulatedFault(f);
+    if (!fault.ok()) {
+      std::fprintf(stderr, "kaito-server: --simulated-fault %s: %s\n", f.c_str(),
+                   std::string(fault.status().message()).c_str());
+      return 2;
+    }
+    options.simulated_faults.push_back(*fault);
+  }
   if (absl::Status s = kaito::server::ParseFeatureGates(gates, options); !s.ok()) {
     std::fprintf(stderr, "kaito-server: %s\n", std::string(s.message()).c_str());
     return 2;
@@ -107,10 +174,12 @@ int main(int argc, char** argv) {
   spdlog::info("kaito-server {} serving gRPC on port {} (listen {}), metrics on port {}{}",
                kaito::Version(), (*server)->grpc_port(), options.listen,
                (*server)->metrics_port(), options.dev ? ", dev mode" : "");
-  if (options.dev) {
+  if (options.dev && options.provisioner.empty()) {
     spdlog::warn(
-        "dev mode: node auto-provisioning is on and no cloud resources are created (the "
-        "simulated provisioner and agents are not part of this build yet)");
+        "dev mode: the cloud and the node agents are SIMULATED in this process: node claims "
+        "become simulated nodes after {}, their agents run nothing (workloads only pass "
+        "through their phases); no cloud resource is created",
+        absl::FormatDuration(options.simulated_create_delay));
   }
   if (!port_file.empty() && !WritePortFile(port_file, (*server)->grpc_port())) {
     spdlog::critical("cannot write --port-file {}", port_file);

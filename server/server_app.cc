@@ -13,6 +13,9 @@
 #include "server/store/memory_store.h"
 #include "server/store/sqlite_store.h"
 #include "presets/planner.h"
+#include "server/registry/cache_validation_context.h"
+#include "server/provisioning/grpc_provisioner_client.h"
+#include "server/registry/object_meta.h"
 
 namespace kaito::server {
 namespace {
@@ -103,34 +106,6 @@ absl::StatusOr<std::unique_ptr<store::Store>> OpenStore(const ServerOptions& opt
                                     "\" (sqlite, memory, etcd://HOST:PORT,...)");
 }
 
-// Validation reads nodes and config maps from the caches: no disk, no waiting.
-class CacheValidationContext : public presets::ValidationContext {
- public:
-  CacheValidationContext(ObjectCache* nodes, ObjectCache* configmaps)
-      : nodes_(nodes), configmaps_(configmaps) {}
-
-  std::vector<v1::Node> NodesMatching(const LabelSelectorMatcher& selector) override {
-    std::vector<v1::Node> out;
-    for (const CachedObject& c : nodes_->List("/nodes/", "", 0, [&](const auto& m) {
-           return selector.Matches(Metadata(m).labels());
-         }).items) {
-      out.push_back(static_cast<const v1::Node&>(*c.object));
-    }
-    return out;
-  }
-
-  std::optional<v1::ConfigMap> GetConfigMap(const std::string& ns,
-                                            const std::string& name) override {
-    auto c = configmaps_->Get("/configmaps/" + ns + "/" + name);
-    if (!c) return std::nullopt;
-    return static_cast<const v1::ConfigMap&>(*c->object);
-  }
-
- private:
-  ObjectCache* nodes_;
-  ObjectCache* configmaps_;
-};
-
 }  // namespace
 
 absl::Status ParseFeatureGates(const std::string& gates, ServerOptions& options) {
@@ -183,17 +158,22 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
   if (!store.ok()) return store.status();
   app->store_ = std::move(*store);
 
-  app->workspace_cache_ = std::make_unique<ObjectCache>(
-      app->store_.get(), "/workspaces/", &v1::Workspace::default_instance(), options.watch_history);
-  app->configmap_cache_ = std::make_unique<ObjectCache>(
-      app->store_.get(), "/configmaps/", &v1::ConfigMap::default_instance(), options.watch_history);
-  app->secret_cache_ = std::make_unique<ObjectCache>(
-      app->store_.get(), "/secrets/", &v1::Secret::default_instance(), options.watch_history);
-  app->node_cache_ = std::make_unique<ObjectCache>(
-      app->store_.get(), "/nodes/", &v1::Node::default_instance(), options.watch_history);
-  for (ObjectCache* cache : {app->workspace_cache_.get(), app->configmap_cache_.get(),
-                             app->secret_cache_.get(), app->node_cache_.get()}) {
-    if (absl::Status s = cache->Start(); !s.ok()) return s;
+  auto cache = [&](const char* prefix, const google::protobuf::Message* prototype) {
+    return std::make_unique<ObjectCache>(app->store_.get(), prefix, prototype,
+                                         options.watch_history);
+  };
+  app->workspace_cache_ = cache("/workspaces/", &v1::Workspace::default_instance());
+  app->configmap_cache_ = cache("/configmaps/", &v1::ConfigMap::default_instance());
+  app->secret_cache_ = cache("/secrets/", &v1::Secret::default_instance());
+  app->node_cache_ = cache("/nodes/", &v1::Node::default_instance());
+  app->nodeclaim_cache_ = cache("/nodeclaims/", &v1::NodeClaim::default_instance());
+  app->workload_cache_ = cache("/workloads/", &v1::Workload::default_instance());
+  app->event_cache_ = cache("/events/", &v1::Event::default_instance());
+  for (ObjectCache* c : {app->workspace_cache_.get(), app->configmap_cache_.get(),
+                         app->secret_cache_.get(), app->node_cache_.get(),
+                         app->nodeclaim_cache_.get(), app->workload_cache_.get(),
+                         app->event_cache_.get()}) {
+    if (absl::Status s = c->Start(); !s.ok()) return s;
   }
   Clock* clock = app->clock_;
   presets::ValidationOptions validation;
@@ -218,8 +198,60 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
       ConfigMapPolicy(), app->store_.get(), app->configmap_cache_.get(), clock);
   app->secrets_ = std::make_unique<ObjectRegistry<v1::Secret>>(
       SecretPolicy(), app->store_.get(), app->secret_cache_.get(), clock);
+  app->nodes_ = std::make_unique<ObjectRegistry<v1::Node>>(NodePolicy(), app->store_.get(),
+                                                           app->node_cache_.get(), clock);
+  app->nodeclaims_ = std::make_unique<ObjectRegistry<v1::NodeClaim>>(
+      NodeClaimPolicy(), app->store_.get(), app->nodeclaim_cache_.get(), clock);
+  app->workloads_ = std::make_unique<ObjectRegistry<v1::Workload>>(
+      WorkloadPolicy(), app->store_.get(), app->workload_cache_.get(), clock);
+  app->events_ = std::make_unique<ObjectRegistry<v1::Event>>(EventPolicy(), app->store_.get(),
+                                                             app->event_cache_.get(), clock);
+  app->objects_ = ControlPlaneObjects{app->workspaces_.get(), app->nodes_.get(),
+                                      app->nodeclaims_.get(), app->workloads_.get(),
+                                      app->events_.get(), app->configmaps_.get()};
+  app->event_recorder_ = std::make_unique<EventRecorder>(app->events_.get(), clock, "kaito-server");
+
+  // The provisioner.
+  if (!options.provisioner.empty()) {
+    app->provisioner_client_ = std::make_unique<GrpcProvisionerClient>(
+        grpc::CreateChannel(options.provisioner, grpc::InsecureChannelCredentials()),
+        absl::Seconds(10));
+    app->provisioner_ = app->provisioner_client_.get();
+  } else if (options.dev) {
+    app->simulated_fleet_ =
+        std::make_unique<agent::SimulatedFleet>(clock, options.simulated_runtime);
+    app->bootstrapper_ =
+        std::make_unique<provisioner::FleetBootstrapper>(app->simulated_fleet_.get());
+    provisioner::SimulatedProviderOptions sim;
+    sim.create_delay = options.simulated_create_delay;
+    sim.delete_delay = options.simulated_delete_delay;
+    app->simulated_provider_ = std::make_unique<provisioner::SimulatedProvider>(
+        clock, app->catalog_.get(), options.cloud, sim, app->bootstrapper_.get());
+    app->simulated_provider_->SetFaults(options.simulated_faults);
+    app->simulated_cloud_service_ =
+        std::make_unique<provisioner::SimulatedCloudGrpcService>(app->simulated_provider_.get());
+    app->provisioner_ = app->simulated_provider_.get();
+  }
+
+  // Agents: leases in memory, sessions, the Connect service.
+  app->leases_ = std::make_unique<LeaseTracker>(
+      clock, options.node_lease_ttl, [raw = app.get()](const std::string& node) {
+        if (raw->node_lifecycle_controller_) raw->node_lifecycle_controller_->Enqueue(node);
+      });
+  app->session_registry_ = std::make_unique<SessionRegistry>(app->workloads_.get(), clock);
+  if (absl::Status s = app->session_registry_->Start(); !s.ok()) return s;
+  app->agent_deps_.objects = app->objects_;
+  app->agent_deps_.leases = app->leases_.get();
+  app->agent_deps_.sessions = app->session_registry_.get();
+  app->agent_deps_.events = app->event_recorder_.get();
+  app->agent_deps_.clock = clock;
+  app->agent_deps_.stats = &app->agent_stats_;
+  app->agent_deps_.options.lease_ttl = options.node_lease_ttl;
+  app->agent_deps_.options.heartbeat_interval = options.node_heartbeat_interval;
 
   app->rpc_metrics_ = std::make_unique<RpcMetrics>(*app->prometheus_);
+  app->node_service_ =
+      std::make_unique<NodeGrpcService>(&app->agent_deps_, app->rpc_metrics_.get());
   app->workspace_service_ =
       std::make_unique<WorkspaceGrpcService>(app->workspaces_.get(), app->rpc_metrics_.get());
   app->config_service_ =
@@ -245,22 +277,159 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
   builder.RegisterService(app->secret_service_.get());
   builder.RegisterService(app->system_service_.get());
   builder.RegisterService(app->preset_service_.get());
+  builder.RegisterService(app->node_service_.get());
+  if (app->simulated_cloud_service_) builder.RegisterService(app->simulated_cloud_service_.get());
   app->server_ = builder.BuildAndStart();
   if (!app->server_ || app->grpc_port_ == 0) {
     return absl::UnavailableError("cannot listen for gRPC on " + options.listen);
+  }
+  if (options.controllers) {
+    if (absl::Status s = app->StartControllers(options); !s.ok()) return s;
   }
   if (!options.metrics_listen.empty()) {
     auto state = std::make_shared<StateCollector>(
         app->store_.get(), std::vector<std::pair<std::string, ObjectCache*>>{
                                {"workspace", app->workspace_cache_.get()},
                                {"configmap", app->configmap_cache_.get()},
-                               {"secret", app->secret_cache_.get()}});
+                               {"secret", app->secret_cache_.get()},
+                               {"node", app->node_cache_.get()},
+                               {"nodeclaim", app->nodeclaim_cache_.get()},
+                               {"workload", app->workload_cache_.get()},
+                               {"event", app->event_cache_.get()}});
     auto metrics =
         MetricsServer::Start(options.metrics_listen, {app->prometheus_, state}, nullptr);
     if (!metrics.ok()) return metrics.status();
     app->metrics_ = std::move(*metrics);
   }
   return app;
+}
+
+namespace {
+
+// Hands every event of a cache to `fn` (which must only enqueue keys).
+class FuncSink : public CacheSink {
+ public:
+  explicit FuncSink(std::function<void(const CacheEventPtr&)> fn) : fn_(std::move(fn)) {}
+  void OnEvent(const CacheEventPtr& event) override {
+    if (event->type != v1::BOOKMARK) fn_(event);
+  }
+
+ private:
+  std::function<void(const CacheEventPtr&)> fn_;
+};
+
+// The workspace that labels on `object` point at, as a work-queue key; empty when none.
+std::string OwnerKey(const google::protobuf::Message* object) {
+  if (object == nullptr) return "";
+  const auto& labels = Metadata(*object).labels();
+  auto name = labels.find(kLabelWorkspace);
+  auto ns = labels.find(kLabelWorkspaceNamespace);
+  if (name == labels.end() || ns == labels.end()) return "";
+  return NamespacedKey(ns->second, name->second);
+}
+
+}  // namespace
+
+absl::Status ServerApp::StartControllers(const ServerOptions& options) {
+  Clock* clock = clock_;
+  ControllerOptions workspace_opts;
+  workspace_opts.workers = std::max(1, options.workspace_workers);
+  WorkspaceControllerOptions ws;
+  ws.validation = validator_->options();
+  ws.claim_max_attempts = options.claim_max_attempts;
+  workspace_reconciler_ = std::make_unique<WorkspaceReconciler>(
+      objects_, catalog_.get(), validation_context_.get(), event_recorder_.get(), clock, ws);
+  workspace_controller_ = std::make_unique<Controller>(
+      "workspace", workspace_reconciler_.get(), clock, workspace_opts, prometheus_.get());
+
+  if (provisioner_ != nullptr) {
+    NodeClaimControllerOptions claims;
+    claims.max_attempts = options.claim_max_attempts;
+    claims.retry_base = options.claim_retry_base;
+    claims.poll_interval = options.claim_poll_interval;
+    claims.agent_server = options.advertise_address.empty()
+                              ? "127.0.0.1:" + std::to_string(grpc_port_)
+                              : options.advertise_address;
+    nodeclaim_reconciler_ = std::make_unique<NodeClaimReconciler>(
+        objects_, provisioner_, event_recorder_.get(), clock, claims,
+        [this](const std::string& key) {
+          if (nodeclaim_controller_) nodeclaim_controller_->Enqueue(key);
+        });
+    nodeclaim_controller_ = std::make_unique<Controller>(
+        "nodeclaim", nodeclaim_reconciler_.get(), clock, ControllerOptions{},
+        prometheus_.get());
+  }
+  NodeLifecycleOptions lifecycle;
+  lifecycle.lost_grace = options.node_lost_grace;
+  node_lifecycle_reconciler_ = std::make_unique<NodeLifecycleReconciler>(
+      objects_, leases_.get(), event_recorder_.get(), clock, lifecycle);
+  ControllerOptions two;
+  two.workers = 2;
+  node_lifecycle_controller_ = std::make_unique<Controller>(
+      "node-lifecycle", node_lifecycle_reconciler_.get(), clock, two, prometheus_.get());
+  garbage_collector_ = std::make_unique<GarbageCollector>(objects_, clock, GarbageCollectorOptions{});
+  ControllerOptions one;
+  one.workers = 1;
+  gc_controller_ = std::make_unique<Controller>("garbage-collector", garbage_collector_.get(),
+                                                clock, one, prometheus_.get());
+  WatchForControllers();
+  for (Controller* c : {workspace_controller_.get(), nodeclaim_controller_.get(),
+                        node_lifecycle_controller_.get(), gc_controller_.get()}) {
+    if (c) c->Start();
+  }
+  gc_controller_->EnqueueAfter("sweep", absl::Seconds(10));
+  return absl::OkStatus();
+}
+
+void ServerApp::WatchForControllers() {
+  auto watch = [this](ObjectCache* cache, const std::string& prefix,
+                      std::function<void(const CacheEventPtr&)> fn) {
+    auto sink = std::make_unique<FuncSink>(std::move(fn));
+    auto handle = cache->Watch(prefix, -1, sink.get(), false);
+    if (!handle.ok()) {
+      spdlog::critical("controllers: cannot watch {}: {}", prefix, handle.status().ToString());
+      return;
+    }
+    controller_sinks_.push_back(std::move(sink));
+    controller_watches_.push_back(std::move(*handle));
+  };
+  Controller* workspaces = workspace_controller_.get();
+  Controller* claims = nodeclaim_controller_.get();
+  Controller* lifecycle = node_lifecycle_controller_.get();
+  watch(workspace_cache_.get(), "/workspaces/", [workspaces](const CacheEventPtr& e) {
+    const auto& meta = Metadata(*e->object);
+    workspaces->Enqueue(NamespacedKey(meta.namespace_(), meta.name()));
+  });
+  // Claims and workloads wake their workspace; claims also their own controller.
+  watch(nodeclaim_cache_.get(), "/nodeclaims/", [workspaces, claims](const CacheEventPtr& e) {
+    if (claims) claims->Enqueue(Metadata(*e->object).name());
+    if (std::string key = OwnerKey(e->object.get()); !key.empty()) workspaces->Enqueue(key);
+  });
+  watch(workload_cache_.get(), "/workloads/", [workspaces](const CacheEventPtr& e) {
+    if (std::string key = OwnerKey(e->object.get()); !key.empty()) workspaces->Enqueue(key);
+  });
+  // A node wakes its lifecycle, its claim, and every workspace whose selector it matches
+  // (now or before).
+  ObjectCache* ws_cache = workspace_cache_.get();
+  watch(node_cache_.get(), "/nodes/", [workspaces, claims, lifecycle, ws_cache](
+                                          const CacheEventPtr& e) {
+    const auto& node = static_cast<const v1::Node&>(*e->object);
+    lifecycle->Enqueue(node.metadata().name());
+    if (claims && !node.spec().node_claim().empty()) claims->Enqueue(node.spec().node_claim());
+    const auto* previous = static_cast<const v1::Node*>(e->previous.get());
+    for (const CachedObject& c :
+         ws_cache->List("/workspaces/", "", 0, [&](const google::protobuf::Message& m) {
+           const auto& w = static_cast<const v1::Workspace&>(m);
+           FieldErrors ignored;
+           LabelSelectorMatcher selector = LabelSelectorMatcher::FromProto(
+               w.resource().label_selector(), "resource.labelSelector", ignored);
+           return selector.Matches(node.metadata().labels()) ||
+                  (previous != nullptr && selector.Matches(previous->metadata().labels()));
+         }).items) {
+      const auto& meta = Metadata(*c.object);
+      workspaces->Enqueue(NamespacedKey(meta.namespace_(), meta.name()));
+    }
+  });
 }
 
 void ServerApp::Wait() {
@@ -270,7 +439,17 @@ void ServerApp::Wait() {
 void ServerApp::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
+  // Controllers first: nothing new is asked of the store, the provisioner or the agents.
+  for (Controller* c : {workspace_controller_.get(), nodeclaim_controller_.get(),
+                        node_lifecycle_controller_.get(), gc_controller_.get()}) {
+    if (c) c->Stop();
+  }
+  controller_watches_.clear();
+  // Dev mode's simulated agents end their sessions before the server stops serving.
+  simulated_provider_.reset();
+  simulated_fleet_.reset();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  if (session_registry_) session_registry_->Stop();
   metrics_.reset();
 }
 
@@ -282,6 +461,9 @@ ServerApp::~ServerApp() {
   configmap_cache_.reset();
   secret_cache_.reset();
   node_cache_.reset();
+  nodeclaim_cache_.reset();
+  workload_cache_.reset();
+  event_cache_.reset();
   store_.reset();
 }
 

@@ -1,6 +1,7 @@
 // The composition root of kaito-server: opens the store, starts the caches, builds the
-// registries and services, and serves gRPC and /metrics. `main()` and the in-process
-// tests and benchmarks construct it the same way.
+// registries, controllers, agent sessions and services, and serves gRPC and /metrics.
+// `main()` and the in-process tests and benchmarks construct it the same way. Members are
+// declared in dependency order, so that destruction runs from the users to what they use.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -10,20 +11,37 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "agent/simulated_fleet.h"
 #include "common/clock.h"
 #include "common/metrics_server.h"
+#include "presets/catalog.h"
+#include "presets/workspace_validator.h"
+#include "provisioner/fleet_bootstrapper.h"
+#include "provisioner/provider/simulated_provider.h"
+#include "provisioner/provisioner_service.h"
+#include "server/agents/agent_session.h"
+#include "server/agents/lease_tracker.h"
+#include "server/agents/node_service.h"
+#include "server/agents/session_registry.h"
 #include "server/api/config_service.h"
 #include "server/api/preset_service.h"
 #include "server/api/rpc_metrics.h"
 #include "server/api/system_service.h"
 #include "server/api/workspace_service.h"
+#include "server/controller/controller.h"
+#include "server/controllers/event_recorder.h"
+#include "server/controllers/garbage_collector.h"
+#include "server/controllers/node_lifecycle_reconciler.h"
+#include "server/controllers/nodeclaim_reconciler.h"
+#include "server/controllers/workspace_reconciler.h"
+#include "server/provisioning/provisioner_client.h"
+#include "server/registry/cache_validation_context.h"
 #include "server/registry/kinds/configmap_policy.h"
+#include "server/registry/kinds/controller_kinds.h"
 #include "server/registry/kinds/secret_policy.h"
 #include "server/registry/kinds/workspace_policy.h"
 #include "server/registry/object_cache.h"
 #include "server/store/store.h"
-#include "presets/catalog.h"
-#include "presets/workspace_validator.h"
 
 namespace kaito::server {
 
@@ -55,6 +73,26 @@ struct ServerOptions {
   int max_message_bytes = 4 << 20;
   // Time for every component; null makes the app own a RealClock (tests pass a FakeClock).
   Clock* clock = nullptr;
+  // Off: the API alone, with no controllers (tests of API semantics, the API benchmark).
+  bool controllers = true;
+
+  // Agents: lease TTL and the heartbeat interval they are told; a node whose lease lapsed
+  // this long more is lost and its workloads are placed again.
+  absl::Duration node_lease_ttl = absl::Seconds(20);
+  absl::Duration node_heartbeat_interval = absl::Seconds(5);
+  absl::Duration node_lost_grace = absl::Seconds(30);
+  // Node claims: create attempts and the backoff between them.
+  int claim_max_attempts = 3;
+  absl::Duration claim_retry_base = absl::Seconds(10);
+  absl::Duration claim_poll_interval = absl::Seconds(1);
+  // Where the provisioned nodes' agents dial; empty: 127.0.0.1:<the gRPC port>.
+  std::string advertise_address;
+  int workspace_workers = 8;
+  // Dev mode's simulated cloud and agents.
+  absl::Duration simulated_create_delay = absl::Seconds(2);
+  absl::Duration simulated_delete_delay = absl::Seconds(1);
+  agent::SimulatedRuntimeOptions simulated_runtime;
+  std::vector<v1::SimulatedFault> simulated_faults;
 };
 
 // Parses Kaito's --feature-gates syntax ("k=v,k=v") into `options`; unknown gates and
@@ -75,22 +113,61 @@ class ServerApp {
 
   store::Store* store() { return store_.get(); }
   ObjectRegistry<v1::Workspace>* workspaces() { return workspaces_.get(); }
+  ObjectRegistry<v1::Node>* nodes() { return nodes_.get(); }
+  ObjectRegistry<v1::NodeClaim>* nodeclaims() { return nodeclaims_.get(); }
+  ObjectRegistry<v1::Workload>* workloads() { return workloads_.get(); }
   const presets::Catalog& catalog() const { return *catalog_; }
+  SessionRegistry* sessions() { return session_registry_.get(); }
+  // Dev mode's simulated cloud; null otherwise.
+  provisioner::SimulatedProvider* simulated_cloud() { return simulated_provider_.get(); }
 
  private:
   ServerApp() = default;
+  absl::Status StartControllers(const ServerOptions& options);
+  void WatchForControllers();
 
   std::unique_ptr<RealClock> owned_clock_;
   Clock* clock_ = nullptr;
   std::shared_ptr<prometheus::Registry> prometheus_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<presets::Catalog> catalog_;
-  std::unique_ptr<ObjectCache> workspace_cache_, configmap_cache_, secret_cache_, node_cache_;
+  std::unique_ptr<ObjectCache> workspace_cache_, configmap_cache_, secret_cache_, node_cache_,
+      nodeclaim_cache_, workload_cache_, event_cache_;
   std::unique_ptr<presets::ValidationContext> validation_context_;
   std::unique_ptr<presets::WorkspaceValidator> validator_;
   std::unique_ptr<ObjectRegistry<v1::Workspace>> workspaces_;
   std::unique_ptr<ObjectRegistry<v1::ConfigMap>> configmaps_;
   std::unique_ptr<ObjectRegistry<v1::Secret>> secrets_;
+  std::unique_ptr<ObjectRegistry<v1::Node>> nodes_;
+  std::unique_ptr<ObjectRegistry<v1::NodeClaim>> nodeclaims_;
+  std::unique_ptr<ObjectRegistry<v1::Workload>> workloads_;
+  std::unique_ptr<ObjectRegistry<v1::Event>> events_;
+  std::unique_ptr<EventRecorder> event_recorder_;
+  // Controllers' view of the world: plain pointers to the registries above.
+  ControlPlaneObjects objects_;
+  // The provisioner: over gRPC, or dev mode's simulated cloud in process (which starts
+  // simulated agents that dial this server's port).
+  std::unique_ptr<agent::SimulatedFleet> simulated_fleet_;
+  std::unique_ptr<provisioner::FleetBootstrapper> bootstrapper_;
+  std::unique_ptr<provisioner::SimulatedProvider> simulated_provider_;
+  std::unique_ptr<provisioner::SimulatedCloudGrpcService> simulated_cloud_service_;
+  std::unique_ptr<ProvisionerClient> provisioner_client_;
+  ProvisionerClient* provisioner_ = nullptr;
+  // Agents.
+  std::unique_ptr<LeaseTracker> leases_;
+  std::unique_ptr<SessionRegistry> session_registry_;
+  AgentSessionStats agent_stats_;
+  AgentSessionDeps agent_deps_;
+  std::unique_ptr<NodeGrpcService> node_service_;
+  // Controllers (after everything they use; stopped first).
+  std::unique_ptr<WorkspaceReconciler> workspace_reconciler_;
+  std::unique_ptr<NodeClaimReconciler> nodeclaim_reconciler_;
+  std::unique_ptr<NodeLifecycleReconciler> node_lifecycle_reconciler_;
+  std::unique_ptr<GarbageCollector> garbage_collector_;
+  std::unique_ptr<Controller> workspace_controller_, nodeclaim_controller_,
+      node_lifecycle_controller_, gc_controller_;
+  std::vector<std::unique_ptr<CacheWatch>> controller_watches_;
+  std::vector<std::unique_ptr<CacheSink>> controller_sinks_;
   std::unique_ptr<RpcMetrics> rpc_metrics_;
   std::unique_ptr<WorkspaceGrpcService> workspace_service_;
   std::unique_ptr<ConfigGrpcService> config_service_;

@@ -77,9 +77,10 @@ struct KindPolicy {
   std::function<void(T& incoming, const T* stored)> prepare;
   // Removes what clients may never read (secret values).
   std::function<void(T& object)> redact;
-  // Called when an update would change nothing. Returning true writes `incoming` as
-  // changed by the hook (a workspace re-applied while Failed records a retry request).
-  std::function<bool(T& incoming, const T& stored, absl::Time now)> on_unchanged_update;
+  // Called on an update that leaves the spec unchanged, before it is compared with the
+  // stored object: it may change `incoming` (a workspace applied again while Failed
+  // records a retry request), which then makes the write happen.
+  std::function<void(T& incoming, const T& stored, absl::Time now)> on_spec_unchanged_update;
 };
 
 template <typename T>
@@ -386,12 +387,15 @@ class ObjectRegistry {
     if (policy_.prepare) policy_.prepare(object, &stored);
     if (errors.empty()) policy_.validate(object, &stored, errors, warnings);
     if (!errors.empty()) return std::move(done)(errors.ToStatus(Subject(object)));
-    if (!policy_.spec_equal(object, stored)) meta->set_generation(old.generation() + 1);
+    if (!policy_.spec_equal(object, stored)) {
+      meta->set_generation(old.generation() + 1);
+    } else if (policy_.on_spec_unchanged_update) {
+      policy_.on_spec_unchanged_update(object, stored, clock_->Now());
+    }
 
     T stored_plain = stored;
     stored_plain.mutable_metadata()->clear_resource_version();
-    if (google::protobuf::util::MessageDifferencer::Equals(object, stored_plain) &&
-        !(policy_.on_unchanged_update && policy_.on_unchanged_update(object, stored, clock_->Now()))) {
+    if (google::protobuf::util::MessageDifferencer::Equals(object, stored_plain)) {
       // Nothing changed: no write, the resourceVersion stays (as Kubernetes does).
       return std::move(done)(Reply(stored, std::move(warnings)));
     }

@@ -28,7 +28,7 @@ v1::Workspace Named(const std::string& name) {
 
 TEST(DurabilityTest, KillNineDuringConcurrentWritesLosesNothingAcknowledged) {
   TempDir dir;
-  auto server = StartServer(dir.path());
+  auto server = StartServer(dir.path(), {"--no-controllers"});
   ASSERT_TRUE(server.ok()) << server.status();
   auto channel = grpc::CreateChannel(server->address(), grpc::InsecureChannelCredentials());
   auto stub = v1::WorkspaceService::NewStub(channel);
@@ -77,7 +77,7 @@ TEST(DurabilityTest, KillNineDuringConcurrentWritesLosesNothingAcknowledged) {
   RunResult check = RunCommand({"/usr/bin/sqlite3", dir.File("kaito.db"), "PRAGMA integrity_check;"});
   EXPECT_EQ(check.out, "ok\n") << check.err;
 
-  auto restarted = StartServer(dir.path());
+  auto restarted = StartServer(dir.path(), {"--no-controllers"});
   ASSERT_TRUE(restarted.ok()) << restarted.status();
   channel = grpc::CreateChannel(restarted->address(), grpc::InsecureChannelCredentials());
   stub = v1::WorkspaceService::NewStub(channel);

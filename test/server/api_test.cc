@@ -63,6 +63,8 @@ class ApiTest : public ::testing::Test {
     options.data_dir = dir_.path();
     options.watch_history = watch_history;
     options.dev = dev_;
+    // These tests are about the API's semantics; reconciliation has its own tests.
+    options.controllers = false;
     auto app = ServerApp::Start(options);
     ASSERT_TRUE(app.ok()) << app.status();
     app_ = std::move(*app);

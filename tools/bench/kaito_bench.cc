@@ -332,6 +332,7 @@ int main(int argc, char** argv) {
     options.metrics_listen = "";
     options.data_dir = data_dir;
     options.dev = true;  // Node auto-provisioning: the workspaces name an instance type.
+    options.controllers = false;  // The API alone: its floor, without reconciliation.
     auto started = kaito::server::ServerApp::Start(options);
     if (!started.ok()) {
       std::fprintf(stderr, "cannot start server: %s\n", started.status().ToString().c_str());

@@ -1,20 +1,25 @@
 // kaitoctl: the command-line client of kaito-server. Verbs and output follow kubectl so
 // that Kaito's documentation reads the same with `kaitoctl` in place of `kubectl`.
+#include <google/protobuf/util/message_differencer.h>
 #include <grpcpp/grpcpp.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <optional>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
-#include <google/protobuf/util/message_differencer.h>
 #include "common/manifest_codec.h"
 #include "common/version.h"
+#include "kaito/v1/agent.grpc.pb.h"
 #include "kaito/v1/config.grpc.pb.h"
 #include "kaito/v1/presets.grpc.pb.h"
 #include "kaito/v1/system.grpc.pb.h"
@@ -32,25 +37,43 @@ struct Globals {
 
 const char* CodeName(grpc::StatusCode code) {
   switch (code) {
-    case grpc::INVALID_ARGUMENT: return "InvalidArgument";
-    case grpc::NOT_FOUND: return "NotFound";
-    case grpc::ALREADY_EXISTS: return "AlreadyExists";
-    case grpc::ABORTED: return "Conflict";
-    case grpc::FAILED_PRECONDITION: return "FailedPrecondition";
-    case grpc::OUT_OF_RANGE: return "Expired";
-    case grpc::UNAVAILABLE: return "Unavailable";
-    case grpc::DEADLINE_EXCEEDED: return "Timeout";
-    case grpc::RESOURCE_EXHAUSTED: return "TooManyRequests";
-    case grpc::PERMISSION_DENIED: return "Forbidden";
-    case grpc::UNAUTHENTICATED: return "Unauthorized";
-    case grpc::UNIMPLEMENTED: return "NotImplemented";
-    default: return "InternalError";
+    case grpc::INVALID_ARGUMENT:
+      return "InvalidArgument";
+    case grpc::NOT_FOUND:
+      return "NotFound";
+    case grpc::ALREADY_EXISTS:
+      return "AlreadyExists";
+    case grpc::ABORTED:
+      return "Conflict";
+    case grpc::FAILED_PRECONDITION:
+      return "FailedPrecondition";
+    case grpc::OUT_OF_RANGE:
+      return "Expired";
+    case grpc::UNAVAILABLE:
+      return "Unavailable";
+    case grpc::DEADLINE_EXCEEDED:
+      return "Timeout";
+    case grpc::RESOURCE_EXHAUSTED:
+      return "TooManyRequests";
+    case grpc::PERMISSION_DENIED:
+      return "Forbidden";
+    case grpc::UNAUTHENTICATED:
+      return "Unauthorized";
+    case grpc::UNIMPLEMENTED:
+      return "NotImplemented";
+    default:
+      return "InternalError";
   }
 }
 
 // One readable line per failure, exit code 1.
 int Fail(const grpc::Status& status, const std::string& context = "") {
   std::string msg = status.error_message();
+  if (msg.empty()) {
+    msg = status.error_code() == grpc::UNIMPLEMENTED
+              ? "the server does not serve this call (an older kaito-server?)"
+              : "no message";
+  }
   if (status.error_code() == grpc::UNAVAILABLE && msg.find("connect") != std::string::npos) {
     msg = "cannot reach the server: " + msg;
   }
@@ -73,7 +96,8 @@ class Client {
         configs_(v1::ConfigService::NewStub(channel_)),
         secrets_(v1::SecretService::NewStub(channel_)),
         system_(v1::SystemService::NewStub(channel_)),
-        presets_(v1::PresetService::NewStub(channel_)) {}
+        presets_(v1::PresetService::NewStub(channel_)),
+        nodes_(v1::NodeService::NewStub(channel_)) {}
 
   std::unique_ptr<grpc::ClientContext> Context() const {
     auto ctx = std::make_unique<grpc::ClientContext>();
@@ -89,7 +113,11 @@ class Client {
   std::unique_ptr<v1::SecretService::Stub> secrets_;
   std::unique_ptr<v1::SystemService::Stub> system_;
   std::unique_ptr<v1::PresetService::Stub> presets_;
+  std::unique_ptr<v1::NodeService::Stub> nodes_;
 };
+
+// Cluster-scoped objects (nodes, node claims) keep their events in this namespace.
+constexpr char kClusterEventsNamespace[] = "default";
 
 std::string ReadInput(const std::string& file, std::string* error) {
   std::stringstream buffer;
@@ -212,8 +240,8 @@ int Apply(Client& c, const std::string& file, bool dry_run) {
   std::string text = ReadInput(file, &error);
   if (!error.empty()) return FailLocal(error);
   auto docs = ParseManifests(text);
-  if (!docs.ok()) return FailLocal((file == "-" ? "stdin" : file) + ": " +
-                                   std::string(docs.status().message()));
+  if (!docs.ok())
+    return FailLocal((file == "-" ? "stdin" : file) + ": " + std::string(docs.status().message()));
   int rc = 0;
   for (ManifestDocument& doc : *docs) {
     if (!doc.status.ok()) {
@@ -285,41 +313,98 @@ void PrintObject(const google::protobuf::Message& m, Output out, bool first) {
   }
 }
 
-void PrintWorkspaces(const std::vector<v1::Workspace>& items, Output out, bool all_ns,
-                     bool header) {
+// How one kind prints as a table (-o table|wide) and by name (-o name); yaml and json print
+// the message itself. Every kind goes through `PrintItems` with its columns.
+template <typename T>
+struct Columns {
+  // -o name prints "<kind>/<name>".
+  std::string kind;
+  std::function<std::vector<std::string>(bool wide, bool with_namespace)> headers;
+  std::function<std::vector<std::string>(const T&, absl::Time now, bool wide, bool with_namespace)>
+      row;
+};
+
+const Columns<v1::Workspace> kWorkspaceColumns = {"workspace", WorkspaceHeaders, WorkspaceRow};
+const Columns<v1::Workload> kWorkloadColumns = {"workload", WorkloadHeaders, WorkloadRow};
+const Columns<v1::Node> kNodeColumns = {
+    "node", [](bool wide, bool) { return NodeHeaders(wide); },
+    [](const v1::Node& n, absl::Time now, bool wide, bool) { return NodeRow(n, now, wide); }};
+const Columns<v1::NodeClaim> kNodeClaimColumns = {
+    "nodeclaim", [](bool wide, bool) { return NodeClaimHeaders(wide); },
+    [](const v1::NodeClaim& c, absl::Time now, bool wide, bool) {
+      return NodeClaimRow(c, now, wide);
+    }};
+
+template <typename T>
+void PrintItems(const std::vector<T>& items, Output out, const Columns<T>& columns,
+                bool with_namespace, bool header) {
   if (out == Output::kYaml || out == Output::kJson) {
     bool first = true;
-    for (const auto& ws : items) {
-      PrintObject(ws, out, first);
+    for (const auto& item : items) {
+      PrintObject(item, out, first);
       first = false;
     }
-    return;
+  } else if (out == Output::kName) {
+    for (const auto& item : items) {
+      std::printf("%s/%s\n", columns.kind.c_str(), item.metadata().name().c_str());
+    }
+  } else {
+    const bool wide = out == Output::kWide;
+    const absl::Time now = absl::Now();
+    std::vector<std::vector<std::string>> rows;
+    if (header) rows.push_back(columns.headers(wide, with_namespace));
+    for (const auto& item : items) rows.push_back(columns.row(item, now, wide, with_namespace));
+    std::printf("%s", FormatTable(rows).c_str());
   }
-  if (out == Output::kName) {
-    for (const auto& ws : items) std::printf("workspace/%s\n", ws.metadata().name().c_str());
-    return;
-  }
-  const bool wide = out == Output::kWide;
-  std::vector<std::vector<std::string>> rows;
-  if (header) rows.push_back(WorkspaceHeaders(wide, all_ns));
-  for (const auto& ws : items) rows.push_back(WorkspaceRow(ws, absl::Now(), wide, all_ns));
-  std::printf("%s", FormatTable(rows).c_str());
   std::fflush(stdout);
 }
 
+// Prints a listing; an empty table is kubectl's "No resources found" on stderr. `ns` is the
+// namespace listed, empty for every namespace or a cluster-scoped kind.
+template <typename T>
+int PrintList(const std::vector<T>& items, Output out, const Columns<T>& columns,
+              bool with_namespace, const std::string& ns) {
+  if (items.empty() && out != Output::kJson && out != Output::kYaml) {
+    if (ns.empty()) {
+      std::fprintf(stderr, "No resources found\n");
+    } else {
+      std::fprintf(stderr, "No resources found in %s namespace.\n", ns.c_str());
+    }
+    return 0;
+  }
+  PrintItems(items, out, columns, with_namespace, true);
+  return 0;
+}
+
+// Every page of a List call: `call(context, request, response)` with `Resp` having `items`,
+// `next_page_token` and `resource_version`.
+template <typename Resp, typename Req, typename Call, typename T>
+grpc::Status ListAll(Client& c, Req req, Call call, std::vector<T>* items,
+                     std::string* resource_version = nullptr) {
+  req.set_page_size(500);
+  do {
+    Resp resp;
+    grpc::Status s = call(c.Context().get(), req, &resp);
+    if (!s.ok()) return s;
+    for (auto& item : *resp.mutable_items()) items->push_back(std::move(item));
+    if (resource_version != nullptr && resource_version->empty()) {
+      *resource_version = resp.resource_version();
+    }
+    req.set_page_token(resp.next_page_token());
+  } while (!req.page_token().empty());
+  return grpc::Status::OK;
+}
+
+// `get -w`: prints every change until interrupted.
 int WatchWorkspaces(Client& c, const v1::WatchWorkspacesRequest& req, Output out, bool all_ns,
-                    bool header, const std::function<bool(const v1::WorkspaceEvent&)>& stop) {
+                    bool header) {
   grpc::ClientContext ctx;  // No deadline: watches run until interrupted.
   auto reader = c.workspaces_->WatchWorkspaces(&ctx, req);
   v1::WorkspaceEvent event;
   bool printed_header = !header;
   while (reader->Read(&event)) {
-    if (stop && stop(event)) {
-      ctx.TryCancel();
-      break;
-    }
-    if (!stop && event.type() != v1::BOOKMARK) {
-      PrintWorkspaces({event.object()}, out, all_ns, !printed_header);
+    if (event.type() != v1::BOOKMARK) {
+      PrintItems({event.object()}, out, kWorkspaceColumns, all_ns, !printed_header);
       printed_header = true;
     }
   }
@@ -346,29 +431,23 @@ int GetWorkspaces(Client& c, const std::string& name, const std::string& selecto
     v1::ListWorkspacesRequest req;
     req.set_namespace_(ns);
     req.set_label_selector(selector);
-    req.set_page_size(500);
-    do {
-      v1::ListWorkspacesResponse resp;
-      grpc::Status s = c.workspaces_->ListWorkspaces(c.Context().get(), req, &resp);
-      if (!s.ok()) return Fail(s);
-      for (auto& ws : *resp.mutable_items()) items.push_back(std::move(ws));
-      if (resource_version.empty()) resource_version = resp.resource_version();
-      req.set_page_token(resp.next_page_token());
-    } while (!req.page_token().empty());
+    grpc::Status s = ListAll<v1::ListWorkspacesResponse>(
+        c, req,
+        [&c](grpc::ClientContext* ctx, const v1::ListWorkspacesRequest& r,
+             v1::ListWorkspacesResponse* resp) {
+          return c.workspaces_->ListWorkspaces(ctx, r, resp);
+        },
+        &items, &resource_version);
+    if (!s.ok()) return Fail(s);
   }
-  if (items.empty() && !watch && out != Output::kJson && out != Output::kYaml) {
-    std::fprintf(stderr, all_ns ? "No resources found\n" : "No resources found in %s namespace.\n",
-                 ns.c_str());
-  } else {
-    PrintWorkspaces(items, out, all_ns, true);
-  }
-  if (!watch) return 0;
+  if (!watch) return PrintList(items, out, kWorkspaceColumns, all_ns, ns);
+  if (!items.empty()) PrintItems(items, out, kWorkspaceColumns, all_ns, true);
   v1::WatchWorkspacesRequest req;
   req.set_namespace_(ns);
   req.set_label_selector(selector);
   req.set_name(name);
   req.set_resource_version(resource_version);
-  return WatchWorkspaces(c, req, out, all_ns, items.empty(), nullptr);
+  return WatchWorkspaces(c, req, out, all_ns, items.empty());
 }
 
 template <typename T, typename Resp, typename ListFn>
@@ -414,34 +493,253 @@ int GetData(Client& c, const std::string& kind, const std::string& name, bool al
   return 0;
 }
 
-int Describe(Client& c, const std::string& name) {
+// The stubs' calls, as the callables `ListAll` and `GetClusterScoped` take.
+auto GetNodeCall(Client& c) {
+  return [&c](grpc::ClientContext* ctx, const v1::ObjectKey& key, v1::Node* node) {
+    return c.nodes_->GetNode(ctx, key, node);
+  };
+}
+auto GetNodeClaimCall(Client& c) {
+  return [&c](grpc::ClientContext* ctx, const v1::ObjectKey& key, v1::NodeClaim* claim) {
+    return c.nodes_->GetNodeClaim(ctx, key, claim);
+  };
+}
+auto ListNodesCall(Client& c) {
+  return [&c](grpc::ClientContext* ctx, const v1::ListRequest& r, v1::ListNodesResponse* resp) {
+    return c.nodes_->ListNodes(ctx, r, resp);
+  };
+}
+auto ListNodeClaimsCall(Client& c) {
+  return [&c](grpc::ClientContext* ctx, const v1::ListRequest& r,
+              v1::ListNodeClaimsResponse* resp) { return c.nodes_->ListNodeClaims(ctx, r, resp); };
+}
+auto ListWorkloadsCall(Client& c) {
+  return [&c](grpc::ClientContext* ctx, const v1::ListRequest& r, v1::ListWorkloadsResponse* resp) {
+    return c.nodes_->ListWorkloads(ctx, r, resp);
+  };
+}
+
+// `get nodes|nodeclaims [NAME]`: cluster-scoped, so -n and -A do not apply.
+template <typename T, typename Resp, typename GetFn, typename ListFn>
+int GetClusterScoped(Client& c, const std::string& name, const std::string& selector, Output out,
+                     const Columns<T>& columns, GetFn get, ListFn list) {
+  std::vector<T> items;
+  if (!name.empty()) {
+    v1::ObjectKey key;
+    key.set_name(name);
+    T object;
+    grpc::Status s = get(c.Context().get(), key, &object);
+    if (!s.ok()) return Fail(s);
+    items.push_back(std::move(object));
+  } else {
+    v1::ListRequest req;
+    req.set_label_selector(selector);
+    grpc::Status s = ListAll<Resp>(c, req, list, &items);
+    if (!s.ok()) return Fail(s);
+  }
+  return PrintList(items, out, columns, false, "");
+}
+
+// `get workloads [NAME]`: namespaced like pods. There is no GetWorkload; a name filters the
+// namespace's list.
+int GetWorkloads(Client& c, const std::string& name, const std::string& selector, bool all_ns,
+                 Output out) {
+  const std::string ns = all_ns ? "" : c.globals_.ns;
+  v1::ListRequest req;
+  req.set_namespace_(ns);
+  req.set_label_selector(selector);
+  std::vector<v1::Workload> items;
+  grpc::Status s = ListAll<v1::ListWorkloadsResponse>(c, req, ListWorkloadsCall(c), &items);
+  if (!s.ok()) return Fail(s);
+  if (!name.empty()) {
+    std::erase_if(items, [&](const v1::Workload& w) { return w.metadata().name() != name; });
+    if (items.empty()) {
+      return Fail(grpc::Status(grpc::NOT_FOUND, "workloads \"" + name + "\" not found"));
+    }
+  }
+  return PrintList(items, out, kWorkloadColumns, all_ns, ns);
+}
+
+// The events about one object, oldest first.
+grpc::Status ListEvents(Client& c, const std::string& ns, const std::string& kind,
+                        const std::string& name, std::vector<v1::Event>* events) {
+  v1::ListEventsRequest req;
+  req.set_namespace_(ns);
+  req.set_involved_kind(kind);
+  req.set_involved_name(name);
+  v1::ListEventsResponse resp;
+  grpc::Status s = c.nodes_->ListEvents(c.Context().get(), req, &resp);
+  if (!s.ok()) return s;
+  for (auto& e : *resp.mutable_items()) events->push_back(std::move(e));
+  return grpc::Status::OK;
+}
+
+// Reports a section of `describe` that could not be read: one line on stderr; the object is
+// still described without it.
+void SectionFailed(const grpc::Status& s, const std::string& section) { Fail(s, section); }
+
+std::optional<std::vector<v1::Event>> EventsOf(Client& c, const std::string& ns,
+                                               const std::string& kind, const std::string& name) {
+  std::vector<v1::Event> events;
+  grpc::Status s = ListEvents(c, ns, kind, name, &events);
+  if (!s.ok()) {
+    SectionFailed(s, "events");
+    return std::nullopt;
+  }
+  return events;
+}
+
+int DescribeWorkspaceCommand(Client& c, const std::string& name) {
+  const std::string& ns = c.globals_.ns;
   v1::GetWorkspaceRequest req;
-  req.set_namespace_(c.globals_.ns);
+  req.set_namespace_(ns);
   req.set_name(name);
   v1::Workspace ws;
   grpc::Status s = c.workspaces_->GetWorkspace(c.Context().get(), req, &ws);
   if (!s.ok()) return Fail(s);
-  std::printf("%s", DescribeWorkspace(ws, absl::Now()).c_str());
+  DescribeExtras extras;
+  // What the controller made for the workspace carries its labels.
+  v1::ListRequest owned;
+  owned.set_label_selector("kaito.sh/workspace=" + name + ",kaito.sh/workspacenamespace=" + ns);
+  owned.set_namespace_(ns);
+  std::vector<v1::Workload> workloads;
+  s = ListAll<v1::ListWorkloadsResponse>(c, owned, ListWorkloadsCall(c), &workloads);
+  if (s.ok()) {
+    extras.workloads = std::move(workloads);
+  } else {
+    SectionFailed(s, "workloads");
+  }
+  owned.set_namespace_("");  // Node claims are cluster-scoped.
+  std::vector<v1::NodeClaim> claims;
+  s = ListAll<v1::ListNodeClaimsResponse>(c, owned, ListNodeClaimsCall(c), &claims);
+  if (s.ok()) {
+    extras.node_claims = std::move(claims);
+  } else {
+    SectionFailed(s, "node claims");
+  }
+  extras.events = EventsOf(c, ns, "Workspace", name);
+  if (extras.events && extras.node_claims) {
+    for (const auto& claim : *extras.node_claims) {
+      s = ListEvents(c, kClusterEventsNamespace, "NodeClaim", claim.metadata().name(),
+                     &*extras.events);
+      if (!s.ok()) {
+        SectionFailed(s, "events of nodeclaim/" + claim.metadata().name());
+        break;
+      }
+    }
+  }
+  std::printf("%s", DescribeWorkspace(ws, absl::Now(), extras).c_str());
   return 0;
 }
 
-int DeleteWorkspace(Client& c, const std::string& name, bool wait) {
+int DescribeNodeCommand(Client& c, const std::string& name) {
+  v1::ObjectKey key;
+  key.set_name(name);
+  v1::Node node;
+  grpc::Status s = c.nodes_->GetNode(c.Context().get(), key, &node);
+  if (!s.ok()) return Fail(s);
+  auto events = EventsOf(c, kClusterEventsNamespace, "Node", name);
+  std::printf("%s", DescribeNode(node, absl::Now(), events).c_str());
+  return 0;
+}
+
+int DescribeNodeClaimCommand(Client& c, const std::string& name) {
+  v1::ObjectKey key;
+  key.set_name(name);
+  v1::NodeClaim claim;
+  grpc::Status s = c.nodes_->GetNodeClaim(c.Context().get(), key, &claim);
+  if (!s.ok()) return Fail(s);
+  auto events = EventsOf(c, kClusterEventsNamespace, "NodeClaim", name);
+  std::printf("%s", DescribeNodeClaim(claim, absl::Now(), events).c_str());
+  return 0;
+}
+
+// kubectl's durations ("90s", "5m", "1h30m"); a bare number is seconds.
+absl::StatusOr<absl::Duration> ParseWaitTimeout(const std::string& text) {
+  int64_t seconds = 0;
+  absl::Duration d;
+  if (absl::SimpleAtoi(text, &seconds)) {
+    d = absl::Seconds(seconds);
+  } else if (!absl::ParseDuration(text, &d)) {
+    return absl::InvalidArgumentError("--timeout: invalid duration \"" + text +
+                                      "\" (e.g. 30s, 5m, 1h)");
+  }
+  if (d <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--timeout: must be positive, got \"" + text + "\"");
+  }
+  return d;
+}
+
+int PrintDeleted(const std::string& name) {
+  std::printf("workspace.kaito.sh \"%s\" deleted\n", name.c_str());
+  std::fflush(stdout);
+  return 0;
+}
+
+// Waits until the workspace is gone: a watch from `resource_version` (the delete's revision)
+// for its DELETED event. When the stream ends early (server restart, history compacted, a
+// slow-client close), a Get says whether it is gone and where to watch from again; retries
+// wait a second, so nothing spins. At the deadline it fails naming what holds the workspace.
+int WaitForDeletion(Client& c, const std::string& name, std::string resource_version,
+                    absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  v1::GetWorkspaceRequest get;
+  get.set_namespace_(c.globals_.ns);
+  get.set_name(name);
+  for (;;) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(deadline));
+    v1::WatchWorkspacesRequest req;
+    req.set_namespace_(c.globals_.ns);
+    req.set_name(name);
+    req.set_resource_version(resource_version);
+    auto reader = c.workspaces_->WatchWorkspaces(&ctx, req);
+    v1::WorkspaceEvent event;
+    bool gone = false;
+    while (reader->Read(&event)) {
+      if (event.type() == v1::DELETED) {
+        gone = true;
+        ctx.TryCancel();
+        break;
+      }
+      if (!event.resource_version().empty()) resource_version = event.resource_version();
+    }
+    grpc::Status s = reader->Finish();
+    if (gone) return PrintDeleted(name);
+    const grpc::StatusCode code = s.error_code();
+    if (code != grpc::OK && code != grpc::DEADLINE_EXCEEDED && code != grpc::OUT_OF_RANGE &&
+        code != grpc::UNAVAILABLE && code != grpc::ABORTED) {
+      return Fail(s);
+    }
+    // Read the object afresh: gone, still there (resume from it), or the server is away.
+    v1::Workspace ws;
+    s = c.workspaces_->GetWorkspace(c.Context().get(), get, &ws);
+    if (s.error_code() == grpc::NOT_FOUND) return PrintDeleted(name);
+    if (absl::Now() >= deadline) {
+      return FailLocal("timed out after " + absl::FormatDuration(timeout) +
+                       " waiting for workspace \"" + name + "\" to be deleted: " +
+                       (s.ok() ? DeletionBlockers(ws)
+                               : std::string("the server did not answer: ") + s.error_message()));
+    }
+    if (s.ok()) {
+      resource_version = ws.metadata().resource_version();
+    } else if (s.error_code() != grpc::UNAVAILABLE && s.error_code() != grpc::DEADLINE_EXCEEDED) {
+      return Fail(s);
+    }
+    std::this_thread::sleep_for(
+        absl::ToChronoMilliseconds(std::min(absl::Seconds(1), deadline - absl::Now())));
+  }
+}
+
+int DeleteWorkspace(Client& c, const std::string& name, bool wait, absl::Duration timeout) {
   v1::DeleteWorkspaceRequest req;
   req.set_namespace_(c.globals_.ns);
   req.set_name(name);
   v1::DeleteWorkspaceResponse resp;
   grpc::Status s = c.workspaces_->DeleteWorkspace(c.Context().get(), req, &resp);
   if (!s.ok()) return Fail(s);
-  std::printf("workspace/%s deleted\n", name.c_str());
-  std::fflush(stdout);
-  if (!wait || resp.deleted()) return 0;
-  // Wait until the object is gone: watch from the delete's revision for DELETED.
-  v1::WatchWorkspacesRequest watch;
-  watch.set_namespace_(c.globals_.ns);
-  watch.set_name(name);
-  watch.set_resource_version(resp.workspace().metadata().resource_version());
-  return WatchWorkspaces(c, watch, Output::kTable, false, false,
-                         [](const v1::WorkspaceEvent& e) { return e.type() == v1::DELETED; });
+  if (!wait || resp.deleted()) return PrintDeleted(name);
+  return WaitForDeletion(c, name, resp.workspace().metadata().resource_version(), timeout);
 }
 
 int GetPresets(Client& c, const std::string& name, Output out) {
@@ -526,22 +824,18 @@ int GetSkus(Client& c, const std::string& name, const std::string& cloud, Output
 
 std::string Canonical(std::string resource) {
   resource = absl::AsciiStrToLower(resource);
-  if (resource == "workspace" || resource == "workspaces" || resource == "ws" ||
-      resource == "wk" || resource == "wks") {
+  if (resource == "workspace" || resource == "workspaces" || resource == "ws" || resource == "wk" ||
+      resource == "wks") {
     return "workspaces";
   }
   if (resource == "configmap" || resource == "configmaps" || resource == "cm") return "configmaps";
   if (resource == "secret" || resource == "secrets") return "secrets";
   if (resource == "node" || resource == "nodes" || resource == "no") return "nodes";
-  if (resource == "nodeclaim" || resource == "nodeclaims") return "nodeclaims";
+  if (resource == "nodeclaim" || resource == "nodeclaims" || resource == "nc") return "nodeclaims";
+  if (resource == "workload" || resource == "workloads" || resource == "wl") return "workloads";
   if (resource == "preset" || resource == "presets") return "presets";
   if (resource == "sku" || resource == "skus") return "skus";
   return resource;
-}
-
-int NotServed(const std::string& resource) {
-  return Fail(grpc::Status(grpc::UNIMPLEMENTED,
-                           "the server does not serve \"" + resource + "\" in this version"));
 }
 
 }  // namespace
@@ -555,6 +849,8 @@ int main(int argc, char** argv) {
   g.ns = "default";
   CLI::App app{"kaitoctl: the command-line client of the Kaito control plane"};
   app.require_subcommand(1);
+  // Global flags also after the verb, as kubectl takes them (`get workloads -n ns`).
+  app.fallthrough();
   app.add_option("--server", g.server, "kaito-server address HOST:PORT (env KAITO_SERVER)")
       ->capture_default_str();
   app.add_option("-n,--namespace", g.ns, "Namespace")->capture_default_str();
@@ -570,8 +866,12 @@ int main(int argc, char** argv) {
 
   std::string resource, name, output, selector;
   bool watch = false, all_ns = false, wait = false;
-  auto* get = app.add_subcommand("get", "Show workspaces, configmaps or secrets");
-  get->add_option("resource", resource, "workspaces|workspace|configmaps|secrets|...")->required();
+  auto* get = app.add_subcommand(
+      "get", "Show workspaces, nodes, node claims, workloads, configmaps, secrets, presets, skus");
+  get->add_option("resource", resource,
+                  "workspaces|ws, nodes|no, nodeclaims|nc, workloads|wl, configmaps|cm, secrets, "
+                  "presets, skus")
+      ->required();
   get->add_option("name", name, "One object by name");
   get->add_option("-o,--output", output, "table|wide|yaml|json|name");
   get->add_option("-l,--selector", selector, "Label selector, e.g. app=phi,tier!=dev");
@@ -580,14 +880,19 @@ int main(int argc, char** argv) {
   std::string cloud;
   get->add_option("--cloud", cloud, "For skus: azure | aws | arc | all (default: the server's)");
 
-  auto* describe = app.add_subcommand("describe", "Show one workspace in detail");
-  describe->add_option("resource", resource, "workspace")->required();
-  describe->add_option("name", name, "Workspace name")->required();
+  auto* describe =
+      app.add_subcommand("describe", "Show one workspace, node or node claim in detail");
+  describe->add_option("resource", resource, "workspace|node|nodeclaim")->required();
+  describe->add_option("name", name, "Name")->required();
 
   auto* del = app.add_subcommand("delete", "Delete a workspace, configmap or secret");
   del->add_option("resource", resource, "workspace|configmap|secret")->required();
   del->add_option("name", name, "Name")->required();
   del->add_flag("--wait", wait, "Wait until the object is gone (finalizers done)");
+  std::string wait_timeout = "5m";
+  del->add_option("--timeout", wait_timeout,
+                  "With --wait: how long to wait for the workspace to be gone (30s, 5m, 1h)")
+      ->capture_default_str();
 
   auto* version = app.add_subcommand("version", "Show client and server versions");
 
@@ -612,6 +917,16 @@ int main(int argc, char** argv) {
     if (!out.ok()) return FailLocal(std::string(out.status().message()));
     if (kind == "workspaces") return GetWorkspaces(client, name, selector, all_ns, *out, watch);
     if (watch) return FailLocal("--watch is served for workspaces only");
+    if (kind == "nodes") {
+      return GetClusterScoped<kaito::v1::Node, kaito::v1::ListNodesResponse>(
+          client, name, selector, *out, kNodeColumns, GetNodeCall(client), ListNodesCall(client));
+    }
+    if (kind == "nodeclaims") {
+      return GetClusterScoped<kaito::v1::NodeClaim, kaito::v1::ListNodeClaimsResponse>(
+          client, name, selector, *out, kNodeClaimColumns, GetNodeClaimCall(client),
+          ListNodeClaimsCall(client));
+    }
+    if (kind == "workloads") return GetWorkloads(client, name, selector, all_ns, *out);
     if (kind == "configmaps") {
       return GetData<kaito::v1::ConfigMap, kaito::v1::ListConfigMapsResponse>(
           client, "configmap", name, all_ns, *out,
@@ -630,15 +945,20 @@ int main(int argc, char** argv) {
     }
     if (kind == "presets") return GetPresets(client, name, *out);
     if (kind == "skus") return GetSkus(client, name, cloud, *out);
-    if (kind == "nodes" || kind == "nodeclaims") return NotServed(kind);
     return FailLocal("unknown resource type \"" + resource + "\"");
   }
   if (describe->parsed()) {
-    if (kind != "workspaces") return FailLocal("describe serves workspaces only");
-    return Describe(client, name);
+    if (kind == "workspaces") return DescribeWorkspaceCommand(client, name);
+    if (kind == "nodes") return DescribeNodeCommand(client, name);
+    if (kind == "nodeclaims") return DescribeNodeClaimCommand(client, name);
+    return FailLocal("describe serves workspaces, nodes and nodeclaims, not \"" + resource + "\"");
   }
   if (del->parsed()) {
-    if (kind == "workspaces") return DeleteWorkspace(client, name, wait);
+    if (kind == "workspaces") {
+      auto timeout = ParseWaitTimeout(wait_timeout);
+      if (!timeout.ok()) return FailLocal(std::string(timeout.status().message()));
+      return DeleteWorkspace(client, name, wait, *timeout);
+    }
     kaito::v1::DeleteRequest req;
     req.set_namespace_(g.ns);
     req.set_name(name);

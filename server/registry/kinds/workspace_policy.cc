@@ -1,5 +1,6 @@
 #include "server/registry/kinds/workspace_policy.h"
 
+#include "absl/strings/numbers.h"
 #include "common/label_selector.h"
 #include "presets/workspace_validator.h"
 #include "server/registry/kinds/type_meta.h"
@@ -49,6 +50,17 @@ KindPolicy<v1::Workspace> WorkspacePolicy(WorkspaceCheck extra) {
     } else {
       ws.clear_status();
     }
+  };
+  p.on_spec_unchanged_update = [](v1::Workspace& ws, const v1::Workspace& stored,
+                                  absl::Time now) {
+    // Applying a Failed workspace again asks for another try (the quota was raised, the
+    // image fixed): recorded as an annotation the controller reads.
+    if (stored.status().state() != "Failed") return;
+    int64_t retries = 0;
+    auto it = stored.metadata().annotations().find(kAnnotationRetryRequested);
+    if (it != stored.metadata().annotations().end()) (void)absl::SimpleAtoi(it->second, &retries);
+    (*ws.mutable_metadata()->mutable_annotations())[kAnnotationRetryRequested] =
+        std::to_string(retries + 1);
   };
   return p;
 }

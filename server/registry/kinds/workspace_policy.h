@@ -12,6 +12,11 @@
 
 namespace kaito::server {
 
+// Counts the times a workspace in state Failed was applied again with its spec unchanged:
+// the controller replaces the failed node claims and workloads made before the newest
+// request (they carry the count they were made under).
+inline constexpr char kAnnotationRetryRequested[] = "kaito.sh/retry-requested";
+
 // Extra validation for workspaces, run after the structural checks below. The Kaito
 // admission rules plug in here.
 using WorkspaceCheck =

@@ -1,0 +1,60 @@
+#include "agent/agent_metrics.h"
+
+#include <string>
+
+namespace kaito::agent {
+namespace {
+
+const char* const kPhases[] = {"Pending", "Pulling",   "Starting", "Running",
+                               "Ready",   "Succeeded", "Failed",   "other"};
+
+}  // namespace
+
+AgentMetrics::AgentMetrics(prometheus::Registry& registry)
+    : phase_family_(prometheus::BuildCounter()
+                        .Name("kaito_agent_workload_phase_changes_total")
+                        .Help("Workload status changes reported, by the phase moved to.")
+                        .Register(registry)) {
+  auto& sessions = prometheus::BuildCounter()
+                       .Name("kaito_agent_sessions_total")
+                       .Help("Agent sessions (NodeService.Connect streams), by event.")
+                       .Register(registry);
+  sessions_started_ = &sessions.Add({{"event", "started"}});
+  sessions_ended_ = &sessions.Add({{"event", "ended"}});
+  sessions_welcomed_ = &prometheus::BuildGauge()
+                            .Name("kaito_agent_sessions_welcomed")
+                            .Help("Agent sessions that have received the server's Welcome.")
+                            .Register(registry)
+                            .Add({});
+  welcome_latency_ =
+      &prometheus::BuildHistogram()
+           .Name("kaito_agent_welcome_latency_seconds")
+           .Help("Time from dialling the server to receiving its Welcome.")
+           .Register(registry)
+           .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                            0.1, 0.25, 0.5, 1, 2.5, 5, 10});
+  auto& sent = prometheus::BuildCounter()
+                   .Name("kaito_agent_messages_sent_total")
+                   .Help("Messages written to the server, by type.")
+                   .Register(registry);
+  hello_ = &sent.Add({{"type", "hello"}});
+  heartbeat_ = &sent.Add({{"type", "heartbeat"}});
+  gpus_ = &sent.Add({{"type", "gpus"}});
+  workload_ = &sent.Add({{"type", "workload"}});
+  auto& desired = prometheus::BuildCounter()
+                      .Name("kaito_agent_desired_sets_total")
+                      .Help("Desired workload sets received, by outcome.")
+                      .Register(registry);
+  desired_applied_ = &desired.Add({{"outcome", "applied"}});
+  desired_ignored_ = &desired.Add({{"outcome", "ignored_old_generation"}});
+  for (size_t i = 0; i < 8; ++i) phases_[i] = &phase_family_.Add({{"phase", kPhases[i]}});
+}
+
+prometheus::Counter& AgentMetrics::workload_phase(const std::string& phase) {
+  for (size_t i = 0; i < 7; ++i) {
+    if (phase == kPhases[i]) return *phases_[i];
+  }
+  return *phases_[7];
+}
+
+}  // namespace kaito::agent

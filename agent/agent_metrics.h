@@ -1,0 +1,54 @@
+// Prometheus series of the agent's session loop, shared by every agent of a process (the
+// kaito-agent binary has one; a simulated fleet may share one among thousands, so no series
+// is per node).
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <string>
+
+namespace kaito::agent {
+
+// Thread-safe; the series are resolved once, so recording takes no lock.
+class AgentMetrics {
+ public:
+  explicit AgentMetrics(prometheus::Registry& registry);
+
+  // Streams dialled, and streams that ended (any cause), since start.
+  prometheus::Counter& sessions_started() { return *sessions_started_; }
+  prometheus::Counter& sessions_ended() { return *sessions_ended_; }
+  // Sessions that have their Welcome right now.
+  prometheus::Gauge& sessions_welcomed() { return *sessions_welcomed_; }
+  // Dial to Welcome.
+  prometheus::Histogram& welcome_latency() { return *welcome_latency_; }
+  prometheus::Counter& hello_sent() { return *hello_; }
+  prometheus::Counter& heartbeats_sent() { return *heartbeat_; }
+  prometheus::Counter& gpu_reports_sent() { return *gpus_; }
+  prometheus::Counter& workload_reports_sent() { return *workload_; }
+  // Desired sets applied, and ignored because their generation was not newer.
+  prometheus::Counter& desired_applied() { return *desired_applied_; }
+  prometheus::Counter& desired_ignored() { return *desired_ignored_; }
+  // Workload status changes by the phase they moved to.
+  prometheus::Counter& workload_phase(const std::string& phase);
+
+ private:
+  prometheus::Family<prometheus::Counter>& phase_family_;
+  prometheus::Counter* sessions_started_;
+  prometheus::Counter* sessions_ended_;
+  prometheus::Gauge* sessions_welcomed_;
+  prometheus::Histogram* welcome_latency_;
+  prometheus::Counter* hello_;
+  prometheus::Counter* heartbeat_;
+  prometheus::Counter* gpus_;
+  prometheus::Counter* workload_;
+  prometheus::Counter* desired_applied_;
+  prometheus::Counter* desired_ignored_;
+  // Pending, Pulling, Starting, Running, Ready, Succeeded, Failed, other.
+  prometheus::Counter* phases_[8];
+};
+
+}  // namespace kaito::agent

@@ -1,0 +1,300 @@
+// kaito-agent: the node agent. Dials kaito-server (NodeService.Connect), reports the node's
+// GPUs and runs the workloads the server places on it. See agent/README.md.
+#include <fcntl.h>
+#include <prometheus/registry.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "agent/agent.h"
+#include "agent/agent_config.h"
+#include "agent/agent_metrics.h"
+#include "agent/gpu/fake_gpu_probe.h"
+#include "agent/runtime/simulated_runtime.h"
+#include "common/clock.h"
+#include "common/k8s_names.h"
+#include "common/logging.h"
+#include "common/metrics_server.h"
+#include "common/version.h"
+
+namespace {
+
+constexpr char kName[] = "kaito-agent";
+
+int Fail(const std::string& message, int code = 2) {
+  std::fprintf(stderr, "%s: %s\n", kName, message.c_str());
+  return code;
+}
+
+// Writes the port atomically, so a reader never sees a partial file.
+bool WritePortFile(const std::string& path, int port) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    if (!out) return false;
+    out << port << "\n";
+    if (!out.flush()) return false;
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  return !ec;
+}
+
+std::string Hostname() {
+  char name[256] = {};
+  if (gethostname(name, sizeof(name) - 1) != 0) return "";
+  std::string host(name);
+  host = host.substr(0, host.find('.'));
+  std::transform(host.begin(), host.end(), host.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return host;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string server, node_name, labels_text, taints_text, instance_type, provider_id;
+  std::string address = "127.0.0.1";
+  std::string runtime_kind = "docker", docker_host = "unix:///var/run/docker.sock";
+  std::string gpu_probe_kind, fake_gpus, fake_gpus_file, state_dir;
+  std::string pull_delay = "500ms", start_delay = "500ms", ready_delay = "1s", job_duration = "3s",
+              probe_interval = "30s";
+  std::vector<std::string> fault_specs;
+  int max_restarts = 5;
+  std::string listen, port_file, metrics_listen = "127.0.0.1:8082";
+  std::string log_level = "info", log_format = "text";
+
+  CLI::App app{
+      "kaito-agent: the Kaito node agent. Dials kaito-server (--server), reports this node and "
+      "its GPUs, and runs the workloads placed on it in a container runtime. It serves no "
+      "gRPC of its own: only /metrics, /healthz and /readyz on --metrics-listen."};
+  app.set_version_flag("--version", kaito::Version());
+  app.add_option("--server", server, "kaito-server address HOST:PORT")->required();
+  app.add_option("--node-name", node_name, "Node name (default: the host name, lower case)");
+  app.add_option("--labels", labels_text, "Node labels k=v,k2=v2");
+  app.add_option("--taints", taints_text, "Node taints key[=value]:Effect,...");
+  app.add_option("--instance-type", instance_type, "Instance type, e.g. Standard_NC24ads_A100_v4");
+  app.add_option("--provider-id", provider_id, "The cloud's id of this machine");
+  app.add_option("--address", address, "Host or IP where this node's workloads answer")
+      ->capture_default_str();
+  app.add_option("--runtime", runtime_kind,
+                 "Container runtime: simulated | docker (docker: not part of this build yet)")
+      ->capture_default_str();
+  app.add_option("--docker-host", docker_host,
+                 "Docker Engine API socket (Podman: unix:///run/podman/podman.sock)")
+      ->capture_default_str();
+  app.add_option("--gpu-probe", gpu_probe_kind,
+                 "GPU discovery: nvml | fake (default: fake when --fake-gpus or "
+                 "--fake-gpus-file is given, else nvml; nvml is not part of this build yet)");
+  app.add_option("--fake-gpus", fake_gpus,
+                 "Fake GPUs COUNTxMODEL:MEMORY_GIB[:CC],... e.g. 1xA100:80:8.0");
+  app.add_option("--fake-gpus-file", fake_gpus_file,
+                 "Fake GPUs from a file (YAML or one spec per line), read again at every probe");
+  app.add_option("--gpu-probe-interval", probe_interval, "How often GPUs are probed again")
+      ->capture_default_str();
+  app.add_option("--state-dir", state_dir,
+                 "Directory of the agent's node-local state (created 0700; locked, so two "
+                 "agents cannot share it)");
+  app.add_option("--simulated-pull-delay", pull_delay, "Simulated runtime: first pull of an image")
+      ->capture_default_str();
+  app.add_option("--simulated-start-delay", start_delay, "Simulated runtime: container start")
+      ->capture_default_str();
+  app.add_option("--simulated-ready-delay", ready_delay,
+                 "Simulated runtime: start to healthy for long-running containers")
+      ->capture_default_str();
+  app.add_option("--simulated-job-duration", job_duration,
+                 "Simulated runtime: how long run-to-completion containers run")
+      ->capture_default_str();
+  app.add_option("--simulate-fault", fault_specs,
+                 "Simulated runtime fault, repeatable: "
+                 "SUBSTRING=pull|start|crash[:AFTER[:CODE]]|oom[:AFTER]|never-ready (matches "
+                 "the image or the workload name)");
+  app.add_option("--max-restarts", max_restarts,
+                 "Restarts of a crashing inference workload before it is Failed")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1000000));
+  app.add_option("--listen", listen,
+                 "Accepted for symmetry with the other daemons; the agent serves no gRPC (it "
+                 "dials the server), so this is ignored");
+  app.add_option("--port-file", port_file, "Write the chosen metrics port to this file");
+  app.add_option("--metrics-listen", metrics_listen,
+                 "HTTP address for /metrics, /healthz, /readyz (empty = off; port 0 = any)")
+      ->capture_default_str();
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
+      ->capture_default_str();
+  app.add_option("--log-format", log_format, "text|json")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  // Everything is checked before anything starts.
+  if (node_name.empty()) node_name = Hostname();
+  if (std::string why = kaito::CheckDnsSubdomain(node_name); !why.empty()) {
+    return Fail("--node-name \"" + node_name + "\": " + why);
+  }
+  auto labels = kaito::agent::ParseLabels(labels_text);
+  if (!labels.ok()) return Fail(std::string(labels.status().message()));
+  auto taints = kaito::agent::ParseTaints(taints_text);
+  if (!taints.ok()) return Fail(std::string(taints.status().message()));
+  if (runtime_kind == "docker") {
+    return Fail("--runtime docker is not part of this build yet (use --runtime simulated)");
+  }
+  if (runtime_kind != "simulated") {
+    return Fail("--runtime \"" + runtime_kind + "\": want simulated or docker");
+  }
+  const bool fake_given = !fake_gpus.empty() || !fake_gpus_file.empty();
+  if (gpu_probe_kind.empty()) gpu_probe_kind = fake_given ? "fake" : "nvml";
+  if (gpu_probe_kind == "nvml") {
+    if (fake_given) return Fail("--fake-gpus and --fake-gpus-file need --gpu-probe fake");
+    return Fail(
+        "--gpu-probe nvml is not part of this build yet (use --gpu-probe fake with "
+        "--fake-gpus or --fake-gpus-file)");
+  }
+  if (gpu_probe_kind != "fake") {
+    return Fail("--gpu-probe \"" + gpu_probe_kind + "\": want nvml or fake");
+  }
+  if (!fake_gpus.empty() && !fake_gpus_file.empty()) {
+    return Fail("give --fake-gpus or --fake-gpus-file, not both");
+  }
+  kaito::agent::SimulatedRuntime::Options runtime_options;
+  struct DurationFlag {
+    const char* flag;
+    const std::string* text;
+    absl::Duration* out;
+  };
+  absl::Duration probe_every;
+  for (const DurationFlag& d : {
+           DurationFlag{"--simulated-pull-delay", &pull_delay, &runtime_options.pull_delay},
+           DurationFlag{"--simulated-start-delay", &start_delay, &runtime_options.start_delay},
+           DurationFlag{"--simulated-ready-delay", &ready_delay, &runtime_options.ready_delay},
+           DurationFlag{"--simulated-job-duration", &job_duration, &runtime_options.job_duration},
+           DurationFlag{"--gpu-probe-interval", &probe_interval, &probe_every},
+       }) {
+    auto parsed = kaito::agent::ParseFlagDuration(d.flag, *d.text);
+    if (!parsed.ok()) return Fail(std::string(parsed.status().message()));
+    *d.out = *parsed;
+  }
+  for (const std::string& spec : fault_specs) {
+    auto fault = kaito::agent::ParseSimulatedFault(spec);
+    if (!fault.ok()) return Fail("--simulate-fault: " + std::string(fault.status().message()));
+    runtime_options.faults.push_back(std::move(*fault));
+  }
+  if (!port_file.empty() && metrics_listen.empty()) {
+    return Fail("--port-file writes the metrics port; it needs --metrics-listen");
+  }
+  std::unique_ptr<kaito::agent::FakeGpuProbe> probe;
+  if (!fake_gpus_file.empty()) {
+    probe = kaito::agent::FakeGpuProbe::FromFile(fake_gpus_file, node_name);
+    if (auto first = probe->Probe(); !first.ok()) {
+      return Fail("--fake-gpus-file: " + std::string(first.status().message()));
+    }
+  } else {
+    auto parsed = kaito::agent::FakeGpuProbe::FromSpec(fake_gpus, node_name);
+    if (!parsed.ok()) return Fail("--fake-gpus: " + std::string(parsed.status().message()));
+    probe = std::move(*parsed);
+  }
+
+  if (absl::Status s = kaito::SetupLogging(log_level, log_format, kName); !s.ok()) {
+    return Fail(std::string(s.message()));
+  }
+
+  // Signals are taken by the main thread with sigwait, never by whichever thread they hit;
+  // the mask is set before any thread starts, so every thread inherits it.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  int state_lock = -1;
+  if (!state_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(state_dir, ec);
+    if (ec || chmod(state_dir.c_str(), 0700) != 0) {
+      spdlog::critical("cannot create --state-dir {}: {}", state_dir,
+                       ec ? ec.message() : std::strerror(errno));
+      return 1;
+    }
+    const std::string lock_path = state_dir + "/agent.lock";
+    state_lock = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (state_lock < 0 || flock(state_lock, LOCK_EX | LOCK_NB) != 0) {
+      spdlog::critical("--state-dir {} is in use by another kaito-agent (cannot lock {})",
+                       state_dir, lock_path);
+      return 1;
+    }
+  }
+  if (!listen.empty()) {
+    spdlog::info(
+        "--listen {} ignored: kaito-agent serves no gRPC (it dials --server); "
+        "metrics are on --metrics-listen",
+        listen);
+  }
+
+  kaito::RealClock clock;
+  spdlog::warn(
+      "--runtime simulated: NOTHING REALLY RUNS on this node; containers are simulated "
+      "(pull {}, start {}, ready {}, job {}){}",
+      absl::FormatDuration(runtime_options.pull_delay),
+      absl::FormatDuration(runtime_options.start_delay),
+      absl::FormatDuration(runtime_options.ready_delay),
+      absl::FormatDuration(runtime_options.job_duration),
+      runtime_options.faults.empty() ? "" : ", with injected faults");
+  kaito::agent::SimulatedRuntime runtime(&clock, std::move(runtime_options));
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  kaito::agent::AgentMetrics metrics(*registry);
+  kaito::agent::AgentOptions options;
+  options.node_name = node_name;
+  options.labels = std::move(*labels);
+  options.taints = std::move(*taints);
+  options.instance_type = instance_type;
+  options.provider_id = provider_id;
+  options.address = address;
+  options.server_address = server;
+  options.gpu_probe_interval = probe_every;
+  options.supervisor.max_restarts = max_restarts;
+  options.metrics = &metrics;
+  auto agent =
+      std::make_unique<kaito::agent::Agent>(std::move(options), &clock, probe.get(), &runtime);
+
+  std::unique_ptr<kaito::MetricsServer> metrics_server;
+  if (!metrics_listen.empty()) {
+    auto started = kaito::MetricsServer::Start(
+        metrics_listen, {registry}, [agent = agent.get()]() -> std::string {
+          return agent->state().welcomed ? "" : "not connected to kaito-server";
+        });
+    if (!started.ok()) {
+      spdlog::critical("cannot start: {}", started.status().ToString());
+      return 1;
+    }
+    metrics_server = std::move(*started);
+    if (!port_file.empty() && !WritePortFile(port_file, metrics_server->port())) {
+      spdlog::critical("cannot write --port-file {}", port_file);
+      return 1;
+    }
+  }
+  spdlog::info("kaito-agent {} for node {}: server {}, runtime {}, metrics on {}", kaito::Version(),
+               node_name, server, runtime.name(),
+               metrics_server ? std::to_string(metrics_server->port()) : "off");
+  agent->Start();
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("signal {}: shutting down (containers keep running)", sig);
+  agent->Stop();
+  metrics_server.reset();  // Its /readyz reads the agent.
+  agent.reset();
+  if (state_lock >= 0) close(state_lock);
+  spdlog::info("stopped");
+  return 0;
+}

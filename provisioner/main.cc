@@ -1,0 +1,280 @@
+// kaito-provisioner: turns node claims into GPU machines (ProvisionerService). With
+// `--provider simulated` the cloud is a simulation: nothing is created, and an in-process
+// simulated agent registers each "created" node with the control plane.
+#include <google/protobuf/stubs/logging.h>
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <prometheus/collectable.h>
+#include <prometheus/metric_family.h>
+#include <prometheus/registry.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <thread>
+
+#include "absl/time/time.h"
+#include "agent/simulated_fleet.h"
+#include "common/clock.h"
+#include "common/logging.h"
+#include "common/metrics_server.h"
+#include "common/version.h"
+#include "presets/catalog.h"
+#include "provisioner/fleet_bootstrapper.h"
+#include "provisioner/provider/simulated_provider.h"
+#include "provisioner/provisioner_metrics.h"
+#include "provisioner/provisioner_service.h"
+
+namespace {
+
+// Writes the port atomically, so a reader never sees a partial file.
+bool WritePortFile(const std::string& path, int port) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    if (!out) return false;
+    out << port << "\n";
+    if (!out.flush()) return false;
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  return !ec;
+}
+
+// `kaito_provisioner_nodes{phase}`, read from the simulated provider at scrape time.
+class NodePhaseCollector : public prometheus::Collectable {
+ public:
+  explicit NodePhaseCollector(kaito::provisioner::SimulatedProvider* provider)
+      : provider_(provider) {}
+
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    prometheus::MetricFamily family{"kaito_provisioner_nodes",
+                                    "Node claims known to the provider, by phase.",
+                                    prometheus::MetricType::Gauge,
+                                    {}};
+    for (const auto& [phase, count] : provider_->CountByPhase()) {
+      prometheus::ClientMetric metric;
+      metric.label.push_back({"phase", phase});
+      metric.gauge.value = count;
+      family.metric.push_back(std::move(metric));
+    }
+    return {family};
+  }
+
+ private:
+  kaito::provisioner::SimulatedProvider* provider_;
+};
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "kaito-provisioner: %s\n", message.c_str());
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string provider_name = "simulated";
+  std::string listen = "127.0.0.1:50052", metrics_listen = "127.0.0.1:8081", port_file;
+  std::string log_level = "info", log_format = "text", catalog_dir, cloud = "azure";
+  // Azure (accepted, so that deployments can be written now; the provider is not built).
+  std::string subscription_id, resource_group, cluster_name, location, api_version, imds_endpoint,
+      arm_endpoint = "https://management.azure.com";
+  // The simulated cloud and its agents.
+  std::string create_delay = "2s", delete_delay = "1s";
+  std::vector<std::string> fault_flags;
+  kaito::agent::SimulatedRuntimeOptions runtime;
+  std::string pull_delay = absl::FormatDuration(runtime.pull_delay),
+              start_delay = absl::FormatDuration(runtime.start_delay),
+              ready_delay = absl::FormatDuration(runtime.ready_delay),
+              job_duration = absl::FormatDuration(runtime.job_duration);
+
+  CLI::App app{"kaito-provisioner: GPU node lifecycle for Kaito (ProvisionerService)"};
+  app.set_version_flag("--version", kaito::Version());
+  app.add_option("--provider", provider_name, "Cloud provider: simulated | azure")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"simulated", "azure"}));
+  app.add_option("--listen", listen, "gRPC listen address HOST:PORT (port 0 = any)")
+      ->capture_default_str();
+  app.add_option("--port-file", port_file, "Write the chosen gRPC port to this file");
+  app.add_option("--metrics-listen", metrics_listen,
+                 "HTTP address for /metrics, /healthz, /readyz (empty = off)")
+      ->capture_default_str();
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
+      ->capture_default_str();
+  app.add_option("--log-format", log_format, "text|json")->capture_default_str();
+  app.add_option("--catalog-dir", catalog_dir,
+                 "Directory with models.yaml and skus.yaml (default: the built-in catalog)");
+  app.add_option("--cloud", cloud, "SKU table of the simulated cloud: azure | aws | arc")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"azure", "aws", "arc"}));
+
+  const std::string azure = "Azure provider";
+  app.add_option("--subscription-id", subscription_id, "Azure subscription id")->group(azure);
+  app.add_option("--resource-group", resource_group, "Resource group of the AKS cluster")
+      ->group(azure);
+  app.add_option("--cluster-name", cluster_name, "AKS cluster name")->group(azure);
+  app.add_option("--location", location, "Azure region, e.g. eastus")->group(azure);
+  app.add_option("--arm-endpoint", arm_endpoint, "Azure Resource Manager endpoint URL")
+      ->capture_default_str()
+      ->group(azure);
+  app.add_option("--api-version", api_version, "AKS agent-pool API version")->group(azure);
+  app.add_option("--imds-endpoint", imds_endpoint,
+                 "Instance metadata endpoint URL (managed identity)")
+      ->group(azure);
+
+  const std::string simulated = "Simulated provider";
+  app.add_option("--simulated-create-delay", create_delay,
+                 "From CreateNode to Running (or Failed), e.g. 2s, 500ms")
+      ->capture_default_str()
+      ->group(simulated);
+  app.add_option("--simulated-delete-delay", delete_delay, "From DeleteNode to gone")
+      ->capture_default_str()
+      ->group(simulated);
+  app.add_option("--simulated-fault", fault_flags,
+                 "Fail creates of TYPE with cloud error CODE: TYPE=CODE[:retryable] (TYPE "
+                 "empty or * = every type), e.g. Standard_NC24ads_A100_v4=QuotaExceeded; "
+                 "repeatable")
+      ->group(simulated);
+  app.add_option("--simulated-pull-delay", pull_delay, "Simulated agents: image pull time")
+      ->capture_default_str()
+      ->group(simulated);
+  app.add_option("--simulated-start-delay", start_delay, "Simulated agents: container start time")
+      ->capture_default_str()
+      ->group(simulated);
+  app.add_option("--simulated-ready-delay", ready_delay,
+                 "Simulated agents: from start to ready (readiness probe passes)")
+      ->capture_default_str()
+      ->group(simulated);
+  app.add_option("--simulated-job-duration", job_duration,
+                 "Simulated agents: how long a tuning job runs before it exits 0")
+      ->capture_default_str()
+      ->group(simulated);
+  CLI11_PARSE(app, argc, argv);
+
+  if (absl::Status s = kaito::SetupLogging(log_level, log_format, "kaito-provisioner"); !s.ok()) {
+    return Fail(std::string(s.message()));
+  }
+  if (provider_name == "azure") {
+    spdlog::critical(
+        "--provider azure: the azure provider is not part of this build yet; use --provider "
+        "simulated");
+    return 2;
+  }
+
+  kaito::provisioner::SimulatedProviderOptions options;
+  struct DurationFlag {
+    const char* name;
+    const std::string& text;
+    absl::Duration* out;
+  };
+  for (const DurationFlag& flag :
+       {DurationFlag{"--simulated-create-delay", create_delay, &options.create_delay},
+        DurationFlag{"--simulated-delete-delay", delete_delay, &options.delete_delay},
+        DurationFlag{"--simulated-pull-delay", pull_delay, &runtime.pull_delay},
+        DurationFlag{"--simulated-start-delay", start_delay, &runtime.start_delay},
+        DurationFlag{"--simulated-ready-delay", ready_delay, &runtime.ready_delay},
+        DurationFlag{"--simulated-job-duration", job_duration, &runtime.job_duration}}) {
+    if (!absl::ParseDuration(flag.text, flag.out) || *flag.out < absl::ZeroDuration() ||
+        *flag.out == absl::InfiniteDuration()) {
+      return Fail(std::string(flag.name) + " \"" + flag.text +
+                  "\": expected a duration such as 2s, 500ms or 1m30s");
+    }
+  }
+  std::vector<kaito::v1::SimulatedFault> faults;
+  for (const std::string& text : fault_flags) {
+    auto fault = kaito::provisioner::ParseSimulatedFault(text);
+    if (!fault.ok()) return Fail(std::string(fault.status().message()));
+    faults.push_back(std::move(*fault));
+  }
+
+  // Protobuf reports bad input on its own log; a client must not flood ours with it.
+  google::protobuf::SetLogHandler(
+      [](google::protobuf::LogLevel level, const char* file, int line, const std::string& message) {
+        if (level >= google::protobuf::LOGLEVEL_FATAL) {
+          spdlog::critical("protobuf {}:{}: {}", file, line, message);
+        } else {
+          spdlog::debug("protobuf {}:{}: {}", file, line, message);
+        }
+      });
+
+  // Signals are taken by a dedicated thread, never by whichever thread they hit.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto catalog = catalog_dir.empty() ? kaito::presets::Catalog::Embedded()
+                                     : kaito::presets::Catalog::FromDirectory(catalog_dir);
+  if (!catalog.ok()) {
+    spdlog::critical("cannot load the catalog: {}", catalog.status().ToString());
+    return 1;
+  }
+
+  // Declared in dependency order: destroyed in reverse, the provider (and its timers)
+  // before the agents it starts, the agents before the clock that drives them.
+  kaito::RealClock clock;
+  kaito::agent::SimulatedFleet fleet(&clock, runtime);
+  kaito::provisioner::FleetBootstrapper bootstrapper(&fleet);
+  kaito::provisioner::SimulatedProvider provider(&clock, &*catalog, cloud, options, &bootstrapper);
+  provider.SetFaults(faults);
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  kaito::provisioner::ProvisionerMetrics metrics(*registry);
+  kaito::provisioner::ProvisionerGrpcService provisioner_service(&provider, &metrics);
+  kaito::provisioner::SimulatedCloudGrpcService simulated_cloud_service(&provider);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&provisioner_service);
+  builder.RegisterService(&simulated_cloud_service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || port == 0) {
+    spdlog::critical("cannot listen for gRPC on {}", listen);
+    return 1;
+  }
+
+  std::unique_ptr<kaito::MetricsServer> metrics_server;
+  if (!metrics_listen.empty()) {
+    auto started = kaito::MetricsServer::Start(
+        metrics_listen, {registry, std::make_shared<NodePhaseCollector>(&provider)}, nullptr);
+    if (!started.ok()) {
+      spdlog::critical("cannot serve metrics: {}", started.status().ToString());
+      return 1;
+    }
+    metrics_server = std::move(*started);
+  }
+
+  spdlog::info("kaito-provisioner {} serving gRPC on port {} (listen {}), metrics on port {}",
+               kaito::Version(), port, listen, metrics_server ? metrics_server->port() : 0);
+  spdlog::warn(
+      "SIMULATION: provider \"simulated\" (cloud {}): no cloud resources are created; each "
+      "node is a simulated agent in this process",
+      cloud);
+  if (!port_file.empty() && !WritePortFile(port_file, port)) {
+    spdlog::critical("cannot write --port-file {}", port_file);
+    return 1;
+  }
+
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    spdlog::info("signal {}: shutting down", sig);
+    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  });
+  server->Wait();
+  waiter.join();
+  metrics_server.reset();
+  server.reset();
+  spdlog::info("stopped");
+  return 0;
+}

@@ -1,0 +1,112 @@
+#include "provisioner/provisioner_service.h"
+
+#include <utility>
+
+#include "absl/time/clock.h"
+#include "common/field_errors.h"
+#include "provisioner/provider/request_validation.h"
+
+namespace kaito::provisioner {
+namespace {
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+// Finishes one unary call exactly once and records it. Cheap to copy into completions.
+class Call {
+ public:
+  Call(grpc::CallbackServerContext* ctx, ProvisionerMetrics* metrics, const char* method)
+      : reactor_(ctx->DefaultReactor()), metrics_(metrics), method_(method), start_(absl::Now()) {}
+
+  grpc::ServerUnaryReactor* reactor() const { return reactor_; }
+
+  grpc::ServerUnaryReactor* Finish(const absl::Status& status) const {
+    const grpc::Status g = ToGrpcStatus(status);
+    if (metrics_ != nullptr) {
+      metrics_->Record(method_, g, absl::ToDoubleSeconds(absl::Now() - start_));
+    }
+    reactor_->Finish(g);
+    return reactor_;
+  }
+
+ private:
+  grpc::ServerUnaryReactor* reactor_;
+  ProvisionerMetrics* metrics_;
+  const char* method_;
+  absl::Time start_;
+};
+
+}  // namespace
+
+grpc::ServerUnaryReactor* ProvisionerGrpcService::CreateNode(grpc::CallbackServerContext* ctx,
+                                                             const v1::CreateNodeRequest* request,
+                                                             v1::ProvisionedNode* response) {
+  Call call(ctx, metrics_, "CreateNode");
+  if (absl::Status s = ValidateCreateNodeRequest(*request); !s.ok()) return call.Finish(s);
+  provider_->CreateNode(*request, [call, response](absl::StatusOr<v1::ProvisionedNode> node) {
+    if (node.ok()) *response = std::move(*node);
+    call.Finish(node.status());
+  });
+  return call.reactor();
+}
+
+grpc::ServerUnaryReactor* ProvisionerGrpcService::GetNode(grpc::CallbackServerContext* ctx,
+                                                          const v1::GetNodeRequest* request,
+                                                          v1::ProvisionedNode* response) {
+  Call call(ctx, metrics_, "GetNode");
+  if (absl::Status s = ValidateClaimName(request->claim_name()); !s.ok()) return call.Finish(s);
+  provider_->GetNode(request->claim_name(),
+                     [call, response](absl::StatusOr<v1::ProvisionedNode> node) {
+                       if (node.ok()) *response = std::move(*node);
+                       call.Finish(node.status());
+                     });
+  return call.reactor();
+}
+
+grpc::ServerUnaryReactor* ProvisionerGrpcService::DeleteNode(grpc::CallbackServerContext* ctx,
+                                                             const v1::DeleteNodeRequest* request,
+                                                             v1::DeleteNodeResponse* response) {
+  Call call(ctx, metrics_, "DeleteNode");
+  if (absl::Status s = ValidateClaimName(request->claim_name()); !s.ok()) return call.Finish(s);
+  provider_->DeleteNode(request->claim_name(), [call, response](absl::StatusOr<bool> gone) {
+    if (gone.ok()) response->set_gone(*gone);
+    call.Finish(gone.status());
+  });
+  return call.reactor();
+}
+
+grpc::ServerUnaryReactor* ProvisionerGrpcService::ListNodes(
+    grpc::CallbackServerContext* ctx, const v1::ListProvisionedNodesRequest* request,
+    v1::ListProvisionedNodesResponse* response) {
+  Call call(ctx, metrics_, "ListNodes");
+  provider_->ListNodes([call, response](absl::StatusOr<std::vector<v1::ProvisionedNode>> nodes) {
+    if (nodes.ok()) {
+      for (v1::ProvisionedNode& node : *nodes) *response->add_nodes() = std::move(node);
+    }
+    call.Finish(nodes.status());
+  });
+  return call.reactor();
+}
+
+grpc::ServerUnaryReactor* SimulatedCloudGrpcService::SetFaults(grpc::CallbackServerContext* ctx,
+                                                               const v1::SetFaultsRequest* request,
+                                                               v1::SetFaultsResponse* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  FieldErrors errors;
+  for (int i = 0; i < request->faults_size(); ++i) {
+    if (request->faults(i).error_code().empty()) {
+      errors.Add("faults[" + std::to_string(i) + "].error_code", "Required value");
+    }
+  }
+  if (absl::Status s = errors.ToStatus("SetFaults request"); !s.ok()) {
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
+  provider_->SetFaults({request->faults().begin(), request->faults().end()});
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace kaito::provisioner

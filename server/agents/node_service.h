@@ -1,0 +1,42 @@
+// NodeService: the agents' Connect stream (a thin reactor over AgentSession: no thread per
+// agent) and reads of nodes, node claims, workloads and events for operators and kaitoctl.
+#pragma once
+
+#include "kaito/v1/agent.grpc.pb.h"
+#include "server/agents/agent_session.h"
+#include "server/api/object_service.h"
+#include "server/api/rpc_metrics.h"
+
+namespace kaito::server {
+
+class NodeGrpcService : public v1::NodeService::CallbackService {
+ public:
+  // `deps` outlives the service.
+  NodeGrpcService(const AgentSessionDeps* deps, RpcMetrics* metrics);
+
+  grpc::ServerBidiReactor<v1::AgentMessage, v1::ServerMessage>* Connect(
+      grpc::CallbackServerContext* ctx) override;
+  ServerUnaryReactor* ListNodes(CallbackServerContext* ctx, const v1::ListRequest* request,
+                                v1::ListNodesResponse* response) override;
+  ServerUnaryReactor* GetNode(CallbackServerContext* ctx, const v1::ObjectKey* request,
+                              v1::Node* response) override;
+  ServerUnaryReactor* ListNodeClaims(CallbackServerContext* ctx, const v1::ListRequest* request,
+                                     v1::ListNodeClaimsResponse* response) override;
+  ServerUnaryReactor* GetNodeClaim(CallbackServerContext* ctx, const v1::ObjectKey* request,
+                                   v1::NodeClaim* response) override;
+  ServerUnaryReactor* ListWorkloads(CallbackServerContext* ctx, const v1::ListRequest* request,
+                                    v1::ListWorkloadsResponse* response) override;
+  ServerUnaryReactor* ListEvents(CallbackServerContext* ctx, const v1::ListEventsRequest* request,
+                                 v1::ListEventsResponse* response) override;
+
+ private:
+  const AgentSessionDeps* const deps_;
+  RpcMetrics::Method* const m_list_nodes_;
+  RpcMetrics::Method* const m_get_node_;
+  RpcMetrics::Method* const m_list_nodeclaims_;
+  RpcMetrics::Method* const m_get_nodeclaim_;
+  RpcMetrics::Method* const m_list_workloads_;
+  RpcMetrics::Method* const m_list_events_;
+};
+
+}  // namespace kaito::server

@@ -1,0 +1,213 @@
+#include "server/controllers/nodeclaim_reconciler.h"
+
+#include <google/protobuf/util/message_differencer.h>
+#include <spdlog/spdlog.h>
+
+#include "absl/strings/str_cat.h"
+#include "server/controllers/conditions.h"
+#include "server/controllers/workspace_reconciler.h"
+#include "server/registry/sync_writes.h"
+
+namespace kaito::server {
+
+absl::Duration NodeClaimReconciler::Backoff(int attempts) const {
+  absl::Duration d = options_.retry_base;
+  for (int i = 1; i < attempts && d < options_.retry_cap; ++i) d *= 2;
+  return std::min(d, options_.retry_cap);
+}
+
+bool NodeClaimReconciler::StartCall(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  return in_flight_.insert(name).second;
+}
+
+void NodeClaimReconciler::EndCall(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  in_flight_.erase(name);
+}
+
+absl::StatusOr<ReconcileResult> NodeClaimReconciler::Reconcile(const std::string& key) {
+  const std::string name = SplitKey(key).second;
+  auto current = objects_.nodeclaims->GetShared("", name);
+  if (!current) return ReconcileResult::Done();
+  if (current->metadata().has_deletion_timestamp()) return Release(*current);
+  v1::NodeClaim claim = *current;
+  if (!HasFinalizer(claim.metadata(), kNodeClaimFinalizer)) {
+    claim.mutable_metadata()->add_finalizers(kNodeClaimFinalizer);
+    auto written = UpdateSync(*objects_.nodeclaims, claim);
+    if (!written.ok()) return written.status();
+    claim = std::move(written->object);
+  }
+  const v1::NodeClaimStatus& s = claim.status();
+  const absl::Time now = clock_->Now();
+  const std::string& phase = s.phase();
+  if (phase.empty() || phase == "Pending") {
+    if (s.has_next_attempt_time() && FromTimestamp(s.next_attempt_time()) > now) {
+      return ReconcileResult::RequeueAfter(FromTimestamp(s.next_attempt_time()) - now);
+    }
+    // The attempt is recorded before the call, so that a crash never loses the count.
+    v1::NodeClaim update = claim;
+    update.mutable_status()->set_phase("Launching");
+    update.mutable_status()->set_attempts(s.attempts() + 1);
+    *update.mutable_status()->mutable_last_attempt_time() = ToTimestamp(now);
+    update.mutable_status()->clear_next_attempt_time();
+    auto written = UpdateStatusSync(*objects_.nodeclaims, std::move(update));
+    if (!written.ok()) return written.status();
+    claim = std::move(written->object);
+  }
+  if (claim.status().phase() == "Launching") {
+    if (StartCall(name)) {
+      // The completion records what it learned in the claim's status; that write's
+      // event brings the claim back (and the requeue below polls while it is created).
+      auto observe = [this, name](absl::StatusOr<v1::ProvisionedNode> r) {
+        EndCall(name);
+        if (r.ok()) {
+          Observe(name, *r);
+        } else {
+          spdlog::warn("nodeclaim {}: provisioner: {}", name, r.status().ToString());
+        }
+      };
+      const int attempt = claim.status().attempts();
+      bool create;
+      {
+        absl::MutexLock lock(&mu_);
+        auto [it, inserted] = created_attempt_.try_emplace(name, attempt);
+        create = inserted || it->second != attempt;
+        it->second = attempt;
+      }
+      if (create) {
+        // One CreateNode per attempt (a provider starts a new attempt on a create after a
+        // failure); it is idempotent, so one more after a restart only re-reads a create
+        // in progress. Later polls only read.
+        v1::CreateNodeRequest request;
+        request.set_claim_name(name);
+        *request.mutable_spec() = claim.spec();
+        request.set_agent_server(options_.agent_server);
+        provisioner_->CreateNode(request, std::move(observe));
+      } else {
+        provisioner_->GetNode(name, std::move(observe));
+      }
+    }
+    return ReconcileResult::RequeueAfter(options_.poll_interval);
+  }
+  if (claim.status().phase() == "Registered" || claim.status().phase() == "Ready") {
+    // Ready while the node is; the node's Ready condition comes from its agent's lease.
+    auto node = objects_.nodes->GetShared("", claim.status().node_name());
+    const bool ready = node && NodeIsReady(*node);
+    const std::string phase_now = ready ? "Ready" : "Registered";
+    if (phase_now != claim.status().phase()) {
+      v1::NodeClaim update = claim;
+      update.mutable_status()->set_phase(phase_now);
+      SetCondition(update.mutable_status()->mutable_conditions(), "Ready", ready,
+                   ready ? "NodeReady" : "NodeNotReady",
+                   ready ? "node " + claim.status().node_name() + " is ready"
+                         : "waiting for node " + claim.status().node_name() + " to be ready",
+                   claim.metadata().generation(), now);
+      auto written = UpdateStatusSync(*objects_.nodeclaims, std::move(update));
+      if (!written.ok()) return written.status();
+      if (ready) {
+        events_->Normal(claim, "NodeReady",
+                        "Node " + claim.status().node_name() + " registered and is ready");
+      }
+    }
+    return ReconcileResult::Done();
+  }
+  return ReconcileResult::Done();  // Failed: final (the workspace decides what follows).
+}
+
+void NodeClaimReconciler::Observe(const std::string& name, const v1::ProvisionedNode& node) {
+  auto current = objects_.nodeclaims->GetShared("", name);
+  if (!current || current->metadata().has_deletion_timestamp() ||
+      current->status().phase() != "Launching") {
+    return;
+  }
+  v1::NodeClaim update = *current;
+  v1::NodeClaimStatus* s = update.mutable_status();
+  const absl::Time now = clock_->Now();
+  bool failed = false;
+  if (node.phase() == "Running") {
+    s->set_phase("Registered");
+    s->set_node_name(node.node_name());
+    s->set_provider_id(node.provider_id());
+    s->clear_error_code();
+    s->clear_message();
+    s->set_retryable(false);
+  } else if (node.phase() == "Failed") {
+    failed = true;
+    s->set_error_code(node.error_code().empty() ? "ProvisioningFailed" : node.error_code());
+    s->set_message(node.message());
+    s->set_retryable(node.retryable());
+    if (node.retryable() && s->attempts() < options_.max_attempts) {
+      s->set_phase("Pending");
+      *s->mutable_next_attempt_time() = ToTimestamp(now + Backoff(s->attempts()));
+    } else {
+      s->set_phase("Failed");
+    }
+  } else {
+    return;  // Still creating.
+  }
+  const bool terminal = s->phase() == "Failed";
+  const std::string message =
+      failed ? absl::StrCat(s->error_code(), ": ", s->message(),
+                            terminal ? absl::StrCat(" (attempt ", s->attempts(), ", giving up)")
+                                     : absl::StrCat(" (attempt ", s->attempts(), " of ",
+                                                    options_.max_attempts, "; retrying in ",
+                                                    absl::FormatDuration(Backoff(s->attempts())),
+                                                    ")"))
+             : "";
+  // Conditional on the status read above: of two completions racing for one claim only
+  // the first is recorded (and only it emits the event).
+  objects_.nodeclaims->UpdateStatus(
+      std::move(update), [this, name, failed, message, node,
+                          claim = *current](absl::StatusOr<WriteResult<v1::NodeClaim>> r) {
+        if (!r.ok()) {
+          spdlog::debug("nodeclaim {}: status: {}", name, r.status().ToString());
+          return;
+        }
+        if (failed) {
+          events_->Warning(claim, "NodeClaimFailed", message);
+        } else {
+          events_->Normal(claim, "NodeLaunched",
+                          "Machine " + node.provider_id() + " created; waiting for node " +
+                              node.node_name() + " to register");
+        }
+      });
+}
+
+absl::StatusOr<ReconcileResult> NodeClaimReconciler::Release(const v1::NodeClaim& claim) {
+  const std::string name = claim.metadata().name();
+  if (!HasFinalizer(claim.metadata(), kNodeClaimFinalizer)) return ReconcileResult::Done();
+  if (StartCall(name)) {
+    provisioner_->DeleteNode(name, [this, name](absl::StatusOr<bool> gone) {
+      EndCall(name);
+      if (!gone.ok()) {
+        spdlog::warn("nodeclaim {}: delete: {}", name, gone.status().ToString());
+      } else if (*gone) {
+        absl::MutexLock lock(&mu_);
+        released_.insert(name);
+      }
+      enqueue_(name);
+    });
+  }
+  bool released;
+  {
+    absl::MutexLock lock(&mu_);
+    released = released_.erase(name) > 0;
+    if (released) created_attempt_.erase(name);
+  }
+  if (!released) return ReconcileResult::RequeueAfter(options_.poll_interval);
+  // The machine is gone: so is its node.
+  if (!claim.status().node_name().empty()) {
+    auto deleted = DeleteSync(*objects_.nodes, "", claim.status().node_name());
+    if (!deleted.ok() && !absl::IsNotFound(deleted.status())) return deleted.status();
+  }
+  v1::NodeClaim update = claim;
+  RemoveFinalizer(update.mutable_metadata(), kNodeClaimFinalizer);
+  update.mutable_metadata()->clear_resource_version();
+  auto written = UpdateSync(*objects_.nodeclaims, std::move(update));
+  if (!written.ok() && !absl::IsNotFound(written.status())) return written.status();
+  events_->Normal(claim, "NodeClaimDeleted", "Released the machine of node claim " + name);
+  return ReconcileResult::Done();
+}
+
+}  // namespace kaito::server

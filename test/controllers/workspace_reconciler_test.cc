@@ -1,0 +1,423 @@
+// The workspace and node claim reconcilers against an in-memory store, a fake
+// provisioner and a fake clock: each Reconcile is called by hand, so every step of the
+// flow (and every failure) is checked in order, without threads or waiting.
+#include "server/controllers/workspace_reconciler.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "common/clock.h"
+#include "presets/catalog.h"
+#include "server/controllers/conditions.h"
+#include "server/controllers/nodeclaim_reconciler.h"
+#include "server/provisioning/fake_provisioner_client.h"
+#include "server/registry/cache_validation_context.h"
+#include "server/registry/kinds/configmap_policy.h"
+#include "server/registry/kinds/controller_kinds.h"
+#include "server/registry/kinds/workspace_policy.h"
+#include "server/registry/sync_writes.h"
+#include "server/store/memory_store.h"
+
+namespace kaito::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Every kind in memory, as ServerApp builds them (without the Kaito admission rules:
+// these tests are about reconciliation).
+class World {
+ public:
+  World()
+      : catalog_(*presets::Catalog::Embedded()),
+        workspace_cache_(&store_, "/workspaces/", &v1::Workspace::default_instance()),
+        configmap_cache_(&store_, "/configmaps/", &v1::ConfigMap::default_instance()),
+        node_cache_(&store_, "/nodes/", &v1::Node::default_instance()),
+        claim_cache_(&store_, "/nodeclaims/", &v1::NodeClaim::default_instance()),
+        workload_cache_(&store_, "/workloads/", &v1::Workload::default_instance()),
+        event_cache_(&store_, "/events/", &v1::Event::default_instance()),
+        workspaces_(WorkspacePolicy(), &store_, &workspace_cache_, &clock_),
+        configmaps_(ConfigMapPolicy(), &store_, &configmap_cache_, &clock_),
+        nodes_(NodePolicy(), &store_, &node_cache_, &clock_),
+        claims_(NodeClaimPolicy(), &store_, &claim_cache_, &clock_),
+        workloads_(WorkloadPolicy(), &store_, &workload_cache_, &clock_),
+        events_(EventPolicy(), &store_, &event_cache_, &clock_),
+        recorder_(&events_, &clock_, "test"),
+        context_(&node_cache_, &configmap_cache_) {
+    for (ObjectCache* c : {&workspace_cache_, &configmap_cache_, &node_cache_, &claim_cache_,
+                           &workload_cache_, &event_cache_}) {
+      EXPECT_TRUE(c->Start().ok());
+    }
+    objects_ = {&workspaces_, &nodes_, &claims_, &workloads_, &events_, &configmaps_};
+    WorkspaceControllerOptions options;
+    options.validation.node_auto_provisioning = true;
+    options.claim_max_attempts = 2;
+    workspace_ = std::make_unique<WorkspaceReconciler>(objects_, &catalog_, &context_, &recorder_,
+                                                       &clock_, options);
+    NodeClaimControllerOptions claim_options;
+    claim_options.max_attempts = 2;
+    claim_options.retry_base = absl::Seconds(10);
+    claim_options.agent_server = "127.0.0.1:1";
+    nodeclaim_ = std::make_unique<NodeClaimReconciler>(
+        objects_, &provisioner_, &recorder_, &clock_, claim_options,
+        [this](const std::string& key) { enqueued_claims_.push_back(key); });
+  }
+
+  v1::Workspace CreateWorkspace(const std::string& name, const std::string& instance_type,
+                                const std::string& preset) {
+    v1::Workspace ws;
+    ws.mutable_metadata()->set_name(name);
+    ws.mutable_resource()->set_instance_type(instance_type);
+    (*ws.mutable_resource()->mutable_label_selector()->mutable_match_labels())["app"] = name;
+    ws.mutable_inference()->mutable_preset()->set_name(preset);
+    auto created = CreateSync(workspaces_, ws);
+    EXPECT_TRUE(created.ok()) << created.status();
+    return created.ok() ? created->object : ws;
+  }
+
+  ReconcileResult ReconcileWorkspace(const std::string& name) {
+    auto r = workspace_->Reconcile("default/" + name);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.value_or(ReconcileResult::Done());
+  }
+  void ReconcileClaims() {
+    for (const auto& c : claims_.ListShared("")) {
+      auto r = nodeclaim_->Reconcile(c->metadata().name());
+      EXPECT_TRUE(r.ok()) << r.status();
+    }
+  }
+  v1::Workspace Get(const std::string& name) { return *workspaces_.GetShared("default", name); }
+
+  // What an agent's Hello does for a claim's node: a Ready node with the claim's labels.
+  void RegisterNode(const v1::NodeClaim& claim, const std::string& node_name) {
+    v1::Node node;
+    node.mutable_metadata()->set_name(node_name);
+    for (const auto& [k, v] : claim.spec().labels()) (*node.mutable_metadata()->mutable_labels())[k] = v;
+    (*node.mutable_metadata()->mutable_annotations())[kAnnotationAgentManaged] = "true";
+    node.mutable_spec()->set_node_claim(claim.metadata().name());
+    node.mutable_spec()->set_instance_type(claim.spec().instance_type());
+    SetCondition(node.mutable_status()->mutable_conditions(), "Ready", true, "AgentReady", "", 0,
+                 clock_.Now());
+    ASSERT_TRUE(CreateSync(nodes_, node).ok());
+  }
+
+  // What an agent's report does.
+  void ReportWorkload(const std::string& name, const std::string& phase,
+                      const std::string& reason = "") {
+    auto w = workloads_.GetShared("default", name);
+    ASSERT_NE(w, nullptr);
+    v1::Workload update = *w;
+    update.mutable_status()->set_phase(phase);
+    update.mutable_status()->set_reason(reason);
+    update.mutable_status()->set_observed_generation(w->metadata().generation());
+    if (phase == "Ready") update.mutable_status()->set_endpoint("10.0.0.1:5000");
+    ASSERT_TRUE(UpdateStatusSync(workloads_, update).ok());
+  }
+
+  std::vector<std::string> EventReasons() {
+    std::vector<std::string> out;
+    for (const auto& e : events_.ListShared("")) out.push_back(e->reason());
+    return out;
+  }
+
+  FakeClock clock_;
+  store::MemoryStore store_;
+  presets::Catalog catalog_;
+  ObjectCache workspace_cache_, configmap_cache_, node_cache_, claim_cache_, workload_cache_,
+      event_cache_;
+  ObjectRegistry<v1::Workspace> workspaces_;
+  ObjectRegistry<v1::ConfigMap> configmaps_;
+  ObjectRegistry<v1::Node> nodes_;
+  ObjectRegistry<v1::NodeClaim> claims_;
+  ObjectRegistry<v1::Workload> workloads_;
+  ObjectRegistry<v1::Event> events_;
+  EventRecorder recorder_;
+  CacheValidationContext context_;
+  ControlPlaneObjects objects_;
+  FakeProvisionerClient provisioner_;
+  std::unique_ptr<WorkspaceReconciler> workspace_;
+  std::unique_ptr<NodeClaimReconciler> nodeclaim_;
+  std::vector<std::string> enqueued_claims_;
+};
+
+std::string Status(const v1::Workspace& ws, const std::string& type) {
+  const v1::Condition* c = FindCondition(ws.status().conditions(), type);
+  return c ? c->status() : "Unknown";
+}
+std::string Reason(const v1::Workspace& ws, const std::string& type) {
+  const v1::Condition* c = FindCondition(ws.status().conditions(), type);
+  return c ? c->reason() : "";
+}
+
+TEST(WorkspaceReconcilerTest, FromCreateToReadyStepByStep) {
+  World w;
+  w.CreateWorkspace("phi", "Standard_NC24ads_A100_v4", "phi-3-mini-128k-instruct");
+  w.ReconcileWorkspace("phi");
+  v1::Workspace ws = w.Get("phi");
+  EXPECT_THAT(ws.metadata().finalizers(), ::testing::ElementsAre(kWorkspaceFinalizer));
+  EXPECT_EQ(ws.status().target_node_count(), 1);
+  EXPECT_EQ(ws.status().state(), "Pending");
+  EXPECT_EQ(Status(ws, "ResourceReady"), "False");
+  EXPECT_EQ(Status(ws, "NodeClaimReady"), "False");
+  auto claims = w.claims_.ListShared("");
+  ASSERT_EQ(claims.size(), 1u);
+  const v1::NodeClaim claim = *claims[0];
+  EXPECT_THAT(claim.metadata().name(), ::testing::MatchesRegex("ws[0-9a-f]{10}"));
+  EXPECT_EQ(claim.spec().instance_type(), "Standard_NC24ads_A100_v4");
+  EXPECT_EQ(claim.spec().labels().at("app"), "phi");
+  EXPECT_EQ(claim.spec().labels().at(kLabelWorkspace), "phi");
+
+  // Reconciling again (a retry, a restart) makes no second claim.
+  w.ReconcileWorkspace("phi");
+  EXPECT_EQ(w.claims_.ListShared("").size(), 1u);
+
+  // The claim controller asks the provisioner once the attempt is recorded.
+  w.ReconcileClaims();
+  ASSERT_EQ(w.provisioner_.creates().size(), 1u);
+  EXPECT_EQ(w.provisioner_.creates()[0].agent_server(), "127.0.0.1:1");
+  EXPECT_EQ(w.claims_.GetShared("", claim.metadata().name())->status().attempts(), 1);
+  v1::ProvisionedNode running;
+  running.set_phase("Running");
+  running.set_node_name("aks-node-1");
+  running.set_provider_id("azure:///x");
+  w.provisioner_.SetNode(claim.metadata().name(), running);
+  w.ReconcileClaims();  // The create reply says Running: Registered.
+  EXPECT_EQ(w.claims_.GetShared("", claim.metadata().name())->status().phase(), "Registered");
+  w.RegisterNode(claim, "aks-node-1");
+  w.ReconcileClaims();
+  EXPECT_EQ(w.claims_.GetShared("", claim.metadata().name())->status().phase(), "Ready");
+
+  // Nodes ready: the workload is placed.
+  w.ReconcileWorkspace("phi");
+  ws = w.Get("phi");
+  EXPECT_EQ(Status(ws, "ResourceReady"), "True");
+  EXPECT_EQ(Status(ws, "NodeClaimReady"), "True");
+  EXPECT_EQ(Status(ws, "InferenceReady"), "False");
+  auto workloads = w.workloads_.ListShared("default");
+  ASSERT_EQ(workloads.size(), 1u);
+  EXPECT_EQ(workloads[0]->spec().node_name(), "aks-node-1");
+  EXPECT_EQ(workloads[0]->spec().termination_grace_period_seconds(), 30);
+  EXPECT_THAT(workloads[0]->metadata().finalizers(), ::testing::ElementsAre(kWorkloadFinalizer));
+
+  w.ReportWorkload("phi-0", "Ready");
+  w.ReconcileWorkspace("phi");
+  ws = w.Get("phi");
+  EXPECT_EQ(ws.status().state(), "Ready");
+  EXPECT_EQ(Status(ws, "InferenceReady"), "True");
+  EXPECT_EQ(Status(ws, "WorkspaceSucceeded"), "True");
+  EXPECT_EQ(Status(ws, "WorkspaceReady"), "True");
+  EXPECT_EQ(ws.status().endpoint(), "10.0.0.1:5000");
+  EXPECT_THAT(ws.status().worker_nodes(), ::testing::ElementsAre("aks-node-1"));
+  EXPECT_THAT(w.EventReasons(), ::testing::IsSupersetOf({"NodeClaimCreated", "NodeLaunched",
+                                                          "NodeReady", "WorkloadStarted",
+                                                          "WorkspaceReady"}));
+  // Level-triggered: nothing changes when nothing changed.
+  const std::string rv = ws.metadata().resource_version();
+  w.ReconcileWorkspace("phi");
+  EXPECT_EQ(w.Get("phi").metadata().resource_version(), rv);
+
+  // A failing workload is classified with Kaito's reasons.
+  w.ReportWorkload("phi-0", "Pending", "ImagePullError");
+  w.ReconcileWorkspace("phi");
+  ws = w.Get("phi");
+  EXPECT_EQ(ws.status().state(), "NotReady");
+  EXPECT_EQ(Reason(ws, "InferenceReady"), "ImagePullError");
+  EXPECT_EQ(ws.status().endpoint(), "");
+}
+
+TEST(WorkspaceReconcilerTest, QuotaFailureIsRetriedThenFinalThenRetriedOnReapply) {
+  World w;
+  w.CreateWorkspace("phi", "Standard_NC24ads_A100_v4", "phi-3-mini-128k-instruct");
+  w.ReconcileWorkspace("phi");
+  const std::string claim = w.claims_.ListShared("")[0]->metadata().name();
+  v1::ProvisionedNode quota;
+  quota.set_phase("Failed");
+  quota.set_error_code("QuotaExceeded");
+  quota.set_retryable(true);
+  quota.set_message("Operation could not be completed as it results in exceeding approved quota");
+  w.provisioner_.SetNode(claim, quota);
+  w.ReconcileClaims();
+  auto c = w.claims_.GetShared("", claim);
+  EXPECT_EQ(c->status().phase(), "Pending") << "retryable: waits for its backoff";
+  EXPECT_EQ(c->status().attempts(), 1);
+  EXPECT_EQ(FromTimestamp(c->status().next_attempt_time()), w.clock_.Now() + absl::Seconds(10));
+  w.ReconcileWorkspace("phi");
+  v1::Workspace ws = w.Get("phi");
+  EXPECT_EQ(Reason(ws, "ResourceReady"), "QuotaExceeded");
+  EXPECT_THAT(FindCondition(ws.status().conditions(), "ResourceReady")->message(),
+              HasSubstr("retrying"));
+  EXPECT_EQ(ws.status().state(), "Pending");
+
+  // Before the backoff: no new attempt.
+  auto r = w.nodeclaim_->Reconcile(claim);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->requeue_after, absl::Seconds(10));
+  EXPECT_EQ(w.provisioner_.creates().size(), 1u);
+  w.clock_.Advance(absl::Seconds(10));
+  w.ReconcileClaims();  // Attempt 2 of 2 fails too: final.
+  EXPECT_EQ(w.provisioner_.creates().size(), 2u);
+  EXPECT_EQ(w.claims_.GetShared("", claim)->status().phase(), "Failed");
+  w.ReconcileWorkspace("phi");
+  ws = w.Get("phi");
+  EXPECT_EQ(ws.status().state(), "Failed");
+  EXPECT_EQ(Status(ws, "WorkspaceSucceeded"), "False");
+  EXPECT_EQ(Reason(ws, "WorkspaceSucceeded"), "workspaceFailed");
+  EXPECT_THAT(FindCondition(ws.status().conditions(), "ResourceReady")->message(),
+              HasSubstr("2 attempts"));
+  EXPECT_THAT(w.EventReasons(), ::testing::Contains("NodeClaimFailed"));
+  EXPECT_THAT(w.EventReasons(), ::testing::Contains("WorkspaceFailed"));
+
+  // Applied again unchanged: the failed claim is replaced by a new one.
+  v1::Workspace again = w.Get("phi");
+  again.mutable_metadata()->clear_resource_version();
+  auto written = UpdateSync(w.workspaces_, again);
+  ASSERT_TRUE(written.ok()) << written.status();
+  EXPECT_EQ(written->object.metadata().annotations().at(kAnnotationRetryRequested), "1");
+  EXPECT_EQ(written->object.metadata().generation(), 1) << "a retry is not a spec change";
+  w.ReconcileWorkspace("phi");
+  std::vector<std::shared_ptr<const v1::NodeClaim>> live;
+  for (const auto& c : w.claims_.ListShared("")) {
+    if (c->metadata().has_deletion_timestamp()) {
+      EXPECT_EQ(c->metadata().name(), claim) << "the failed claim is released";
+    } else {
+      live.push_back(c);
+    }
+  }
+  ASSERT_EQ(live.size(), 1u);
+  EXPECT_NE(live[0]->metadata().name(), claim);
+  EXPECT_EQ(live[0]->status().attempts(), 0);
+  EXPECT_EQ(w.Get("phi").status().state(), "Pending");
+}
+
+TEST(WorkspaceReconcilerTest, DeletionStopsWorkloadsReleasesClaimsThenFinalizes) {
+  World w;
+  w.CreateWorkspace("phi", "Standard_NC24ads_A100_v4", "phi-3-mini-128k-instruct");
+  w.ReconcileWorkspace("phi");
+  auto claim = *w.claims_.ListShared("")[0];
+  v1::ProvisionedNode running;
+  running.set_phase("Running");
+  running.set_node_name("n1");
+  w.provisioner_.SetNode(claim.metadata().name(), running);
+  w.ReconcileClaims();
+  w.ReconcileClaims();
+  w.RegisterNode(claim, "n1");
+  w.ReconcileWorkspace("phi");
+  ASSERT_EQ(w.workloads_.ListShared("default").size(), 1u);
+
+  ASSERT_TRUE(DeleteSync(w.workspaces_, "default", "phi").ok());
+  w.ReconcileWorkspace("phi");
+  EXPECT_EQ(w.Get("phi").status().state(), "Deleting");
+  // The workload waits for its agent (its node is ready); the claim waits for the workload.
+  auto workload = w.workloads_.GetShared("default", "phi-0");
+  ASSERT_NE(workload, nullptr);
+  EXPECT_TRUE(workload->metadata().has_deletion_timestamp());
+  EXPECT_FALSE(w.claims_.GetShared("", claim.metadata().name())->metadata().has_deletion_timestamp());
+  w.ReconcileWorkspace("phi");
+  EXPECT_NE(w.workloads_.GetShared("default", "phi-0"), nullptr) << "not released early";
+  // The agent stopped it (its session removes the finalizer): then the claim goes.
+  v1::Workload stopped = *w.workloads_.GetShared("default", "phi-0");
+  RemoveFinalizer(stopped.mutable_metadata(), kWorkloadFinalizer);
+  ASSERT_TRUE(UpdateSync(w.workloads_, stopped).ok());
+  EXPECT_EQ(w.workloads_.GetShared("default", "phi-0"), nullptr);
+  w.ReconcileWorkspace("phi");
+  EXPECT_TRUE(w.claims_.GetShared("", claim.metadata().name())->metadata().has_deletion_timestamp());
+  EXPECT_NE(w.workspaces_.GetShared("default", "phi"), nullptr) << "waits for the claim";
+  // The claim controller releases the machine and the node.
+  w.ReconcileClaims();
+  w.ReconcileClaims();
+  EXPECT_THAT(w.provisioner_.deletes(), ::testing::ElementsAre(claim.metadata().name()));
+  EXPECT_EQ(w.claims_.GetShared("", claim.metadata().name()), nullptr);
+  EXPECT_EQ(w.nodes_.GetShared("", "n1"), nullptr);
+  w.ReconcileWorkspace("phi");
+  EXPECT_EQ(w.workspaces_.GetShared("default", "phi"), nullptr);
+}
+
+TEST(WorkspaceReconcilerTest, DeletionReleasesWorkloadsOfANodeThatIsGone) {
+  World w;
+  w.CreateWorkspace("phi", "Standard_NC24ads_A100_v4", "phi-3-mini-128k-instruct");
+  w.ReconcileWorkspace("phi");
+  auto claim = *w.claims_.ListShared("")[0];
+  v1::ProvisionedNode running;
+  running.set_phase("Running");
+  running.set_node_name("n1");
+  w.provisioner_.SetNode(claim.metadata().name(), running);
+  w.ReconcileClaims();
+  w.ReconcileClaims();
+  w.RegisterNode(claim, "n1");
+  w.ReconcileWorkspace("phi");
+  ASSERT_TRUE(DeleteSync(w.nodes_, "", "n1").ok());
+  ASSERT_TRUE(DeleteSync(w.workspaces_, "default", "phi").ok());
+  w.ReconcileWorkspace("phi");  // Releases the workload nobody can stop.
+  w.ReconcileWorkspace("phi");  // Deletes the claim.
+  w.ReconcileClaims();
+  w.ReconcileClaims();
+  w.ReconcileWorkspace("phi");
+  EXPECT_EQ(w.workloads_.GetShared("default", "phi-0"), nullptr);
+  EXPECT_EQ(w.claims_.ListShared("").size(), 0u);
+  EXPECT_EQ(w.workspaces_.GetShared("default", "phi"), nullptr);
+}
+
+TEST(WorkspaceReconcilerTest, LostNodeIsReplacedAndItsWorkloadPlacedAgain) {
+  World w;
+  w.CreateWorkspace("phi", "Standard_NC24ads_A100_v4", "phi-3-mini-128k-instruct");
+  w.ReconcileWorkspace("phi");
+  auto claim = *w.claims_.ListShared("")[0];
+  v1::ProvisionedNode running;
+  running.set_phase("Running");
+  running.set_node_name("n1");
+  w.provisioner_.SetNode(claim.metadata().name(), running);
+  w.ReconcileClaims();
+  w.ReconcileClaims();
+  w.RegisterNode(claim, "n1");
+  w.ReconcileWorkspace("phi");
+  w.ReportWorkload("phi-0", "Ready");
+  w.ReconcileWorkspace("phi");
+  ASSERT_EQ(w.Get("phi").status().state(), "Ready");
+
+  // The node lifecycle controller says n1 is lost.
+  v1::Node lost = *w.nodes_.GetShared("", "n1");
+  SetCondition(lost.mutable_status()->mutable_conditions(), "Ready", false, "NodeLost", "", 0,
+               w.clock_.Now());
+  ASSERT_TRUE(UpdateStatusSync(w.nodes_, lost).ok());
+  w.ReconcileWorkspace("phi");
+  auto claims = w.claims_.ListShared("");
+  ASSERT_EQ(claims.size(), 2u) << "the lost node's claim is being deleted, a new one made";
+  int deleting = 0;
+  for (const auto& c : claims) deleting += c->metadata().has_deletion_timestamp();
+  EXPECT_EQ(deleting, 1);
+  EXPECT_EQ(w.workloads_.GetShared("default", "phi-0"), nullptr)
+      << "its node is lost: nobody will confirm it stopped, so it is released at once";
+  EXPECT_EQ(w.Get("phi").status().state(), "NotReady");
+  EXPECT_THAT(w.EventReasons(), ::testing::IsSupersetOf({"NodeClaimReplaced", "WorkloadLost"}));
+
+  // The replacement comes up: the workload is placed on it, once.
+  std::shared_ptr<const v1::NodeClaim> replacement;
+  for (const auto& c : w.claims_.ListShared("")) {
+    if (!c->metadata().has_deletion_timestamp()) replacement = c;
+  }
+  ASSERT_NE(replacement, nullptr);
+  running.set_node_name("n2");
+  w.provisioner_.SetNode(replacement->metadata().name(), running);
+  w.ReconcileClaims();
+  w.ReconcileClaims();
+  w.RegisterNode(*replacement, "n2");
+  w.ReconcileWorkspace("phi");
+  auto workloads = w.workloads_.ListShared("default");
+  ASSERT_EQ(workloads.size(), 1u);
+  EXPECT_EQ(workloads[0]->spec().node_name(), "n2");
+}
+
+TEST(WorkspaceReconcilerTest, ClaimNamesAreValidAgentPoolNamesAndStable) {
+  v1::Workspace ws;
+  ws.mutable_metadata()->set_name("a-very-long-workspace-name-that-goes-on");
+  ws.mutable_metadata()->set_namespace_("default");
+  ws.mutable_metadata()->set_uid("u1");
+  const std::string a = WorkspaceReconciler::ClaimName(ws, 0);
+  EXPECT_THAT(a, ::testing::MatchesRegex("[a-z][a-z0-9]{0,11}"));
+  EXPECT_EQ(a, WorkspaceReconciler::ClaimName(ws, 0));
+  EXPECT_NE(a, WorkspaceReconciler::ClaimName(ws, 1));
+  ws.mutable_metadata()->set_uid("u2");
+  EXPECT_NE(a, WorkspaceReconciler::ClaimName(ws, 0)) << "a recreated workspace gets new claims";
+}
+
+}  // namespace
+}  // namespace kaito::server
