@@ -25,6 +25,7 @@
 #include "agent/runtime/simulated_runtime.h"
 #include "common/clock.h"
 #include "common/k8s_names.h"
+#include "common/daemon.h"
 #include "common/logging.h"
 #include "common/metrics_server.h"
 #include "common/version.h"
@@ -38,19 +39,6 @@ int Fail(const std::string& message, int code = 2) {
   return code;
 }
 
-// Writes the port atomically, so a reader never sees a partial file.
-bool WritePortFile(const std::string& path, int port) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    if (!out) return false;
-    out << port << "\n";
-    if (!out.flush()) return false;
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  return !ec;
-}
 
 std::string Hostname() {
   char name[256] = {};
@@ -208,13 +196,8 @@ int main(int argc, char** argv) {
     return Fail(std::string(s.message()));
   }
 
-  // Signals are taken by the main thread with sigwait, never by whichever thread they hit;
-  // the mask is set before any thread starts, so every thread inherits it.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // SIGINT and SIGTERM are taken on one thread (blocked before any thread starts).
+  kaito::TerminationSignals signals;
 
   int state_lock = -1;
   if (!state_dir.empty()) {
@@ -278,7 +261,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     metrics_server = std::move(*started);
-    if (!port_file.empty() && !WritePortFile(port_file, metrics_server->port())) {
+    if (!port_file.empty() && !kaito::WritePortFile(port_file, metrics_server->port())) {
       spdlog::critical("cannot write --port-file {}", port_file);
       return 1;
     }
@@ -288,8 +271,7 @@ int main(int argc, char** argv) {
                metrics_server ? std::to_string(metrics_server->port()) : "off");
   agent->Start();
 
-  int sig = 0;
-  sigwait(&signals, &sig);
+  const int sig = signals.Wait();
   spdlog::info("signal {}: shutting down (containers keep running)", sig);
   agent->Stop();
   metrics_server.reset();  // Its /readyz reads the agent.

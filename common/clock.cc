@@ -3,6 +3,30 @@
 #include <chrono>
 
 namespace kaito {
+namespace internal {
+
+Clock::TimerId TimerTable::Add(absl::Duration due, absl::AnyInvocable<void()> fn) {
+  const TimerId id = next_id_++;
+  timers_.emplace(std::make_pair(due, id), std::move(fn));
+  due_of_[id] = due;
+  return id;
+}
+
+bool TimerTable::Cancel(TimerId id) {
+  auto it = due_of_.find(id);
+  if (it == due_of_.end()) return false;
+  timers_.erase({it->second, id});
+  due_of_.erase(it);
+  return true;
+}
+
+std::pair<absl::Duration, absl::AnyInvocable<void()>> TimerTable::PopFirst() {
+  auto node = timers_.extract(timers_.begin());
+  due_of_.erase(node.key().second);
+  return {node.key().first, std::move(node.mapped())};
+}
+
+}  // namespace internal
 
 RealClock::RealClock() : thread_([this] { Loop(); }) {}
 
@@ -21,19 +45,12 @@ absl::Duration RealClock::Monotonic() {
 Clock::TimerId RealClock::RunAfter(absl::Duration delay, absl::AnyInvocable<void()> fn) {
   const absl::Duration due = Monotonic() + std::max(delay, absl::ZeroDuration());
   absl::MutexLock lock(&mu_);
-  const TimerId id = next_id_++;
-  timers_.emplace(std::make_pair(due, id), std::move(fn));
-  due_of_[id] = due;
-  return id;
+  return timers_.Add(due, std::move(fn));
 }
 
 bool RealClock::Cancel(TimerId id) {
   absl::MutexLock lock(&mu_);
-  auto it = due_of_.find(id);
-  if (it == due_of_.end()) return false;
-  timers_.erase({it->second, id});
-  due_of_.erase(it);
-  return true;
+  return timers_.Cancel(id);
 }
 
 void RealClock::Loop() {
@@ -47,20 +64,19 @@ void RealClock::Loop() {
       mu_.Await(absl::Condition(&changed));
       continue;
     }
-    const absl::Duration due = timers_.begin()->first.first;
+    const absl::Duration due = timers_.next_due();
     const absl::Duration now = Monotonic();
     if (due > now) {
       // Wakes early when an earlier timer is armed or the clock stops.
       auto earlier = [this, due]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-        return stopping_ || timers_.empty() || timers_.begin()->first.first < due;
+        return stopping_ || timers_.empty() || timers_.next_due() < due;
       };
       mu_.AwaitWithTimeout(absl::Condition(&earlier), due - now);
       continue;
     }
-    auto node = timers_.extract(timers_.begin());
-    due_of_.erase(node.key().second);
+    auto fn = timers_.PopFirst().second;
     mu_.Unlock();
-    std::move(node.mapped())();
+    fn();
     mu_.Lock();
   }
 }
@@ -77,20 +93,12 @@ absl::Duration FakeClock::Monotonic() {
 
 Clock::TimerId FakeClock::RunAfter(absl::Duration delay, absl::AnyInvocable<void()> fn) {
   absl::MutexLock lock(&mu_);
-  const TimerId id = next_id_++;
-  const absl::Duration due = mono_ + std::max(delay, absl::ZeroDuration());
-  timers_.emplace(std::make_pair(due, id), std::move(fn));
-  due_of_[id] = due;
-  return id;
+  return timers_.Add(mono_ + std::max(delay, absl::ZeroDuration()), std::move(fn));
 }
 
 bool FakeClock::Cancel(TimerId id) {
   absl::MutexLock lock(&mu_);
-  auto it = due_of_.find(id);
-  if (it == due_of_.end()) return false;
-  timers_.erase({it->second, id});
-  due_of_.erase(it);
-  return true;
+  return timers_.Cancel(id);
 }
 
 void FakeClock::Advance(absl::Duration d) {
@@ -103,19 +111,17 @@ void FakeClock::Advance(absl::Duration d) {
     absl::AnyInvocable<void()> fn;
     {
       absl::MutexLock lock(&mu_);
-      if (timers_.empty() || timers_.begin()->first.first > end) {
+      if (timers_.empty() || timers_.next_due() > end) {
         wall_ += end - mono_;
         mono_ = end;
         return;
       }
-      auto node = timers_.extract(timers_.begin());
-      const absl::Duration due = node.key().first;
-      due_of_.erase(node.key().second);
+      auto [due, first] = timers_.PopFirst();
       if (due > mono_) {
         wall_ += due - mono_;
         mono_ = due;
       }
-      fn = std::move(node.mapped());
+      fn = std::move(first);
     }
     fn();
   }
@@ -129,7 +135,7 @@ size_t FakeClock::pending_timers() {
 absl::Duration FakeClock::next_timer_in() {
   absl::MutexLock lock(&mu_);
   if (timers_.empty()) return absl::InfiniteDuration();
-  return timers_.begin()->first.first - mono_;
+  return timers_.next_due() - mono_;
 }
 
 }  // namespace kaito

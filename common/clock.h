@@ -33,6 +33,30 @@ class Clock {
   virtual bool Cancel(TimerId id) = 0;
 };
 
+namespace internal {
+
+// Armed timers ordered by (due time, id), so that timers due at the same time run in the
+// order they were armed. Not thread-safe: its owner's lock guards it.
+class TimerTable {
+ public:
+  using TimerId = Clock::TimerId;
+  TimerId Add(absl::Duration due, absl::AnyInvocable<void()> fn);
+  bool Cancel(TimerId id);
+  bool empty() const { return timers_.empty(); }
+  size_t size() const { return timers_.size(); }
+  // The due time of the first timer; only when not empty.
+  absl::Duration next_due() const { return timers_.begin()->first.first; }
+  // Removes the first timer and returns its due time and function; only when not empty.
+  std::pair<absl::Duration, absl::AnyInvocable<void()>> PopFirst();
+
+ private:
+  std::map<std::pair<absl::Duration, TimerId>, absl::AnyInvocable<void()>> timers_;
+  std::map<TimerId, absl::Duration> due_of_;
+  TimerId next_id_ = 1;
+};
+
+}  // namespace internal
+
 // The system clock with one timer thread. Destroying it cancels the timers that have not
 // run and waits for one that is running.
 class RealClock : public Clock {
@@ -51,11 +75,7 @@ class RealClock : public Clock {
   void Loop();
 
   absl::Mutex mu_;
-  // Ordered by (due time, id), so timers with the same due time run in order of arming.
-  std::map<std::pair<absl::Duration, TimerId>, absl::AnyInvocable<void()>> timers_
-      ABSL_GUARDED_BY(mu_);
-  std::map<TimerId, absl::Duration> due_of_ ABSL_GUARDED_BY(mu_);
-  TimerId next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  internal::TimerTable timers_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
@@ -82,10 +102,7 @@ class FakeClock : public Clock {
   absl::Mutex mu_;
   absl::Time wall_ ABSL_GUARDED_BY(mu_);
   absl::Duration mono_ ABSL_GUARDED_BY(mu_) = absl::ZeroDuration();
-  std::map<std::pair<absl::Duration, TimerId>, absl::AnyInvocable<void()>> timers_
-      ABSL_GUARDED_BY(mu_);
-  std::map<TimerId, absl::Duration> due_of_ ABSL_GUARDED_BY(mu_);
-  TimerId next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  internal::TimerTable timers_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace kaito

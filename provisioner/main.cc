@@ -22,30 +22,18 @@
 #include "absl/time/time.h"
 #include "agent/simulated_fleet.h"
 #include "common/clock.h"
+#include "common/daemon.h"
 #include "common/logging.h"
 #include "common/metrics_server.h"
 #include "common/version.h"
 #include "presets/catalog.h"
 #include "provisioner/fleet_bootstrapper.h"
 #include "provisioner/provider/simulated_provider.h"
-#include "provisioner/provisioner_metrics.h"
+#include "common/rpc_metrics.h"
 #include "provisioner/provisioner_service.h"
 
 namespace {
 
-// Writes the port atomically, so a reader never sees a partial file.
-bool WritePortFile(const std::string& path, int port) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    if (!out) return false;
-    out << port << "\n";
-    if (!out.flush()) return false;
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  return !ec;
-}
 
 // `kaito_provisioner_nodes{phase}`, read from the simulated provider at scrape time.
 class NodePhaseCollector : public prometheus::Collectable {
@@ -193,22 +181,9 @@ int main(int argc, char** argv) {
     faults.push_back(std::move(*fault));
   }
 
-  // Protobuf reports bad input on its own log; a client must not flood ours with it.
-  google::protobuf::SetLogHandler(
-      [](google::protobuf::LogLevel level, const char* file, int line, const std::string& message) {
-        if (level >= google::protobuf::LOGLEVEL_FATAL) {
-          spdlog::critical("protobuf {}:{}: {}", file, line, message);
-        } else {
-          spdlog::debug("protobuf {}:{}: {}", file, line, message);
-        }
-      });
-
-  // Signals are taken by a dedicated thread, never by whichever thread they hit.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  kaito::RouteProtobufLogs();
+  // SIGINT and SIGTERM are taken on one thread (blocked before any thread starts).
+  kaito::TerminationSignals signals;
 
   auto catalog = catalog_dir.empty() ? kaito::presets::Catalog::Embedded()
                                      : kaito::presets::Catalog::FromDirectory(catalog_dir);
@@ -226,7 +201,7 @@ int main(int argc, char** argv) {
   provider.SetFaults(faults);
 
   auto registry = std::make_shared<prometheus::Registry>();
-  kaito::provisioner::ProvisionerMetrics metrics(*registry);
+  kaito::RpcMetrics metrics(*registry);
   kaito::provisioner::ProvisionerGrpcService provisioner_service(&provider, &metrics);
   kaito::provisioner::SimulatedCloudGrpcService simulated_cloud_service(&provider);
 
@@ -260,14 +235,13 @@ int main(int argc, char** argv) {
       "SIMULATION: provider \"simulated\" (cloud {}): no cloud resources are created; each "
       "node is a simulated agent in this process",
       cloud);
-  if (!port_file.empty() && !WritePortFile(port_file, port)) {
+  if (!port_file.empty() && !kaito::WritePortFile(port_file, port)) {
     spdlog::critical("cannot write --port-file {}", port_file);
     return 1;
   }
 
   std::thread waiter([&] {
-    int sig = 0;
-    sigwait(&signals, &sig);
+    const int sig = signals.Wait();
     spdlog::info("signal {}: shutting down", sig);
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   });

@@ -7,43 +7,11 @@
 #include "provisioner/provider/request_validation.h"
 
 namespace kaito::provisioner {
-namespace {
-
-grpc::Status ToGrpcStatus(const absl::Status& status) {
-  if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
-}
-
-// Finishes one unary call exactly once and records it. Cheap to copy into completions.
-class Call {
- public:
-  Call(grpc::CallbackServerContext* ctx, ProvisionerMetrics* metrics, const char* method)
-      : reactor_(ctx->DefaultReactor()), metrics_(metrics), method_(method), start_(absl::Now()) {}
-
-  grpc::ServerUnaryReactor* reactor() const { return reactor_; }
-
-  grpc::ServerUnaryReactor* Finish(const absl::Status& status) const {
-    const grpc::Status g = ToGrpcStatus(status);
-    if (metrics_ != nullptr) {
-      metrics_->Record(method_, g, absl::ToDoubleSeconds(absl::Now() - start_));
-    }
-    reactor_->Finish(g);
-    return reactor_;
-  }
-
- private:
-  grpc::ServerUnaryReactor* reactor_;
-  ProvisionerMetrics* metrics_;
-  const char* method_;
-  absl::Time start_;
-};
-
-}  // namespace
 
 grpc::ServerUnaryReactor* ProvisionerGrpcService::CreateNode(grpc::CallbackServerContext* ctx,
                                                              const v1::CreateNodeRequest* request,
                                                              v1::ProvisionedNode* response) {
-  Call call(ctx, metrics_, "CreateNode");
+  UnaryCall call(ctx, MethodOf(metrics_, "CreateNode"));
   if (absl::Status s = ValidateCreateNodeRequest(*request); !s.ok()) return call.Finish(s);
   provider_->CreateNode(*request, [call, response](absl::StatusOr<v1::ProvisionedNode> node) {
     if (node.ok()) *response = std::move(*node);
@@ -55,7 +23,7 @@ grpc::ServerUnaryReactor* ProvisionerGrpcService::CreateNode(grpc::CallbackServe
 grpc::ServerUnaryReactor* ProvisionerGrpcService::GetNode(grpc::CallbackServerContext* ctx,
                                                           const v1::GetNodeRequest* request,
                                                           v1::ProvisionedNode* response) {
-  Call call(ctx, metrics_, "GetNode");
+  UnaryCall call(ctx, MethodOf(metrics_, "GetNode"));
   if (absl::Status s = ValidateClaimName(request->claim_name()); !s.ok()) return call.Finish(s);
   provider_->GetNode(request->claim_name(),
                      [call, response](absl::StatusOr<v1::ProvisionedNode> node) {
@@ -68,7 +36,7 @@ grpc::ServerUnaryReactor* ProvisionerGrpcService::GetNode(grpc::CallbackServerCo
 grpc::ServerUnaryReactor* ProvisionerGrpcService::DeleteNode(grpc::CallbackServerContext* ctx,
                                                              const v1::DeleteNodeRequest* request,
                                                              v1::DeleteNodeResponse* response) {
-  Call call(ctx, metrics_, "DeleteNode");
+  UnaryCall call(ctx, MethodOf(metrics_, "DeleteNode"));
   if (absl::Status s = ValidateClaimName(request->claim_name()); !s.ok()) return call.Finish(s);
   provider_->DeleteNode(request->claim_name(), [call, response](absl::StatusOr<bool> gone) {
     if (gone.ok()) response->set_gone(*gone);
@@ -80,7 +48,7 @@ grpc::ServerUnaryReactor* ProvisionerGrpcService::DeleteNode(grpc::CallbackServe
 grpc::ServerUnaryReactor* ProvisionerGrpcService::ListNodes(
     grpc::CallbackServerContext* ctx, const v1::ListProvisionedNodesRequest* request,
     v1::ListProvisionedNodesResponse* response) {
-  Call call(ctx, metrics_, "ListNodes");
+  UnaryCall call(ctx, MethodOf(metrics_, "ListNodes"));
   provider_->ListNodes([call, response](absl::StatusOr<std::vector<v1::ProvisionedNode>> nodes) {
     if (nodes.ok()) {
       for (v1::ProvisionedNode& node : *nodes) *response->add_nodes() = std::move(node);

@@ -9,7 +9,7 @@
 #include "kaito/v1/provisioner.grpc.pb.h"
 #include "provisioner/provider/node_provider.h"
 #include "provisioner/provider/simulated_provider.h"
-#include "provisioner/provisioner_metrics.h"
+#include "common/rpc_metrics.h"
 
 namespace kaito::provisioner {
 
@@ -17,7 +17,7 @@ namespace kaito::provisioner {
 // must outlive the service and every call in flight.
 class ProvisionerGrpcService : public v1::ProvisionerService::CallbackService {
  public:
-  explicit ProvisionerGrpcService(NodeProvider* provider, ProvisionerMetrics* metrics = nullptr)
+  explicit ProvisionerGrpcService(NodeProvider* provider, RpcMetrics* metrics = nullptr)
       : provider_(provider), metrics_(metrics) {}
 
   grpc::ServerUnaryReactor* CreateNode(grpc::CallbackServerContext* ctx,
@@ -35,7 +35,7 @@ class ProvisionerGrpcService : public v1::ProvisionerService::CallbackService {
 
  private:
   NodeProvider* const provider_;
-  ProvisionerMetrics* const metrics_;
+  RpcMetrics* const metrics_;
 };
 
 // SimulatedCloudService: the fault knobs of a `SimulatedProvider`. Self-contained, so

@@ -12,27 +12,10 @@
 #include <thread>
 
 #include "absl/time/time.h"
+#include "common/daemon.h"
 #include "common/logging.h"
 #include "common/version.h"
 #include "server/server_app.h"
-
-namespace {
-
-// Writes the port atomically, so a reader never sees a partial file.
-bool WritePortFile(const std::string& path, int port) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    if (!out) return false;
-    out << port << "\n";
-    if (!out.flush()) return false;
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  return !ec;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   kaito::server::ServerOptions options;
@@ -148,23 +131,10 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  // Protobuf reports bad input (e.g. invalid UTF-8 in a request) on its own log; a
-  // client must not be able to flood ours with it, so it goes to debug.
-  google::protobuf::SetLogHandler([](google::protobuf::LogLevel level, const char* file, int line,
-                                     const std::string& message) {
-    if (level >= google::protobuf::LOGLEVEL_FATAL) {
-      spdlog::critical("protobuf {}:{}: {}", file, line, message);
-    } else {
-      spdlog::debug("protobuf {}:{}: {}", file, line, message);
-    }
-  });
+  kaito::RouteProtobufLogs();
 
-  // Signals are taken by a dedicated thread, never by whichever thread they hit.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // SIGINT and SIGTERM are taken on one thread (blocked before any thread starts).
+  kaito::TerminationSignals signals;
 
   auto server = kaito::server::ServerApp::Start(options);
   if (!server.ok()) {
@@ -181,13 +151,12 @@ int main(int argc, char** argv) {
         "through their phases); no cloud resource is created",
         absl::FormatDuration(options.simulated_create_delay));
   }
-  if (!port_file.empty() && !WritePortFile(port_file, (*server)->grpc_port())) {
+  if (!port_file.empty() && !kaito::WritePortFile(port_file, (*server)->grpc_port())) {
     spdlog::critical("cannot write --port-file {}", port_file);
     return 1;
   }
   std::thread waiter([&] {
-    int sig = 0;
-    sigwait(&signals, &sig);
+    const int sig = signals.Wait();
     spdlog::info("signal {}: shutting down", sig);
     (*server)->Shutdown();
   });

@@ -246,6 +246,7 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
   app->agent_deps_.events = app->event_recorder_.get();
   app->agent_deps_.clock = clock;
   app->agent_deps_.stats = &app->agent_stats_;
+  app->agent_deps_.status_writer = std::make_shared<WorkloadStatusWriter>(app->workloads_.get());
   app->agent_deps_.options.lease_ttl = options.node_lease_ttl;
   app->agent_deps_.options.heartbeat_interval = options.node_heartbeat_interval;
 

@@ -25,7 +25,7 @@
 #include "server/agents/session_registry.h"
 #include "server/api/config_service.h"
 #include "server/api/preset_service.h"
-#include "server/api/rpc_metrics.h"
+#include "common/rpc_metrics.h"
 #include "server/api/system_service.h"
 #include "server/api/workspace_service.h"
 #include "server/controller/controller.h"
@@ -117,6 +117,7 @@ class ServerApp {
   ObjectRegistry<v1::NodeClaim>* nodeclaims() { return nodeclaims_.get(); }
   ObjectRegistry<v1::Workload>* workloads() { return workloads_.get(); }
   const presets::Catalog& catalog() const { return *catalog_; }
+  prometheus::Registry& metrics_registry() { return *prometheus_; }
   SessionRegistry* sessions() { return session_registry_.get(); }
   // Dev mode's simulated cloud; null otherwise.
   provisioner::SimulatedProvider* simulated_cloud() { return simulated_provider_.get(); }

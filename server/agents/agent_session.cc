@@ -307,13 +307,47 @@ void AgentSession::OnWorkload(const v1::WorkloadReport& report) {
   if (MessageDifferencer::Equals(report.status(), stored->status())) return;
   v1::Workload update = *stored;
   *update.mutable_status() = report.status();
+  deps_->status_writer->Write(std::move(update));
+}
+
+void WorkloadStatusWriter::Write(v1::Workload update) {
+  const std::string key = update.metadata().namespace_() + "/" + update.metadata().name();
+  {
+    absl::MutexLock lock(&mu_);
+    auto [it, inserted] = in_flight_.try_emplace(key);
+    if (!inserted) {
+      it->second = std::move(update);  // Written when the one in flight completes.
+      return;
+    }
+  }
+  Start(key, std::move(update));
+}
+
+void WorkloadStatusWriter::Start(const std::string& key, v1::Workload update) {
   // Unconditional: the agent's report is the newest truth about the workload's status.
   update.mutable_metadata()->clear_resource_version();
-  o.workloads->UpdateStatus(std::move(update), [name = report.name()](auto r) {
+  workloads_->UpdateStatus(std::move(update), [self = shared_from_this(), key](auto r) {
     if (!r.ok() && !absl::IsNotFound(r.status())) {
-      spdlog::warn("workload {}: status: {}", name, r.status().ToString());
+      spdlog::warn("workload {}: status: {}", key, r.status().ToString());
     }
+    self->Done(key);
   });
+}
+
+void WorkloadStatusWriter::Done(const std::string& key) {
+  std::optional<v1::Workload> next;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = in_flight_.find(key);
+    if (it == in_flight_.end()) return;
+    if (!it->second) {
+      in_flight_.erase(it);
+      return;
+    }
+    next = std::move(it->second);
+    it->second.reset();
+  }
+  Start(key, std::move(*next));
 }
 
 }  // namespace kaito::server

@@ -15,6 +15,8 @@
 #include <atomic>
 #include <functional>
 #include <map>
+#include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -27,6 +29,8 @@
 #include "server/controllers/objects.h"
 
 namespace kaito::server {
+
+class WorkloadStatusWriter;
 
 struct AgentSessionOptions {
   absl::Duration lease_ttl = absl::Seconds(20);
@@ -49,7 +53,28 @@ struct AgentSessionDeps {
   EventRecorder* events = nullptr;
   Clock* clock = nullptr;
   AgentSessionStats* stats = nullptr;
+  std::shared_ptr<WorkloadStatusWriter> status_writer;
   AgentSessionOptions options;
+};
+
+// Writes workload statuses reported by agents so that the newest report wins: one write
+// in flight per workload, and a report that arrives meanwhile replaces any other waiting
+// one (asynchronous writes that raced could otherwise land out of order and leave an
+// older phase stored). Shared by the sessions; outlives any one of them.
+class WorkloadStatusWriter : public std::enable_shared_from_this<WorkloadStatusWriter> {
+ public:
+  explicit WorkloadStatusWriter(ObjectRegistry<v1::Workload>* workloads) : workloads_(workloads) {}
+  // `update` is the stored workload with the reported status.
+  void Write(v1::Workload update);
+
+ private:
+  void Start(const std::string& key, v1::Workload update);
+  void Done(const std::string& key);
+
+  ObjectRegistry<v1::Workload>* const workloads_;
+  absl::Mutex mu_;
+  // Keys with a write in flight, with the newest report waiting behind it (if any).
+  std::map<std::string, std::optional<v1::Workload>> in_flight_ ABSL_GUARDED_BY(mu_);
 };
 
 class AgentSession : public SessionHandle {

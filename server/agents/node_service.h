@@ -5,7 +5,7 @@
 #include "kaito/v1/agent.grpc.pb.h"
 #include "server/agents/agent_session.h"
 #include "server/api/object_service.h"
-#include "server/api/rpc_metrics.h"
+#include "common/rpc_metrics.h"
 
 namespace kaito::server {
 

@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "server/api/rpc_metrics.h"
+#include "common/rpc_metrics.h"
 #include "server/api/unary_call.h"
 #include "server/registry/object_registry.h"
 

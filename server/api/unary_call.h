@@ -10,34 +10,13 @@
 
 #include "absl/time/clock.h"
 #include "kaito/v1/config.pb.h"
-#include "server/api/rpc_metrics.h"
+#include "common/rpc_metrics.h"
 #include "server/registry/object_registry.h"
 
 namespace kaito::server {
 
 using grpc::CallbackServerContext;
 using grpc::ServerUnaryReactor;
-
-// Finishes a unary call and records it. Cheap to copy into completion callbacks.
-class UnaryCall {
- public:
-  UnaryCall(CallbackServerContext* ctx, RpcMetrics::Method* method)
-      : reactor_(ctx->DefaultReactor()), method_(method), start_(absl::Now()) {}
-
-  ServerUnaryReactor* reactor() const { return reactor_; }
-
-  ServerUnaryReactor* Finish(const absl::Status& status) const {
-    grpc::Status g = ToGrpcStatus(status);
-    if (method_) method_->Record(g, absl::ToDoubleSeconds(absl::Now() - start_));
-    reactor_->Finish(g);
-    return reactor_;
-  }
-
- private:
-  ServerUnaryReactor* reactor_;
-  RpcMetrics::Method* method_;
-  absl::Time start_;
-};
 
 template <typename T, typename Resp, typename Fill>
 ServerUnaryReactor* Write(UnaryCall call, Resp* response, Fill fill,

@@ -10,7 +10,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "common/label_selector.h"
-#include "server/api/rpc_metrics.h"
+#include "common/rpc_metrics.h"
 #include "server/registry/object_cache.h"
 #include "server/registry/object_registry.h"
 

@@ -5,7 +5,7 @@
 #include <functional>
 
 #include "kaito/v1/workspace.grpc.pb.h"
-#include "server/api/rpc_metrics.h"
+#include "common/rpc_metrics.h"
 #include "server/registry/object_registry.h"
 
 namespace kaito::server {

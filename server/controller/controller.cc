@@ -74,9 +74,11 @@ class ControllerMetrics {
 
   WorkQueueMetrics ForQueue(const std::string& name) {
     const prometheus::Labels labels = {{"name", name}};
-    // Decades from 10 µs to 1000 s: a queue wait or a reconcile can be anywhere in there.
-    const prometheus::Histogram::BucketBoundaries buckets = {1e-5, 1e-4, 1e-3, 1e-2, 1e-1,
-                                                             1,    10,   100,  1000};
+    // 10 µs to 1000 s, 1-2.5-5 steps below a second (where the targets are: an event to
+    // its reconcile within 10 ms), coarser above: a wait or a reconcile can be anywhere.
+    const prometheus::Histogram::BucketBoundaries buckets = {
+        1e-5, 2.5e-5, 5e-5,  1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2,
+        5e-2, 0.1,    0.25,  0.5,  1,      2.5,  5,    10,     30,   100,  1000};
     return WorkQueueMetrics{
         .depth = &depth_.Add(labels),
         .adds = &adds_.Add(labels),

@@ -184,8 +184,6 @@ absl::StatusOr<ReconcileResult> WorkspaceReconciler::Reconcile(const std::string
     return selector.Matches(n.metadata().labels()) &&
            (!auto_provisioned || Owns(n.metadata(), ws));
   });
-  std::map<std::string, std::shared_ptr<const v1::Node>> node_by_name;
-  for (const auto& n : objects_.nodes->ListShared("")) node_by_name[n->metadata().name()] = n;
   std::vector<std::shared_ptr<const v1::Node>> ready;
   for (const auto& n : nodes) {
     if (NodeIsReady(*n)) ready.push_back(n);
@@ -208,8 +206,8 @@ absl::StatusOr<ReconcileResult> WorkspaceReconciler::Reconcile(const std::string
       used_names.insert(c->metadata().name());
       if (IsDeleting(c->metadata())) continue;
       const auto& cs = c->status();
-      auto node = node_by_name.find(cs.node_name());
-      const bool node_lost = node != node_by_name.end() && NodeIsLost(*node->second);
+      auto node = cs.node_name().empty() ? nullptr : objects_.nodes->GetShared("", cs.node_name());
+      const bool node_lost = node && NodeIsLost(*node);
       const bool failed = cs.phase() == "Failed";
       if ((failed && MadeBeforeRetry(c->metadata(), retries)) || node_lost) {
         // Replaced: a lost node's claim, or a failed claim after a retry request.
@@ -332,8 +330,8 @@ absl::StatusOr<ReconcileResult> WorkspaceReconciler::Reconcile(const std::string
       if (absl::Status s = ReleaseIfNodeGone(*w); !s.ok()) return s;
       continue;
     }
-    auto node = node_by_name.find(w->spec().node_name());
-    const bool node_gone = node == node_by_name.end() || NodeIsLost(*node->second) ||
+    auto node = objects_.nodes->GetShared("", w->spec().node_name());
+    const bool node_gone = !node || NodeIsLost(*node) ||
                            w->status().phase() == "Lost";
     const bool retry = w->status().phase() == "Failed" && MadeBeforeRetry(w->metadata(), retries);
     if (!node_gone && !retry) continue;
@@ -380,6 +378,8 @@ absl::StatusOr<ReconcileResult> WorkspaceReconciler::Reconcile(const std::string
           if (!written.ok()) return written.status();
           events_->Normal(ws, "WorkloadUpdated",
                           "Workload " + w.metadata().name() + " rolls to the new spec");
+          // The status below is computed from what is stored now (`w` is not used after).
+          existing->second = std::make_shared<v1::Workload>(written->object);
         }
         continue;
       }

@@ -5,6 +5,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <google/protobuf/util/message_differencer.h>
 
 #include "common/clock.h"
 #include "presets/catalog.h"
@@ -404,6 +405,52 @@ TEST(WorkspaceReconcilerTest, LostNodeIsReplacedAndItsWorkloadPlacedAgain) {
   auto workloads = w.workloads_.ListShared("default");
   ASSERT_EQ(workloads.size(), 1u);
   EXPECT_EQ(workloads[0]->spec().node_name(), "n2");
+}
+
+TEST(WorkspaceReconcilerTest, ChangedSpecRollsTheWorkloadAndGraceTravelsWithIt) {
+  World w;
+  v1::Workspace ws = w.CreateWorkspace("phi", "Standard_NC24ads_A100_v4", "phi-3-mini-128k-instruct");
+  ws.set_termination_grace_period_seconds(120);
+  ws.mutable_metadata()->clear_resource_version();
+  ASSERT_TRUE(UpdateSync(w.workspaces_, ws).ok());
+  w.ReconcileWorkspace("phi");
+  auto claim = *w.claims_.ListShared("")[0];
+  v1::ProvisionedNode running;
+  running.set_phase("Running");
+  running.set_node_name("n1");
+  w.provisioner_.SetNode(claim.metadata().name(), running);
+  w.ReconcileClaims();
+  w.ReconcileClaims();
+  w.RegisterNode(claim, "n1");
+  w.ReconcileWorkspace("phi");
+  auto before = w.workloads_.GetShared("default", "phi-0");
+  ASSERT_NE(before, nullptr);
+  EXPECT_EQ(before->spec().termination_grace_period_seconds(), 120);
+  w.ReportWorkload("phi-0", "Ready");
+  w.ReconcileWorkspace("phi");
+  ASSERT_EQ(w.Get("phi").status().state(), "Ready");
+
+  // A new preset renders a different workload: it is updated in place (same node, new
+  // generation), and the workspace is NotReady until the agent runs the new one.
+  v1::Workspace changed = w.Get("phi");
+  changed.mutable_inference()->mutable_preset()->set_name("phi-3-mini-4k-instruct");
+  changed.mutable_metadata()->clear_resource_version();
+  auto written = UpdateSync(w.workspaces_, changed);
+  ASSERT_TRUE(written.ok());
+  EXPECT_EQ(written->object.metadata().generation(), 2);
+  w.ReconcileWorkspace("phi");
+  auto after = w.workloads_.GetShared("default", "phi-0");
+  ASSERT_NE(after, nullptr);
+  EXPECT_EQ(after->metadata().uid(), before->metadata().uid());
+  EXPECT_EQ(after->metadata().generation(), before->metadata().generation() + 1);
+  EXPECT_EQ(after->spec().node_name(), "n1");
+  EXPECT_FALSE(google::protobuf::util::MessageDifferencer::Equals(after->spec(), before->spec()));
+  ws = w.Get("phi");
+  EXPECT_EQ(ws.status().state(), "NotReady") << "the agent still reports the old generation";
+  EXPECT_EQ(ws.status().observed_generation(), 2);
+  w.ReportWorkload("phi-0", "Ready");
+  w.ReconcileWorkspace("phi");
+  EXPECT_EQ(w.Get("phi").status().state(), "Ready");
 }
 
 TEST(WorkspaceReconcilerTest, ClaimNamesAreValidAgentPoolNamesAndStable) {

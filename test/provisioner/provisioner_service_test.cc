@@ -105,7 +105,7 @@ class ProvisionerServiceTest : public ::testing::Test {
   FakeBootstrapper bootstrapper_;
   SimulatedProvider provider_;
   prometheus::Registry registry_;
-  ProvisionerMetrics metrics_;
+  RpcMetrics metrics_;
   ProvisionerGrpcService service_;
   SimulatedCloudGrpcService cloud_service_;
   int port_ = 0;

@@ -203,6 +203,7 @@ TEST_F(ApiTest, InvalidInputListsEveryProblemAndStoresNothing) {
   (*bad.mutable_metadata()->mutable_labels())["bad key"] = "v";
   (*bad.mutable_resource()->mutable_label_selector()->mutable_match_labels())["x"] = "not valid!";
   bad.mutable_resource()->set_count(-1);
+  bad.set_termination_grace_period_seconds(-5);
   v1::CreateWorkspaceResponse out;
   grpc::Status s = Create(bad, &out);
   ASSERT_EQ(s.error_code(), grpc::INVALID_ARGUMENT);
@@ -219,6 +220,7 @@ TEST_F(ApiTest, InvalidInputListsEveryProblemAndStoresNothing) {
   s = Create(bad, &out);
   EXPECT_THAT(s.error_message(), HasSubstr("resource.labelSelector.matchLabels[x]: Invalid value"));
   EXPECT_THAT(s.error_message(), HasSubstr("resource.count: Invalid value: -1"));
+  EXPECT_THAT(s.error_message(), HasSubstr("terminationGracePeriodSeconds: Invalid value: -5"));
   EXPECT_EQ(Revision(), 0);
 }
 

@@ -1,5 +1,6 @@
 // kaito-bench: load generators that print figures (and JSON with --json). Not a test.
 //
+//   kaito-bench fleet | reconcile | nodeloss: reconciliation at scale (reconcile_bench.h).
 //   kaito-bench api   N concurrent gRPC clients against kaito-server on this machine:
 //                     durable Create, Get, and watch fan-out (W watchers x U updates),
 //                     next to two floors: a trivial RPC (GetVersion) and a raw SQLite
@@ -27,6 +28,7 @@
 #include "common/logging.h"
 #include "server/server_app.h"
 #include "server/store/sqlite_store.h"
+#include "tools/bench/reconcile_bench.h"
 
 namespace kaito::bench {
 namespace {
@@ -314,7 +316,70 @@ int main(int argc, char** argv) {
   api->add_option("--server", server, "Target a running kaito-server instead of an in-process one");
   api->add_option("--data-dir", data_dir, "Where the in-process server keeps its store");
   api->add_flag("--json", json, "Print one JSON document instead of text");
+
+  FleetOptions fleet_options;
+  std::string fleet_duration = "10m", fleet_heartbeat = "5s", fleet_ttl = "20s";
+  auto* fleet = app.add_subcommand(
+      "fleet", "N simulated agents against a kaito-server process: its CPU, memory, NotReady");
+  fleet->add_option("--agents", fleet_options.agents, "Simulated agents")->capture_default_str();
+  fleet->add_option("--duration", fleet_duration, "Steady phase after registration")
+      ->capture_default_str();
+  fleet->add_option("--heartbeat", fleet_heartbeat, "Agents' heartbeat interval")
+      ->capture_default_str();
+  fleet->add_option("--lease-ttl", fleet_ttl, "Node lease TTL")->capture_default_str();
+  fleet->add_option("--data-dir", fleet_options.data_dir, "The server's data directory");
+  fleet->add_flag("--json", json, "Print JSON");
+
+  ReconcileOptions reconcile_options;
+  auto* reconcile = app.add_subcommand(
+      "reconcile", "W workspaces on W pre-registered simulated nodes: time to all Ready");
+  reconcile->add_option("--workspaces", reconcile_options.workspaces, "Workspaces (and nodes)")
+      ->capture_default_str();
+  reconcile->add_option("--clients", reconcile_options.clients, "Concurrent creating clients")
+      ->capture_default_str();
+  reconcile->add_option("--single-runs", reconcile_options.single_runs,
+                        "Runs of one workspace alone, create to ready")
+      ->capture_default_str();
+  reconcile->add_option("--data-dir", reconcile_options.data_dir, "The server's data directory");
+  reconcile->add_flag("--json", json, "Print JSON");
+
+  NodeLossOptions loss_options;
+  std::string loss_ttl = "5s", loss_heartbeat = "1s";
+  auto* loss = app.add_subcommand("nodeloss", "Agents stopped at random: time to NotReady");
+  loss->add_option("--nodes", loss_options.nodes, "Nodes")->capture_default_str();
+  loss->add_option("--lease-ttl", loss_ttl, "Node lease TTL")->capture_default_str();
+  loss->add_option("--heartbeat", loss_heartbeat, "Heartbeat interval")->capture_default_str();
+  loss->add_option("--data-dir", loss_options.data_dir, "The server's data directory");
+  loss->add_flag("--json", json, "Print JSON");
   CLI11_PARSE(app, argc, argv);
+
+  auto duration = [](const std::string& text, absl::Duration* out) {
+    if (!absl::ParseDuration(text, out) || *out <= absl::ZeroDuration()) {
+      std::fprintf(stderr, "kaito-bench: \"%s\" is not a duration\n", text.c_str());
+      std::exit(2);
+    }
+  };
+  auto emit = [&](const nlohmann::json& j) {
+    std::printf("%s\n", j.dump(json ? -1 : 2).c_str());
+    return j.contains("error") ? 1 : 0;
+  };
+  if (fleet->parsed()) {
+    (void)kaito::SetupLogging("warn", "text", "kaito-bench");
+    duration(fleet_duration, &fleet_options.duration);
+    duration(fleet_heartbeat, &fleet_options.heartbeat);
+    duration(fleet_ttl, &fleet_options.lease_ttl);
+    return emit(RunFleet(fleet_options));
+  }
+  if (reconcile->parsed()) {
+    (void)kaito::SetupLogging("warn", "text", "kaito-bench");
+    return emit(RunReconcile(reconcile_options));
+  }
+  if (loss->parsed()) {
+    (void)kaito::SetupLogging("warn", "text", "kaito-bench");
+    duration(loss_ttl, &loss_options.lease_ttl);
+    duration(loss_heartbeat, &loss_options.heartbeat);
+    return emit(RunNodeLoss(loss_options));
+  }
 
   // Logs go to stderr so that --json output stays clean.
   (void)kaito::SetupLogging("warn", "text", "kaito-bench");

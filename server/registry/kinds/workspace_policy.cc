@@ -16,6 +16,11 @@ void ValidateWorkspaceStructure(const v1::Workspace& ws, FieldErrors& errors) {
     errors.Add("resource.count", "Invalid value: " + std::to_string(ws.resource().count()) +
                                      ": must be greater than or equal to 0");
   }
+  if (ws.has_termination_grace_period_seconds() && ws.termination_grace_period_seconds() < 0) {
+    errors.Add("terminationGracePeriodSeconds",
+               "Invalid value: " + std::to_string(ws.termination_grace_period_seconds()) +
+                   ": must be greater than or equal to 0");
+  }
   CheckStringWithin(ws.resource().instance_type(), 253, "resource.instanceType", errors);
   CheckStringWithin(ws.inference().preset().name(), 253, "inference.preset.name", errors);
   CheckStringWithin(ws.tuning().preset().name(), 253, "tuning.preset.name", errors);

@@ -1,6 +1,6 @@
-#include "server/api/rpc_metrics.h"
+#include "common/rpc_metrics.h"
 
-namespace kaito::server {
+namespace kaito {
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
@@ -60,4 +60,4 @@ void RpcMetrics::Method::Record(const grpc::Status& status, double seconds) {
   latency_->Observe(seconds);
 }
 
-}  // namespace kaito::server
+}  // namespace kaito

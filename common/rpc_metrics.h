@@ -1,4 +1,5 @@
-// Prometheus series for every RPC a server handles, by method and status code.
+// Prometheus series for every RPC a server handles, by method and status code, shared by
+// every daemon that serves gRPC (same names everywhere), and the absl-to-gRPC status map.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -16,8 +17,9 @@
 
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 
-namespace kaito::server {
+namespace kaito {
 
 // Counts and times every RPC by method and code. The per-method series are resolved
 // once, so recording an RPC takes no lock and no label hashing.
@@ -57,4 +59,25 @@ inline RpcMetrics::Method* MethodOf(RpcMetrics* metrics, const char* name) {
   return metrics ? metrics->ForMethod(name) : nullptr;
 }
 
-}  // namespace kaito::server
+// Finishes a unary call and records it. Cheap to copy into completion callbacks.
+class UnaryCall {
+ public:
+  UnaryCall(grpc::CallbackServerContext* ctx, RpcMetrics::Method* method)
+      : reactor_(ctx->DefaultReactor()), method_(method), start_(absl::Now()) {}
+
+  grpc::ServerUnaryReactor* reactor() const { return reactor_; }
+
+  grpc::ServerUnaryReactor* Finish(const absl::Status& status) const {
+    grpc::Status g = ToGrpcStatus(status);
+    if (method_) method_->Record(g, absl::ToDoubleSeconds(absl::Now() - start_));
+    reactor_->Finish(g);
+    return reactor_;
+  }
+
+ private:
+  grpc::ServerUnaryReactor* reactor_;
+  RpcMetrics::Method* method_;
+  absl::Time start_;
+};
+
+}  // namespace kaito
