@@ -137,6 +137,8 @@ absl::StatusOr<ReconcileResult> WorkspaceReconciler::Reconcile(const std::string
   if (status.target_node_count() == 0 && plan.sizing_error().empty()) {
     status.set_target_node_count(std::max(1, plan.target_node_count()));
   }
+  // A workload's failure, when one failed (filled in below, read by write_status).
+  std::string failed_reason, failed_message;
   auto write_status = [&](ReconcileResult result) -> absl::StatusOr<ReconcileResult> {
     if (MessageDifferencer::Equals(status, ws.status())) return result;
     v1::Workspace update = ws;
@@ -152,6 +154,9 @@ absl::StatusOr<ReconcileResult> WorkspaceReconciler::Reconcile(const std::string
       } else if (status.state() == "Succeeded") {
         events_->Normal(ws, "TuningSucceeded", "The tuning job completed");
       } else if (status.state() == "Failed") {
+        if (!failed_reason.empty()) {
+          events_->Warning(ws, "WorkloadFailed", failed_reason + ": " + failed_message);
+        }
         const v1::Condition* c = FindCondition(status.conditions(), kConditionWorkspaceSucceeded);
         events_->Warning(ws, "WorkspaceFailed", c ? c->message() : "failed");
       }
@@ -415,7 +420,7 @@ absl::StatusOr<ReconcileResult> WorkspaceReconciler::Reconcile(const std::string
 
   // What the workloads say.
   int workloads_ready = 0, running = 0, succeeded = 0;
-  std::string failed_reason, failed_message, pending_reason, pending_message, endpoint;
+  std::string pending_reason, pending_message, endpoint;
   int pending_rank = 100;
   for (const auto& [n, w] : by_name) {
     if (IsDeleting(w->metadata())) continue;
