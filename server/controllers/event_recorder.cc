@@ -1,5 +1,6 @@
 #include "server/controllers/event_recorder.h"
 
+#include <google/protobuf/util/time_util.h>
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_format.h"
@@ -45,7 +46,9 @@ void EventRecorder::Record(const google::protobuf::Message& object, const std::s
   event.set_reason(reason);
   event.set_message(message.size() > 1024 ? message.substr(0, 1021) + "..." : message);
   event.set_source(source_);
-  const auto now = ToTimestamp(clock_->Now());
+  // Microseconds, so that events of the same second keep their order.
+  const auto now = google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(
+      absl::ToUnixMicros(clock_->Now()));
   *event.mutable_last_timestamp() = now;
   *event.mutable_first_timestamp() = now;
   {

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <google/protobuf/util/message_differencer.h>
 
+#include "server/controllers/garbage_collector.h"
 #include "test/controllers/world.h"
 
 namespace kaito::server {
@@ -14,6 +15,13 @@ namespace {
 
 using ::testing::HasSubstr;
 using testing::World;
+
+google::protobuf::Map<std::string, std::string> label_pairs_for(const std::string& workspace) {
+  google::protobuf::Map<std::string, std::string> labels;
+  labels[kLabelWorkspace] = workspace;
+  labels[kLabelWorkspaceNamespace] = "default";
+  return labels;
+}
 
 std::string Status(const v1::Workspace& ws, const std::string& type) {
   const v1::Condition* c = FindCondition(ws.status().conditions(), type);
@@ -399,6 +407,42 @@ TEST(WorkspaceReconcilerTest, TuningJobRunsToSucceededOrFails) {
       EXPECT_THAT(w.EventReasons(), ::testing::Contains("TuningSucceeded"));
     }
   }
+}
+
+TEST(GarbageCollectorTest, RemovesWhatNoWorkspaceOwnsAndEventsPastTheirTtl) {
+  World w;
+  w.CreateWorkspace("phi", "Standard_NC24ads_A100_v4", "phi-3-mini-128k-instruct");
+  w.ReconcileWorkspace("phi");  // A claim and an event for a workspace that exists.
+  // Orphans: a claim and a workload of a workspace that is gone, and an old event.
+  v1::NodeClaim orphan_claim;
+  orphan_claim.mutable_metadata()->set_name("wsorphan0001");
+  *orphan_claim.mutable_metadata()->mutable_labels() = label_pairs_for("gone");
+  orphan_claim.mutable_metadata()->add_finalizers(kNodeClaimFinalizer);
+  ASSERT_TRUE(CreateSync(w.claims_, orphan_claim).ok());
+  v1::Workload orphan_workload;
+  orphan_workload.mutable_metadata()->set_name("gone-0");
+  *orphan_workload.mutable_metadata()->mutable_labels() = label_pairs_for("gone");
+  orphan_workload.mutable_metadata()->add_finalizers(kWorkloadFinalizer);
+  orphan_workload.mutable_spec()->set_node_name("n-missing");
+  ASSERT_TRUE(CreateSync(w.workloads_, orphan_workload).ok());
+  const size_t events_before = w.events_.ListShared("").size();
+  ASSERT_GT(events_before, 0u);
+
+  GarbageCollectorOptions options;
+  options.event_ttl = absl::Hours(1);
+  GarbageCollector gc(w.objects_, &w.clock_, options);
+  ASSERT_TRUE(gc.Reconcile("sweep").ok());
+  EXPECT_TRUE(w.claims_.GetShared("", "wsorphan0001")->metadata().has_deletion_timestamp())
+      << "deleted; its finalizer makes the claim controller release the machine first";
+  ASSERT_TRUE(gc.Reconcile("sweep").ok());  // Deleting and orphaned: released.
+  EXPECT_EQ(w.workloads_.GetShared("default", "gone-0"), nullptr);
+  EXPECT_EQ(w.claims_.ListShared("", [](const v1::NodeClaim& c) {
+    return c.metadata().labels().at(kLabelWorkspace) == "phi";
+  }).size(), 1u) << "what a live workspace owns stays";
+  EXPECT_EQ(w.events_.ListShared("").size(), events_before) << "events within their TTL stay";
+  w.clock_.Advance(absl::Hours(2));
+  ASSERT_TRUE(gc.Reconcile("sweep").ok());
+  EXPECT_EQ(w.events_.ListShared("").size(), 0u);
 }
 
 TEST(WorkspaceReconcilerTest, ClaimNamesAreValidAgentPoolNamesAndStable) {
