@@ -1,21 +1,24 @@
 #include "server/agents/node_service.h"
 
-#include <deque>
-#include <optional>
 
+#include "server/api/stream_writer.h"
 #include "server/api/unary_call.h"
 
 namespace kaito::server {
 namespace {
 
-// One agent's stream. Reads one message at a time into the session; writes are queued,
-// one in flight, and a newer desired set replaces an older one not yet sent (each is
-// the full state). Finish is called exactly once, never with a write in flight; the
-// reactor deletes itself in OnDone.
+// One agent's stream. Reads one message at a time into the session; writes go through
+// the shared StreamWriter (one in flight, Finish exactly once), and a newer desired set
+// replaces an older one not yet sent (each is the full state). The reactor deletes itself
+// in OnDone.
 class ConnectReactor : public grpc::ServerBidiReactor<v1::AgentMessage, v1::ServerMessage> {
  public:
   ConnectReactor(const AgentSessionDeps* deps, std::string peer)
-      : session_(
+      : writer_(
+            &mu_, [this](const v1::ServerMessage* m) { StartWrite(m); },
+            [this](const grpc::Status& s) { Finish(s); },
+            [](v1::ServerMessage item, v1::ServerMessage* m) { *m = std::move(item); }),
+        session_(
             deps, [this](v1::ServerMessage m) { Enqueue(std::move(m)); },
             [this](const absl::Status& s) {
               RequestFinish(grpc::Status(static_cast<grpc::StatusCode>(s.code()),
@@ -33,18 +36,12 @@ class ConnectReactor : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Serv
     }
     session_.OnMessage(in_);
     absl::MutexLock lock(&mu_);
-    if (!finish_status_) StartRead(&in_);
+    if (!writer_.finishing()) StartRead(&in_);
   }
 
   void OnWriteDone(bool ok) override {
     absl::MutexLock lock(&mu_);
-    writing_ = false;
-    if (!ok) RequestFinishLocked(grpc::Status::CANCELLED);
-    if (finish_status_) {
-      FinishLocked();
-      return;
-    }
-    WriteNextLocked();
+    writer_.OnWriteDoneLocked(ok);
   }
 
   void OnCancel() override { RequestFinish(grpc::Status::CANCELLED); }
@@ -57,50 +54,22 @@ class ConnectReactor : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Serv
  private:
   void Enqueue(v1::ServerMessage message) {
     absl::MutexLock lock(&mu_);
-    if (finish_status_) return;
     if (message.has_desired()) {
-      for (auto it = queue_.begin(); it != queue_.end();) {
-        it = it->has_desired() ? queue_.erase(it) : it + 1;
-      }
+      writer_.DropQueuedLocked([](const v1::ServerMessage& m) { return m.has_desired(); });
     }
-    queue_.push_back(std::move(message));
-    if (!writing_) WriteNextLocked();
+    writer_.EnqueueLocked(std::move(message));
   }
 
   void RequestFinish(const grpc::Status& status) {
     absl::MutexLock lock(&mu_);
-    RequestFinishLocked(status);
+    writer_.RequestFinishLocked(status);
   }
 
-  void RequestFinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finish_status_) return;
-    finish_status_ = status;
-    queue_.clear();
-    if (!writing_) FinishLocked();
-  }
-
-  void FinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finish_called_) return;
-    finish_called_ = true;
-    Finish(*finish_status_);
-  }
-
-  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finish_status_ || queue_.empty()) return;
-    out_ = std::move(queue_.front());
-    queue_.pop_front();
-    writing_ = true;
-    StartWrite(&out_);
-  }
-
+  absl::Mutex mu_;
+  StreamWriter<v1::ServerMessage, v1::ServerMessage> writer_;
+  // After the writer: the session's callbacks use it.
   AgentSession session_;
   v1::AgentMessage in_;
-  absl::Mutex mu_;
-  std::deque<v1::ServerMessage> queue_ ABSL_GUARDED_BY(mu_);
-  v1::ServerMessage out_ ABSL_GUARDED_BY(mu_);
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  std::optional<grpc::Status> finish_status_ ABSL_GUARDED_BY(mu_);
-  bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/label_selector.h"
 #include "common/rpc_metrics.h"
+#include "server/api/stream_writer.h"
 #include "server/registry/object_cache.h"
 #include "server/registry/object_registry.h"
 
@@ -26,7 +27,19 @@ class WatchReactor : public grpc::ServerWriteReactor<EventMessage>, public Cache
  public:
   WatchReactor(ObjectRegistry<T>* registry, RpcMetrics* metrics, size_t max_backlog,
                const Request& request)
-      : metrics_(metrics), max_backlog_(max_backlog), name_(request.name()) {
+      : metrics_(metrics),
+        max_backlog_(max_backlog),
+        name_(request.name()),
+        writer_(
+            &mu_, [this](const EventMessage* m) { this->StartWrite(m); },
+            [this](const grpc::Status& s) { this->Finish(s); },
+            [this](CacheEventPtr event, EventMessage* m) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+              // Called by the writer under mu_.
+              m->set_type(event->type);
+              m->set_resource_version(std::to_string(event->revision));
+              if (event->object) *m->mutable_object() = static_cast<const T&>(*event->object);
+              last_sent_ = event->revision;
+            }) {
     if (metrics_) metrics_->open_watches().Increment();
     auto selector = LabelSelectorMatcher::Parse(request.label_selector());
     if (!selector.ok()) {
@@ -64,22 +77,14 @@ class WatchReactor : public grpc::ServerWriteReactor<EventMessage>, public Cache
   }
 
   void OnWriteDone(bool ok) override {
+    // ok false: the client is gone; OnCancel or OnDone follows.
     absl::MutexLock lock(&mu_);
-    writing_ = false;
-    if (!ok) {
-      // The client is gone; OnCancel or OnDone follows.
-      RequestFinishLocked(grpc::Status::CANCELLED);
-    }
-    if (finish_status_ && !finish_called_) {
-      FinishLocked();
-      return;
-    }
-    WriteNextLocked();
+    writer_.OnWriteDoneLocked(ok);
   }
 
   void OnCancel() override {
     absl::MutexLock lock(&mu_);
-    RequestFinishLocked(grpc::Status::CANCELLED);
+    writer_.RequestFinishLocked(grpc::Status::CANCELLED);
   }
 
   void OnDone() override {
@@ -115,53 +120,22 @@ class WatchReactor : public grpc::ServerWriteReactor<EventMessage>, public Cache
 
   void FinishNow(const absl::Status& status) {
     absl::MutexLock lock(&mu_);
-    RequestFinishLocked(ToGrpcStatus(status));
-  }
-
-  // The stream ends with `status`: no more events are queued, and Finish is called
-  // exactly once, never while a write is in flight (then OnWriteDone calls it).
-  void RequestFinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finish_status_) return;
-    finish_status_ = status;
-    queue_.clear();
-    if (!writing_) FinishLocked();
-  }
-
-  void FinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finish_called_) return;
-    finish_called_ = true;
-    this->Finish(*finish_status_);
+    writer_.RequestFinishLocked(ToGrpcStatus(status));
   }
 
   void EnqueueLocked(const CacheEventPtr& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finish_status_) return;
+    if (writer_.finishing()) return;
     // The initial state (before the bookmark) is exempt from the backlog limit: it is
     // bounded by the number of objects, and its events are not in revision order, so
     // resuming from the middle of it would skip objects.
     if (event->type == v1::BOOKMARK) initial_done_ = true;
-    if (initial_done_ && queue_.size() >= max_backlog_) {
-      RequestFinishLocked(grpc::Status(grpc::StatusCode::ABORTED,
-                                       "watch fell behind; resume from resourceVersion " +
-                                           std::to_string(last_sent_)));
+    if (initial_done_ && writer_.queued() >= max_backlog_) {
+      writer_.RequestFinishLocked(grpc::Status(grpc::StatusCode::ABORTED,
+                                               "watch fell behind; resume from resourceVersion " +
+                                                   std::to_string(last_sent_)));
       return;
     }
-    queue_.push_back(event);
-    if (!writing_) WriteNextLocked();
-  }
-
-  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finish_status_ || queue_.empty()) return;
-    CacheEventPtr event = std::move(queue_.front());
-    queue_.pop_front();
-    current_.Clear();
-    current_.set_type(event->type);
-    current_.set_resource_version(std::to_string(event->revision));
-    if (event->object) {
-      *current_.mutable_object() = static_cast<const T&>(*event->object);
-    }
-    last_sent_ = event->revision;
-    writing_ = true;
-    this->StartWrite(&current_);
+    writer_.EnqueueLocked(event);
   }
 
   RpcMetrics* metrics_;
@@ -170,15 +144,11 @@ class WatchReactor : public grpc::ServerWriteReactor<EventMessage>, public Cache
   LabelSelectorMatcher selector_;
   absl::Mutex mu_;
   std::unique_ptr<CacheWatch> watch_ ABSL_GUARDED_BY(mu_);
-  std::deque<CacheEventPtr> queue_ ABSL_GUARDED_BY(mu_);
-  EventMessage current_ ABSL_GUARDED_BY(mu_);
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  // Set once the stream is to end; Finish is called with it when no write is in flight.
-  std::optional<grpc::Status> finish_status_ ABSL_GUARDED_BY(mu_);
-  bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
   // Set by the bookmark that ends the initial state, or at once for a resumed watch.
   bool initial_done_ ABSL_GUARDED_BY(mu_) = false;
   int64_t last_sent_ ABSL_GUARDED_BY(mu_) = 0;
+  // After mu_, which it uses.
+  StreamWriter<CacheEventPtr, EventMessage> writer_;
 };
 
 }  // namespace kaito::server

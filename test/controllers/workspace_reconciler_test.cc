@@ -176,14 +176,8 @@ TEST(WorkspaceReconcilerTest, DeletionStopsWorkloadsReleasesClaimsThenFinalizes)
   World w;
   w.CreateWorkspace("phi", "Standard_NC24ads_A100_v4", "phi-3-mini-128k-instruct");
   w.ReconcileWorkspace("phi");
-  auto claim = *w.claims_.ListShared("")[0];
-  v1::ProvisionedNode running;
-  running.set_phase("Running");
-  running.set_node_name("n1");
-  w.provisioner_.SetNode(claim.metadata().name(), running);
-  w.ReconcileClaims();
-  w.ReconcileClaims();
-  w.RegisterNode(claim, "n1");
+  w.BringUpNode("n1");
+  const v1::NodeClaim claim = *w.claims_.ListShared("")[0];
   w.ReconcileWorkspace("phi");
   ASSERT_EQ(w.workloads_.ListShared("default").size(), 1u);
 
@@ -219,14 +213,7 @@ TEST(WorkspaceReconcilerTest, DeletionReleasesWorkloadsOfANodeThatIsGone) {
   World w;
   w.CreateWorkspace("phi", "Standard_NC24ads_A100_v4", "phi-3-mini-128k-instruct");
   w.ReconcileWorkspace("phi");
-  auto claim = *w.claims_.ListShared("")[0];
-  v1::ProvisionedNode running;
-  running.set_phase("Running");
-  running.set_node_name("n1");
-  w.provisioner_.SetNode(claim.metadata().name(), running);
-  w.ReconcileClaims();
-  w.ReconcileClaims();
-  w.RegisterNode(claim, "n1");
+  w.BringUpNode("n1");
   w.ReconcileWorkspace("phi");
   ASSERT_TRUE(DeleteSync(w.nodes_, "", "n1").ok());
   ASSERT_TRUE(DeleteSync(w.workspaces_, "default", "phi").ok());
@@ -244,14 +231,7 @@ TEST(WorkspaceReconcilerTest, LostNodeIsReplacedAndItsWorkloadPlacedAgain) {
   World w;
   w.CreateWorkspace("phi", "Standard_NC24ads_A100_v4", "phi-3-mini-128k-instruct");
   w.ReconcileWorkspace("phi");
-  auto claim = *w.claims_.ListShared("")[0];
-  v1::ProvisionedNode running;
-  running.set_phase("Running");
-  running.set_node_name("n1");
-  w.provisioner_.SetNode(claim.metadata().name(), running);
-  w.ReconcileClaims();
-  w.ReconcileClaims();
-  w.RegisterNode(claim, "n1");
+  w.BringUpNode("n1");
   w.ReconcileWorkspace("phi");
   w.ReportWorkload("phi-0", "Ready");
   w.ReconcileWorkspace("phi");
@@ -279,6 +259,8 @@ TEST(WorkspaceReconcilerTest, LostNodeIsReplacedAndItsWorkloadPlacedAgain) {
     if (!c->metadata().has_deletion_timestamp()) replacement = c;
   }
   ASSERT_NE(replacement, nullptr);
+  v1::ProvisionedNode running;
+  running.set_phase("Running");
   running.set_node_name("n2");
   w.provisioner_.SetNode(replacement->metadata().name(), running);
   w.ReconcileClaims();
@@ -297,14 +279,7 @@ TEST(WorkspaceReconcilerTest, ChangedSpecRollsTheWorkloadAndGraceTravelsWithIt) 
   ws.mutable_metadata()->clear_resource_version();
   ASSERT_TRUE(UpdateSync(w.workspaces_, ws).ok());
   w.ReconcileWorkspace("phi");
-  auto claim = *w.claims_.ListShared("")[0];
-  v1::ProvisionedNode running;
-  running.set_phase("Running");
-  running.set_node_name("n1");
-  w.provisioner_.SetNode(claim.metadata().name(), running);
-  w.ReconcileClaims();
-  w.ReconcileClaims();
-  w.RegisterNode(claim, "n1");
+  w.BringUpNode("n1");
   w.ReconcileWorkspace("phi");
   auto before = w.workloads_.GetShared("default", "phi-0");
   ASSERT_NE(before, nullptr);
@@ -336,23 +311,11 @@ TEST(WorkspaceReconcilerTest, ChangedSpecRollsTheWorkloadAndGraceTravelsWithIt) 
   EXPECT_EQ(w.Get("phi").status().state(), "Ready");
 }
 
-// Brings a workspace's one node up (claim, machine, agent) and places its workload.
-void BringUpNode(World& w, const std::string& node) {
-  auto claim = *w.claims_.ListShared("")[0];
-  v1::ProvisionedNode running;
-  running.set_phase("Running");
-  running.set_node_name(node);
-  w.provisioner_.SetNode(claim.metadata().name(), running);
-  w.ReconcileClaims();
-  w.ReconcileClaims();
-  w.RegisterNode(claim, node);
-}
-
 TEST(WorkspaceReconcilerTest, CrashLoopPastItsLimitFailsTheWorkspaceWithTheReason) {
   World w;
   w.CreateWorkspace("phi", "Standard_NC24ads_A100_v4", "phi-3-mini-128k-instruct");
   w.ReconcileWorkspace("phi");
-  BringUpNode(w, "n1");
+  w.BringUpNode("n1");
   w.ReconcileWorkspace("phi");
   w.ReportWorkload("phi-0", "Starting", "ContainerCrashLoopBackOff");
   w.ReconcileWorkspace("phi");
@@ -383,7 +346,7 @@ TEST(WorkspaceReconcilerTest, TuningJobRunsToSucceededOrFails) {
     ws.mutable_tuning()->mutable_output()->set_image("example.azurecr.io/adapter:1");
     ASSERT_TRUE(CreateSync(w.workspaces_, ws).ok());
     w.ReconcileWorkspace("tune");
-    BringUpNode(w, "n1");
+    w.BringUpNode("n1");
     w.ReconcileWorkspace("tune");
     auto workloads = w.workloads_.ListShared("default");
     ASSERT_EQ(workloads.size(), 1u);

@@ -97,6 +97,19 @@ class World {
     ASSERT_TRUE(CreateSync(nodes_, node).ok());
   }
 
+  // Brings the first claim's node up: the provisioner reports it Running as `node`, the
+  // claim controller records it, and its agent registers it.
+  void BringUpNode(const std::string& node) {
+    auto claim = *claims_.ListShared("")[0];
+    v1::ProvisionedNode running;
+    running.set_phase("Running");
+    running.set_node_name(node);
+    provisioner_.SetNode(claim.metadata().name(), running);
+    ReconcileClaims();
+    ReconcileClaims();
+    RegisterNode(claim, node);
+  }
+
   // What an agent's report does.
   void ReportWorkload(const std::string& name, const std::string& phase,
                       const std::string& reason = "") {
