@@ -445,9 +445,10 @@ absl::StatusOr<std::vector<ManifestDocument>> ParseManifests(const std::string& 
     }
     doc.api_version = ScalarOrEmpty(node, "apiVersion");
     doc.kind = ScalarOrEmpty(node, "kind");
-    if (node["metadata"].IsMap()) {
-      doc.name = ScalarOrEmpty(node["metadata"], "name");
-      doc.namespace_ = ScalarOrEmpty(node["metadata"], "namespace");
+    // A missing key of a const node is an invalid node: ask IsDefined before its type.
+    if (const YAML::Node meta = node["metadata"]; meta.IsDefined() && meta.IsMap()) {
+      doc.name = ScalarOrEmpty(meta, "name");
+      doc.namespace_ = ScalarOrEmpty(meta, "namespace");
     }
     if (doc.kind.empty() || doc.api_version.empty()) {
       doc.status = absl::InvalidArgumentError(doc.Describe() + ": apiVersion and kind are required");
@@ -482,13 +483,80 @@ absl::StatusOr<std::vector<ManifestDocument>> ParseManifests(const std::string& 
   return docs;
 }
 
+namespace {
+
+bool Is64BitInteger(const google::protobuf::FieldDescriptor* f) {
+  using FD = google::protobuf::FieldDescriptor;
+  switch (f->cpp_type()) {
+    case FD::CPPTYPE_INT64:
+    case FD::CPPTYPE_UINT64:
+      return true;
+    default:
+      return false;
+  }
+}
+
+nlohmann::ordered_json AsNumber(const nlohmann::ordered_json& v, bool is_unsigned) {
+  if (!v.is_string()) return v;
+  const std::string& text = v.get_ref<const std::string&>();
+  char* end = nullptr;
+  errno = 0;
+  if (is_unsigned) {
+    const unsigned long long n = std::strtoull(text.c_str(), &end, 10);
+    if (errno == 0 && end != text.c_str() && *end == '\0') return nlohmann::ordered_json(n);
+  } else {
+    const long long n = std::strtoll(text.c_str(), &end, 10);
+    if (errno == 0 && end != text.c_str() && *end == '\0') return nlohmann::ordered_json(n);
+  }
+  return v;
+}
+
+// Proto3 JSON prints 64-bit integers as strings; Kubernetes (and our codec, which reads
+// manifests with Kubernetes' strictness) has them as numbers. Rewrites them, by the
+// message's descriptor, so that what `get -o yaml|json` prints applies again.
+void Int64sAsNumbers(nlohmann::ordered_json& j, const google::protobuf::Descriptor* d) {
+  if (!j.is_object()) return;
+  // Well-known types print as scalars or free-form JSON: nothing of ours inside.
+  if (d->file()->package() == "google.protobuf") return;
+  using FD = google::protobuf::FieldDescriptor;
+  for (int i = 0; i < d->field_count(); ++i) {
+    const FD* f = d->field(i);
+    auto it = j.find(f->json_name());
+    if (it == j.end()) continue;
+    nlohmann::ordered_json& v = *it;
+    const bool is_unsigned = f->cpp_type() == FD::CPPTYPE_UINT64;
+    if (f->is_map()) {
+      const FD* value = f->message_type()->map_value();
+      if (!v.is_object()) continue;
+      for (auto& [k, item] : v.items()) {
+        if (Is64BitInteger(value)) item = AsNumber(item, value->cpp_type() == FD::CPPTYPE_UINT64);
+        if (value->cpp_type() == FD::CPPTYPE_MESSAGE) Int64sAsNumbers(item, value->message_type());
+      }
+    } else if (f->is_repeated() && v.is_array()) {
+      for (auto& item : v) {
+        if (Is64BitInteger(f)) item = AsNumber(item, is_unsigned);
+        if (f->cpp_type() == FD::CPPTYPE_MESSAGE) Int64sAsNumbers(item, f->message_type());
+      }
+    } else if (Is64BitInteger(f)) {
+      v = AsNumber(v, is_unsigned);
+    } else if (f->cpp_type() == FD::CPPTYPE_MESSAGE) {
+      Int64sAsNumbers(v, f->message_type());
+    }
+  }
+}
+
+}  // namespace
+
 std::string MessageToJson(const google::protobuf::Message& message, bool pretty) {
   std::string out;
   google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = pretty;
+  options.add_whitespace = false;
   options.preserve_proto_field_names = false;
   (void)google::protobuf::util::MessageToJsonString(message, &out, options);
-  return out;
+  nlohmann::ordered_json j = nlohmann::ordered_json::parse(out, nullptr, false);
+  if (j.is_discarded()) return out;
+  Int64sAsNumbers(j, message.GetDescriptor());
+  return pretty ? j.dump(2) : j.dump();
 }
 
 std::string MessageToYaml(const google::protobuf::Message& message) {

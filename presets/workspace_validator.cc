@@ -763,6 +763,17 @@ void WorkspaceValidator::ValidateTuning(const v1::Workspace& ws, ValidationConte
       errors.Add("tuning.output.imagePushSecret",
                  "Must specify imagePushSecret with destination image");
     }
+    // Kaito parses the output image on create and update alike
+    // (DataDestination.validateCreate calls reference.ParseDockerRef).
+    if (!out.image().empty()) {
+      if (std::string e = CheckImageReference(out.image()); !e.empty()) {
+        if (absl::StrContains(out.image(), "_HERE")) {
+          e += "; it looks like a placeholder: replace it with your registry and repository "
+               "(lower case), e.g. myregistry.azurecr.io/phi-3-adapter:0.0.1";
+        }
+        errors.Add("tuning.output.image", "Invalid value: " + e);
+      }
+    }
   }
   ValidateResource(ws, model, /*tuning=*/true, ctx, errors, warnings);
 }
@@ -826,11 +837,6 @@ void WorkspaceValidator::ValidateUpdate(const v1::Workspace& ws, const v1::Works
     }
     if (t.input().name() != ot.input().name()) {
       errors.Add("tuning.input.name", "field is immutable");
-    }
-    if (!t.output().image().empty()) {
-      if (std::string e = CheckImageReference(t.output().image()); !e.empty()) {
-        errors.Add("tuning.output.image", "Invalid value: " + e);
-      }
     }
   }
 }

@@ -84,7 +84,11 @@ TEST_F(ServerProcessTest, ApplyGetDescribeDeleteWithKaitoctl) {
                          "JOBSTARTED +WORKSPACESUCCEEDED +TARGETNODES +STATE +NODES +AGE +ENDPOINT"));
   r = Ctl({"get", "workspace", "workspace-tuning-phi-3", "-o", "yaml"});
   EXPECT_THAT(r.out, HasSubstr("https://example.com/data-v2.parquet"));
-  EXPECT_THAT(r.out, HasSubstr("generation: \"2\""));
+  EXPECT_THAT(r.out, HasSubstr("generation: 2\n")) << "int64 fields print as integers";
+  // What get -o yaml prints applies again, unchanged.
+  RunResult again = Ctl({"apply", "-f", "-"}, r.out);
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(again.out, "workspace/workspace-tuning-phi-3 unchanged\n") << again.err;
   r = Ctl({"get", "workspace", "workspace-tuning-phi-3", "-o", "json"});
   EXPECT_THAT(r.out, HasSubstr("\"imagePushSecret\": \"registry-secret\""));
   r = Ctl({"describe", "workspace", "workspace-tuning-phi-3"});
@@ -97,6 +101,13 @@ TEST_F(ServerProcessTest, ApplyGetDescribeDeleteWithKaitoctl) {
   r = Ctl({"get", "workspace", "workspace-tuning-phi-3"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.err, "Error from server (NotFound): workspaces \"workspace-tuning-phi-3\" not found\n");
+}
+
+TEST_F(ServerProcessTest, DocumentWithoutMetadataIsAnErrorNotACrash) {
+  RunResult r = Ctl({"apply", "-f", "-"}, "apiVersion: kaito.sh/v1beta1\nkind: Workspace\n");
+  EXPECT_EQ(r.exit_code, 1) << "an error exit, not a signal: " << r.err;
+  EXPECT_THAT(r.err, HasSubstr("metadata.name"));
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
 }
 
 TEST_F(ServerProcessTest, ErrorsAreOneReadableLineWithFieldPaths) {

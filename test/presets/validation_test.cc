@@ -761,6 +761,20 @@ TEST_F(ValidationTest, InputImageReference) {
   }
 }
 
+TEST_F(ValidationTest, OutputImageIsParsedOnCreateAndPlaceholdersAreNamed) {
+  auto with = [](const std::string& image) {
+    return Tuning("  preset: {name: phi-4}\n  method: lora\n  input: {urls: [\"https://e.com/d\"]}\n"
+                  "  output: {image: \"" + image + "\", imagePushSecret: s}\n");
+  };
+  ExpectOk(with("myregistry.azurecr.io/phi-3-adapter:0.0.1"));
+  // The seed document's literal placeholder: rejected on create, with what to do.
+  ExpectError(with("ACR_REPO_HERE.azurecr.io/IMAGE_NAME_HERE:0.0.1"),
+              "tuning.output.image: Invalid value: invalid reference format");
+  ExpectError(with("ACR_REPO_HERE.azurecr.io/IMAGE_NAME_HERE:0.0.1"),
+              "it looks like a placeholder: replace it with your registry and repository");
+  ExpectError(with("e.com/Upper:1"), "repository name must be lowercase");
+}
+
 // Inputs that make backtracking regex engines take exponential time, or recurse per
 // character, are answered at once.
 TEST_F(ValidationTest, HostileImageAndProfileInputsAreCheap) {
