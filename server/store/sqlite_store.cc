@@ -1,5 +1,8 @@
 #include "server/store/sqlite_store.h"
 
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -151,7 +154,37 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(SqliteStoreOption
 absl::Status SqliteStore::Init() {
   std::filesystem::path db_path(options_.path);
   std::error_code ec;
-  if (db_path.has_parent_path()) std::filesystem::create_directories(db_path.parent_path(), ec);
+  if (db_path.has_parent_path()) {
+    // A data directory we create is ours alone (0700); one that exists is left as the
+    // operator made it, with a warning when others can read it.
+    const std::filesystem::path dir = db_path.parent_path();
+    if (!std::filesystem::exists(dir, ec)) {
+      std::filesystem::create_directories(dir, ec);
+      std::filesystem::permissions(dir, std::filesystem::perms::owner_all,
+                                   std::filesystem::perm_options::replace, ec);
+    } else {
+      const auto perms = std::filesystem::status(dir, ec).permissions();
+      using P = std::filesystem::perms;
+      if ((perms & (P::group_all | P::others_all)) != P::none) {
+        spdlog::warn("store: data directory {} is accessible to other users; chmod 700 it",
+                     dir.string());
+      }
+    }
+  }
+  // The database and its WAL and shared-memory files are 0600: SQLite gives the files it
+  // creates the mode of the database file, so that file is made first, and files of an
+  // older version with a wider mode are narrowed.
+  {
+    const int fd = ::open(options_.path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      return absl::UnavailableError("open " + options_.path + ": " + std::strerror(errno));
+    }
+    ::close(fd);
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+      const std::string file = options_.path + suffix;
+      if (std::filesystem::exists(file, ec)) ::chmod(file.c_str(), 0600);
+    }
+  }
   const std::string lock_path = options_.path + ".lock";
   lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (lock_fd_ < 0) {

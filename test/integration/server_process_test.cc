@@ -235,6 +235,15 @@ TEST_F(ServerProcessTest, IndependentPythonClient) {
   EXPECT_THAT(r.out, HasSubstr("all ok"));
 }
 
+TEST_F(ServerProcessTest, SecondServerOnTheSamePortIsRefused) {
+  TempDir other;
+  auto second = RunCommand({BinDir() + "/kaito-server", "--listen", server_.address(),
+                            "--metrics-listen", "", "--data-dir", other.path()},
+                           "", {}, absl::Seconds(30));
+  EXPECT_NE(second.exit_code, 0) << "two servers must not share a port (SO_REUSEPORT)";
+  EXPECT_THAT(second.err + second.out, HasSubstr("cannot listen"));
+}
+
 TEST_F(ServerProcessTest, SecondServerOnSameDataDirIsRefused) {
   auto second = RunCommand({BinDir() + "/kaito-server", "--listen", "127.0.0.1:0", "--metrics-listen", "",
                      "--data-dir", dir_.path()});

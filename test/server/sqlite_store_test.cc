@@ -2,6 +2,8 @@
 // commit, the data-directory lock, automatic history compaction.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include <atomic>
 #include <thread>
 
@@ -30,6 +32,33 @@ TEST(SqliteStoreTest, AcknowledgedWritesSurviveReopen) {
   auto next = PutSync(**store, "/c", "3", kAnyRevision);
   ASSERT_TRUE(next.ok());
   EXPECT_EQ(*next, 4) << "revisions continue after a restart";
+}
+
+mode_t Mode(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return 0;
+  return st.st_mode & 0777;
+}
+
+TEST(SqliteStoreTest, DataDirectoryIsOwnerOnlyAndItsFiles0600) {
+  TempDir dir;
+  const std::string data = dir.File("data");
+  ::umask(022);  // The usual umask would otherwise give 0755 and 0644.
+  {
+    auto store = SqliteStore::Open({.path = data + "/kaito.db"});
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_TRUE(PutSync(**store, "/a", "1", kAnyRevision).ok());
+    EXPECT_EQ(Mode(data), 0700u);
+    for (const char* file : {"/kaito.db", "/kaito.db-wal", "/kaito.db-shm", "/kaito.db.lock"}) {
+      SCOPED_TRACE(file);
+      EXPECT_EQ(Mode(data + file), 0600u);
+    }
+  }
+  // Files an older version left with a wider mode are narrowed on the next open.
+  ASSERT_EQ(::chmod((data + "/kaito.db").c_str(), 0644), 0);
+  auto store = SqliteStore::Open({.path = data + "/kaito.db"});
+  ASSERT_TRUE(store.ok());
+  EXPECT_EQ(Mode(data + "/kaito.db"), 0600u);
 }
 
 TEST(SqliteStoreTest, SecondOpenOfSameDatabaseIsRefused) {
