@@ -90,6 +90,43 @@ TEST(KaitoExamplesApplyTest, EveryWorkspaceHasItsExpectedOutcome) {
                 it->second.second + "\n";
       }
     }
+    // Create and update judge a manifest the same way: applied again, every accepted
+    // workspace is unchanged; with a label added (from its own `get -o yaml`), configured.
+    RunResult again = ctl({"apply", "-f", files[i].string()});
+    for (const auto& [name, outcome] : real) {
+      if (outcome != "accepted") continue;
+      const std::string key = rel + "#" + name;
+      if (again.out.find("workspace/" + name + " unchanged") == std::string::npos) {
+        diff += key + "\tsecond apply\t" + again.out + again.err + "\n";
+      }
+      RunResult yaml = ctl({"get", "workspace", name, "-o", "yaml"});
+      std::string text = yaml.out;
+      // The stored resourceVersion would make the update conditional on a status that the
+      // controller keeps writing; the label goes under metadata.
+      std::vector<std::string> lines = absl::StrSplit(text, '\n');
+      std::string edited;
+      bool labelled = false;
+      for (const std::string& l : lines) {
+        if (absl::StartsWith(l, "  resourceVersion:")) continue;
+        edited += l + "\n";
+        if (!labelled && l == "  labels:") {
+          edited += "    example-touched: \"yes\"\n";
+          labelled = true;
+        }
+      }
+      if (!labelled) {
+        const size_t at = edited.find("metadata:\n");
+        if (at != std::string::npos) {
+          edited.insert(at + 10, "  labels:\n    example-touched: \"yes\"\n");
+        }
+      }
+      auto args = std::vector<std::string>{BinDir() + "/kaitoctl", "--server", server->address(),
+                                           "-n", ns, "apply", "-f", "-"};
+      RunResult label = RunCommand(args, edited);
+      if (label.out.find("workspace/" + name + " configured") == std::string::npos) {
+        diff += key + "\tlabel change\t" + label.out + label.err + "\n";
+      }
+    }
   }
   EXPECT_EQ(seen, expected.size()) << "workspaces in the examples vs rows in the table";
   EXPECT_EQ(diff, "");
