@@ -762,6 +762,12 @@ void WorkspaceValidator::ValidateTuning(const v1::Workspace& ws, ValidationConte
     if (!out.image().empty() && out.image_push_secret().empty()) {
       errors.Add("tuning.output.imagePushSecret",
                  "Must specify imagePushSecret with destination image");
+    } else if (!out.image_push_secret().empty() &&
+               !ctx.SecretExists(ws.metadata().namespace_(), out.image_push_secret())) {
+      // A warning, not an error: the Secret may be created after the workspace.
+      warnings.push_back("tuning.output.imagePushSecret: Secret \"" + out.image_push_secret() +
+                         "\" not found in namespace \"" + ws.metadata().namespace_() +
+                         "\"; the adapter cannot be pushed until it exists");
     }
     // Kaito parses the output image on create and update alike
     // (DataDestination.validateCreate calls reference.ParseDockerRef).

@@ -28,6 +28,9 @@ class ValidationContext {
   virtual std::vector<v1::Node> NodesMatching(const LabelSelectorMatcher& selector) = 0;
   virtual std::optional<v1::ConfigMap> GetConfigMap(const std::string& ns,
                                                     const std::string& name) = 0;
+  // Whether a Secret exists (only for warnings: a Secret may be created after the
+  // workspace that names it). Contexts that cannot tell say yes.
+  virtual bool SecretExists(const std::string& ns, const std::string& name) { return true; }
 };
 
 struct ValidationOptions {

@@ -183,7 +183,7 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
   validation.enable_mig = options.gate_mig;
   validation.enable_accelerator = options.gate_accelerator;
   app->validation_context_ = std::make_unique<CacheValidationContext>(
-      app->node_cache_.get(), app->configmap_cache_.get());
+      app->node_cache_.get(), app->configmap_cache_.get(), app->secret_cache_.get());
   app->validator_ = std::make_unique<presets::WorkspaceValidator>(app->catalog_.get(), validation);
   WorkspaceCheck kaito_rules = [validator = app->validator_.get(),
                                 context = app->validation_context_.get()](

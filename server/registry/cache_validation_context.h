@@ -14,8 +14,10 @@ namespace kaito::server {
 // Validation reads nodes and config maps from the caches: no disk, no waiting.
 class CacheValidationContext final : public presets::ValidationContext {
  public:
-  CacheValidationContext(ObjectCache* nodes, ObjectCache* configmaps)
-      : nodes_(nodes), configmaps_(configmaps) {}
+  // `secrets` may be null (then every Secret is taken to exist).
+  CacheValidationContext(ObjectCache* nodes, ObjectCache* configmaps,
+                         ObjectCache* secrets = nullptr)
+      : nodes_(nodes), configmaps_(configmaps), secrets_(secrets) {}
 
   std::vector<v1::Node> NodesMatching(const LabelSelectorMatcher& selector) override {
     std::vector<v1::Node> out;
@@ -34,9 +36,14 @@ class CacheValidationContext final : public presets::ValidationContext {
     return static_cast<const v1::ConfigMap&>(*c->object);
   }
 
+  bool SecretExists(const std::string& ns, const std::string& name) override {
+    return secrets_ == nullptr || secrets_->Get("/secrets/" + ns + "/" + name).has_value();
+  }
+
  private:
   ObjectCache* nodes_;
   ObjectCache* configmaps_;
+  ObjectCache* secrets_;
 };
 
 }  // namespace kaito::server

@@ -4,6 +4,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include <map>
 
 #include "absl/strings/str_replace.h"
@@ -32,6 +34,10 @@ class FakeContext : public ValidationContext {
     if (it == configmaps.end()) return std::nullopt;
     return it->second;
   }
+  bool SecretExists(const std::string& ns, const std::string& name) override {
+    return secrets.count(ns + "/" + name) > 0;
+  }
+  std::set<std::string> secrets = {"default/s", "default/acr"};
   void AddConfigMap(const std::string& name, const std::string& key, const std::string& value) {
     v1::ConfigMap cm;
     cm.mutable_metadata()->set_name(name);
@@ -773,6 +779,16 @@ TEST_F(ValidationTest, OutputImageIsParsedOnCreateAndPlaceholdersAreNamed) {
   ExpectError(with("ACR_REPO_HERE.azurecr.io/IMAGE_NAME_HERE:0.0.1"),
               "it looks like a placeholder: replace it with your registry and repository");
   ExpectError(with("e.com/Upper:1"), "repository name must be lowercase");
+}
+
+TEST_F(ValidationTest, MissingPushSecretIsAWarningNotAnError) {
+  const std::string yaml =
+      Tuning("  preset: {name: phi-4}\n  method: lora\n  input: {urls: [\"https://e.com/d\"]}\n"
+             "  output: {image: \"e.com/o:1\", imagePushSecret: not-yet}\n");
+  ExpectOk(yaml);
+  ExpectWarning(yaml, "tuning.output.imagePushSecret: Secret");
+  ExpectWarning(yaml, "not-yet");
+  ExpectWarning(yaml, "not found in namespace");
 }
 
 // Inputs that make backtracking regex engines take exponential time, or recurse per
