@@ -236,7 +236,8 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
   // Agents: leases in memory, sessions, the Connect service.
   app->leases_ = std::make_unique<LeaseTracker>(
       clock, options.node_lease_ttl, [raw = app.get()](const std::string& node) {
-        if (raw->node_lifecycle_controller_) raw->node_lifecycle_controller_->Enqueue(node);
+        // Agents may connect before the controllers exist (the server serves first).
+        if (Controller* c = raw->lease_transitions_.load()) c->Enqueue(node);
       });
   app->session_registry_ = std::make_unique<SessionRegistry>(app->workloads_.get(), clock);
   if (absl::Status s = app->session_registry_->Start(); !s.ok()) return s;
@@ -376,6 +377,7 @@ absl::Status ServerApp::StartControllers(const ServerOptions& options) {
   one.workers = 1;
   gc_controller_ = std::make_unique<Controller>("garbage-collector", garbage_collector_.get(),
                                                 clock, one, prometheus_.get());
+  lease_transitions_.store(node_lifecycle_controller_.get());
   WatchForControllers();
   for (Controller* c : {workspace_controller_.get(), nodeclaim_controller_.get(),
                         node_lifecycle_controller_.get(), gc_controller_.get()}) {
@@ -449,10 +451,11 @@ void ServerApp::Shutdown() {
     if (c) c->Stop();
   }
   controller_watches_.clear();
-  // Dev mode's simulated agents end their sessions before the server stops serving.
+  lease_transitions_.store(nullptr);
+  if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  // After the server: its SimulatedCloudService uses the provider until then.
   simulated_provider_.reset();
   simulated_fleet_.reset();
-  if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   if (session_registry_) session_registry_->Stop();
   metrics_.reset();
 }

@@ -7,6 +7,7 @@
 #include <grpcpp/grpcpp.h>
 #include <prometheus/registry.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -168,6 +169,9 @@ class ServerApp {
   std::unique_ptr<Controller> workspace_controller_, nodeclaim_controller_,
       node_lifecycle_controller_, gc_controller_;
   std::vector<std::unique_ptr<CacheWatch>> controller_watches_;
+  // The node lifecycle controller, for lease transitions: set once it exists (agents can
+  // connect before), cleared at shutdown.
+  std::atomic<Controller*> lease_transitions_{nullptr};
   std::vector<std::unique_ptr<CacheSink>> controller_sinks_;
   std::unique_ptr<RpcMetrics> rpc_metrics_;
   std::unique_ptr<WorkspaceGrpcService> workspace_service_;

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cmath>
+#include <set>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -184,6 +185,20 @@ void AgentSession::OnHello(const v1::AgentHello& hello) {
       absl::ToInt64Milliseconds(deps_->options.heartbeat_interval));
   send_(std::move(welcome));
   for (const auto& report : hello.running()) OnWorkload(report);
+  // A workload being deleted that the agent no longer runs has stopped, even if its
+  // Stopped report was lost with the previous stream: release it.
+  std::set<std::string> running;
+  for (const auto& r : hello.running()) running.insert(r.namespace_() + "/" + r.name());
+  for (const auto& w : deps_->objects.workloads->ListShared("", [&](const v1::Workload& w) {
+         return w.spec().node_name() == node_ && w.metadata().has_deletion_timestamp() &&
+                HasFinalizer(w.metadata(), kWorkloadFinalizer) &&
+                !running.contains(w.metadata().namespace_() + "/" + w.metadata().name());
+       })) {
+    v1::Workload update = *w;
+    RemoveFinalizer(update.mutable_metadata(), kWorkloadFinalizer);
+    update.mutable_metadata()->clear_resource_version();
+    deps_->objects.workloads->Update(std::move(update), false, [](auto) {});
+  }
   registered_ = true;
   deps_->sessions->Register(node_, this);
 }

@@ -96,19 +96,17 @@ std::vector<v1::Workload> SessionRegistry::DesiredFor(const std::string& node) {
 }
 
 void SessionRegistry::Register(const std::string& node, SessionHandle* session) {
-  SessionHandle* replaced = nullptr;
-  {
-    absl::MutexLock lock(&mu_);
-    auto& slot = sessions_[node];
-    if (slot != session) replaced = slot;
-    slot = session;
-    dirty_.insert(node);
-    if (flush_timer_ == 0 && !stopped_) {
-      flush_timer_ = clock_->RunAfter(absl::ZeroDuration(), [this] { Flush(); });
-    }
+  absl::MutexLock lock(&mu_);
+  auto& slot = sessions_[node];
+  // The replaced session is closed under the lock: its stream's end (OnDone) unregisters
+  // through this lock, so it cannot be freed meanwhile. Lock order: registry, then stream.
+  if (slot != nullptr && slot != session) {
+    slot->Close(absl::AbortedError("replaced by a newer session of node " + node));
   }
-  if (replaced != nullptr) {
-    replaced->Close(absl::AbortedError("replaced by a newer session of node " + node));
+  slot = session;
+  dirty_.insert(node);
+  if (flush_timer_ == 0 && !stopped_) {
+    flush_timer_ = clock_->RunAfter(absl::ZeroDuration(), [this] { Flush(); });
   }
 }
 

@@ -34,19 +34,27 @@ absl::StatusOr<ReconcileResult> NodeLifecycleReconciler::Reconcile(const std::st
   }
   const absl::Duration now = clock_->Monotonic();
   const absl::Duration expiry = leases_->LastRenewal(key) + leases_->ttl();
+  const v1::Condition* ready = FindCondition(node->status().conditions(), "Ready");
   if (now < expiry) {
-    // Held. A node that was NotReady because of its lease is made Ready by its agent's
-    // next Hello (the session writes the condition), not here.
+    // Held. A node this controller made NotReady (its agent stalled but kept its stream, so
+    // no new Hello comes) is Ready again; other reasons (an unhealthy GPU) are the agent's.
+    if (ready != nullptr && ready->status() != "True" &&
+        (ready->reason() == "NodeStatusUnknown" || ready->reason() == "NodeLost")) {
+      v1::Node update = *node;  // Conditional on what was read.
+      SetCondition(update.mutable_status()->mutable_conditions(), "Ready", true, "AgentReady",
+                   "the node's agent renews its lease again", 0, clock_->Now());
+      auto written = UpdateStatusSync(*objects_.nodes, std::move(update));
+      if (!written.ok()) return written.status();
+      events_->Normal(*node, "NodeReady", "Node " + key + " renews its lease again");
+    }
     return ReconcileResult::RequeueAfter(expiry - now);
   }
-  const v1::Condition* ready = FindCondition(node->status().conditions(), "Ready");
   const absl::Duration lost_at = expiry + options_.lost_grace;
   const bool lost = ready != nullptr && ready->reason() == "NodeLost";
   if (now < lost_at) {
     if (ready == nullptr || ready->status() == "True" || ready->reason() != "NodeStatusUnknown") {
       if (lost) return ReconcileResult::Done();
-      v1::Node update = *node;
-      update.mutable_metadata()->clear_resource_version();
+      v1::Node update = *node;  // Conditional: a Hello meanwhile wins.
       SetCondition(update.mutable_status()->mutable_conditions(), "Ready", false,
                    "NodeStatusUnknown",
                    absl::StrCat("the node's agent stopped renewing its lease (TTL ",
@@ -65,8 +73,7 @@ absl::StatusOr<ReconcileResult> NodeLifecycleReconciler::Reconcile(const std::st
     return ReconcileResult::RequeueAfter(wait);
   }
   // Lost: its workloads are placed again elsewhere.
-  v1::Node update = *node;
-  update.mutable_metadata()->clear_resource_version();
+  v1::Node update = *node;  // Conditional: a Hello meanwhile wins.
   SetCondition(update.mutable_status()->mutable_conditions(), "Ready", false, "NodeLost",
                absl::StrCat("no lease renewal for ",
                             absl::FormatDuration(leases_->ttl() + options_.lost_grace),
@@ -80,8 +87,7 @@ absl::StatusOr<ReconcileResult> NodeLifecycleReconciler::Reconcile(const std::st
            "", [&](const v1::Workload& w) { return w.spec().node_name() == key; })) {
     const std::string& phase = w->status().phase();
     if (phase == "Succeeded" || phase == "Lost") continue;
-    v1::Workload lost_workload = *w;
-    lost_workload.mutable_metadata()->clear_resource_version();
+    v1::Workload lost_workload = *w;  // Conditional, and only for this incarnation (uid).
     lost_workload.mutable_status()->set_phase("Lost");
     lost_workload.mutable_status()->set_reason("NodeLost");
     lost_workload.mutable_status()->set_message("node " + key + " is lost");

@@ -61,11 +61,22 @@ absl::StatusOr<ReconcileResult> NodeClaimReconciler::Reconcile(const std::string
       // event brings the claim back (and the requeue below polls while it is created).
       auto observe = [this, name](absl::StatusOr<v1::ProvisionedNode> r) {
         EndCall(name);
-        if (r.ok()) {
-          Observe(name, *r);
-        } else {
-          spdlog::warn("nodeclaim {}: provisioner: {}", name, r.status().ToString());
+        if (r.ok()) return Observe(name, *r);
+        spdlog::warn("nodeclaim {}: provisioner: {}", name, r.status().ToString());
+        if (absl::IsInvalidArgument(r.status())) {
+          // The provisioner refuses the claim itself: no attempt can succeed.
+          v1::ProvisionedNode refused;
+          refused.set_phase("Failed");
+          refused.set_error_code("InvalidNodeClaim");
+          refused.set_retryable(false);
+          refused.set_message(std::string(r.status().message()));
+          return Observe(name, refused);
         }
+        // The create did not reach the provider (UNAVAILABLE, a deadline), or the provider
+        // does not know the claim (NOT_FOUND after a provisioner restart): the next poll
+        // creates again (idempotent by name).
+        absl::MutexLock lock(&mu_);
+        created_attempt_.erase(name);
       };
       const int attempt = claim.status().attempts();
       bool create;
@@ -183,10 +194,12 @@ absl::StatusOr<ReconcileResult> NodeClaimReconciler::Release(const v1::NodeClaim
       if (!gone.ok()) {
         spdlog::warn("nodeclaim {}: delete: {}", name, gone.status().ToString());
       } else if (*gone) {
-        absl::MutexLock lock(&mu_);
-        released_.insert(name);
+        {
+          absl::MutexLock lock(&mu_);
+          released_.insert(name);
+        }
+        enqueue_(name);  // Only then: otherwise the requeue-after polls.
       }
-      enqueue_(name);
     });
   }
   bool released;

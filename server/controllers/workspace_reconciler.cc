@@ -197,6 +197,16 @@ absl::StatusOr<ReconcileResult> WorkspaceReconciler::Reconcile(const std::string
     return preferred.contains(a->metadata().name()) > preferred.contains(b->metadata().name());
   });
 
+  // A tuning job that has succeeded is done: its lost node is not replaced, nor its
+  // workload run again.
+  bool tuning_done = false;
+  if (tuning) {
+    for (const auto& w : objects_.workloads->ListShared(
+             ws.metadata().namespace_(), [&](const v1::Workload& w) { return Owns(w.metadata(), ws); })) {
+      tuning_done |= w->status().phase() == "Succeeded" && !IsDeleting(w->metadata());
+    }
+  }
+
   // Node claims (auto-provisioned workspaces only).
   bool resources_failed = false;
   std::string resource_reason = kReasonResourceNotReady, resource_message;
@@ -212,7 +222,7 @@ absl::StatusOr<ReconcileResult> WorkspaceReconciler::Reconcile(const std::string
       if (IsDeleting(c->metadata())) continue;
       const auto& cs = c->status();
       auto node = cs.node_name().empty() ? nullptr : objects_.nodes->GetShared("", cs.node_name());
-      const bool node_lost = node && NodeIsLost(*node);
+      const bool node_lost = node && NodeIsLost(*node) && !tuning_done;
       const bool failed = cs.phase() == "Failed";
       if ((failed && MadeBeforeRetry(c->metadata(), retries)) || node_lost) {
         // Replaced: a lost node's claim, or a failed claim after a retry request.
@@ -336,8 +346,8 @@ absl::StatusOr<ReconcileResult> WorkspaceReconciler::Reconcile(const std::string
       continue;
     }
     auto node = objects_.nodes->GetShared("", w->spec().node_name());
-    const bool node_gone = !node || NodeIsLost(*node) ||
-                           w->status().phase() == "Lost";
+    const bool node_gone = w->status().phase() != "Succeeded" &&
+                           (!node || NodeIsLost(*node) || w->status().phase() == "Lost");
     const bool retry = w->status().phase() == "Failed" && MadeBeforeRetry(w->metadata(), retries);
     if (!node_gone && !retry) continue;
     auto deleted = DeleteSync(*objects_.workloads, w->metadata().namespace_(), w->metadata().name());

@@ -166,7 +166,8 @@ class ObjectRegistry {
 
   // Replaces the status, and only the status: no generation bump, no admission rules.
   // With a resourceVersion in `object` the write is conditional (ABORTED when stale);
-  // without, the status is written over the newest stored object. Writes nothing when
+  // without, the status is written over the newest stored object. With a uid, NOT_FOUND
+  // when the stored object is another incarnation of the name. Writes nothing when
   // the status is unchanged. The controllers' only way to write status.
   void UpdateStatus(T object, WriteDone<T> done) {
     DefaultNamespace(*object.mutable_metadata());
@@ -433,6 +434,12 @@ class ObjectRegistry {
     if (!cached) return std::move(done)(NotFound(object.metadata().name()));
     if (expected != store::kAnyRevision && expected != cached->mod_revision) {
       return std::move(done)(Translate(absl::AbortedError("stale"), object));
+    }
+    if (!object.metadata().uid().empty() &&
+        object.metadata().uid() != Metadata(*cached->object).uid()) {
+      // The object was deleted and made again under the same name: this status was
+      // about the one before.
+      return std::move(done)(NotFound(object.metadata().name()));
     }
     T updated = static_cast<const T&>(*cached->object);
     const google::protobuf::FieldDescriptor* field = updated.GetDescriptor()->FindFieldByName("status");

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "server/agents/lease_tracker.h"
+#include "server/controllers/node_lifecycle_reconciler.h"
 #include "server/agents/session_registry.h"
 #include "server/registry/kinds/controller_kinds.h"
 #include "server/store/memory_store.h"
@@ -188,6 +189,25 @@ TEST_F(AgentSessionTest, StoppedReportReleasesADeletedWorkload) {
   EXPECT_EQ(world_.workloads_.GetShared("default", "phi-0"), nullptr);
 }
 
+TEST_F(AgentSessionTest, HelloReleasesADeletedWorkloadTheAgentNoLongerRuns) {
+  // The agent stopped it while disconnected, so its Stopped report was lost with the
+  // stream; its next Hello does not list it.
+  const v1::Workload w = Place("phi-0", "gpu-a");
+  ASSERT_TRUE(DeleteSync(world_.workloads_, "default", "phi-0").ok());
+  ASSERT_NE(world_.workloads_.GetShared("default", "phi-0"), nullptr);
+  auto session = Session();
+  session->OnMessage(Hello("gpu-a"));
+  EXPECT_EQ(world_.workloads_.GetShared("default", "phi-0"), nullptr);
+  // One it still runs is kept until it says Stopped.
+  const v1::Workload kept = Place("phi-1", "gpu-a");
+  ASSERT_TRUE(DeleteSync(world_.workloads_, "default", "phi-1").ok());
+  auto again = Session();
+  v1::AgentMessage hello = Hello("gpu-a");
+  *hello.mutable_hello()->add_running() = Report(kept, "Ready").workload();
+  again->OnMessage(hello);
+  EXPECT_NE(world_.workloads_.GetShared("default", "phi-1"), nullptr);
+}
+
 TEST_F(AgentSessionTest, ASecondSessionForTheNodeReplacesTheFirst) {
   auto first = Session();
   first->OnMessage(Hello("gpu-a"));
@@ -200,6 +220,67 @@ TEST_F(AgentSessionTest, ASecondSessionForTheNodeReplacesTheFirst) {
   EXPECT_TRUE(sessions_.Connected("gpu-a"));
   first->OnStreamEnd();
   EXPECT_TRUE(sessions_.Connected("gpu-a")) << "the old session's end leaves the new one";
+}
+
+TEST(LifecycleTest, ANodeThatRenewsAgainIsReadyAgainAndLostNodesLoseTheirWorkloads) {
+  World world;
+  LeaseTracker leases(&world.clock_, absl::Seconds(20), nullptr);
+  NodeLifecycleOptions options;
+  options.lost_grace = absl::Seconds(30);
+  NodeLifecycleReconciler lifecycle(world.objects_, &leases, &world.recorder_, &world.clock_,
+                                    options);
+  v1::Node node;
+  node.mutable_metadata()->set_name("gpu-a");
+  (*node.mutable_metadata()->mutable_annotations())[kAnnotationAgentManaged] = "true";
+  SetCondition(node.mutable_status()->mutable_conditions(), "Ready", true, "AgentReady", "", 0,
+               world.clock_.Now());
+  ASSERT_TRUE(CreateSync(world.nodes_, node).ok());
+  leases.Renew("gpu-a");
+  auto ready = [&] { return NodeIsReady(*world.nodes_.GetShared("", "gpu-a")); };
+  auto reason = [&] {
+    return FindCondition(world.nodes_.GetShared("", "gpu-a")->status().conditions(), "Ready")
+        ->reason();
+  };
+  auto r = lifecycle.Reconcile("gpu-a");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->requeue_after, absl::Seconds(20)) << "looks again when the lease expires";
+  world.clock_.Advance(absl::Seconds(20));
+  ASSERT_TRUE(lifecycle.Reconcile("gpu-a").ok());
+  EXPECT_FALSE(ready());
+  EXPECT_EQ(reason(), "NodeStatusUnknown");
+  // The agent stalled but kept its stream: it renews, and no Hello comes.
+  leases.Renew("gpu-a");
+  ASSERT_TRUE(lifecycle.Reconcile("gpu-a").ok());
+  EXPECT_TRUE(ready()) << "Ready again without a new Hello";
+
+  // This time it stays away: NotReady, then lost after the grace, with its workload.
+  v1::Workload w;
+  w.mutable_metadata()->set_name("phi-0");
+  w.mutable_spec()->set_node_name("gpu-a");
+  ASSERT_TRUE(CreateSync(world.workloads_, w).ok());
+  world.clock_.Advance(absl::Seconds(20));
+  ASSERT_TRUE(lifecycle.Reconcile("gpu-a").ok());
+  EXPECT_EQ(reason(), "NodeStatusUnknown");
+  world.clock_.Advance(absl::Seconds(30));
+  ASSERT_TRUE(lifecycle.Reconcile("gpu-a").ok());
+  EXPECT_EQ(reason(), "NodeLost");
+  EXPECT_EQ(world.workloads_.GetShared("default", "phi-0")->status().phase(), "Lost");
+}
+
+TEST(RegistryTest, StatusOfAnOlderIncarnationIsNotWrittenOverANewOne) {
+  World world;
+  v1::Workload w;
+  w.mutable_metadata()->set_name("phi-0");
+  auto first = CreateSync(world.workloads_, w);
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(DeleteSync(world.workloads_, "default", "phi-0").ok());
+  ASSERT_TRUE(CreateSync(world.workloads_, w).ok());
+  v1::Workload stale = first->object;
+  stale.mutable_metadata()->clear_resource_version();
+  stale.mutable_status()->set_phase("Lost");
+  auto written = UpdateStatusSync(world.workloads_, stale);
+  EXPECT_EQ(written.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(world.workloads_.GetShared("default", "phi-0")->status().phase(), "");
 }
 
 // A store whose writes wait until the test releases them, newest first: what a busy

@@ -368,6 +368,17 @@ TEST(WorkspaceReconcilerTest, TuningJobRunsToSucceededOrFails) {
       EXPECT_EQ(Reason(got, "JobStarted"), "WorkspaceTuningJobStatusFailed");
     } else {
       EXPECT_THAT(w.EventReasons(), ::testing::Contains("TuningSucceeded"));
+      // Its node is lost afterwards: the finished job is not run again on a new node.
+      v1::Node lost = *w.nodes_.GetShared("", "n1");
+      SetCondition(lost.mutable_status()->mutable_conditions(), "Ready", false, "NodeLost", "",
+                   0, w.clock_.Now());
+      ASSERT_TRUE(UpdateStatusSync(w.nodes_, lost).ok());
+      w.ReconcileWorkspace("tune");
+      EXPECT_EQ(w.claims_.ListShared("").size(), 1u) << "no replacement claim";
+      auto after = w.workloads_.ListShared("default");
+      ASSERT_EQ(after.size(), 1u);
+      EXPECT_FALSE(after[0]->metadata().has_deletion_timestamp());
+      EXPECT_EQ(w.Get("tune").status().state(), "Succeeded");
     }
   }
 }
