@@ -463,7 +463,15 @@ void ServerApp::Shutdown() {
 ServerApp::~ServerApp() {
   Shutdown();
   server_.reset();
-  // Caches detach from the store before it closes.
+  // The caches stop following the store, the store drains its queued writes (their
+  // completions may still read the caches, and chain writes that now fail UNAVAILABLE),
+  // and only then do the caches go.
+  for (ObjectCache* c : {workspace_cache_.get(), configmap_cache_.get(), secret_cache_.get(),
+                         node_cache_.get(), nodeclaim_cache_.get(), workload_cache_.get(),
+                         event_cache_.get()}) {
+    if (c) c->Detach();
+  }
+  store_.reset();
   workspace_cache_.reset();
   configmap_cache_.reset();
   secret_cache_.reset();
@@ -471,7 +479,6 @@ ServerApp::~ServerApp() {
   nodeclaim_cache_.reset();
   workload_cache_.reset();
   event_cache_.reset();
-  store_.reset();
 }
 
 }  // namespace kaito::server

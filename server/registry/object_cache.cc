@@ -23,7 +23,9 @@ ObjectCache::ObjectCache(store::Store* store, std::string prefix,
       prototype_(prototype),
       history_capacity_(std::max<size_t>(history_capacity, 1)) {}
 
-ObjectCache::~ObjectCache() { store_watch_.reset(); }
+ObjectCache::~ObjectCache() { Detach(); }
+
+void ObjectCache::Detach() { store_watch_.reset(); }
 
 std::shared_ptr<const google::protobuf::Message> ObjectCache::Parse(const store::KeyValue& kv) {
   std::shared_ptr<google::protobuf::Message> object(prototype_->New());

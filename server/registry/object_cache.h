@@ -65,6 +65,9 @@ class ObjectCache {
 
   // Loads the current objects and recent history, then follows the store.
   absl::Status Start();
+  // Stops following the store (reads go on answering from what the cache holds). For a
+  // shutdown that lets the store drain its writes while their completions can still read.
+  void Detach();
 
   std::optional<CachedObject> Get(const std::string& key);
 
