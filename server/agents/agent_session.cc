@@ -57,6 +57,24 @@ std::string CheckReport(const v1::WorkloadReport& r, const std::string& path) {
   return "";
 }
 
+// Records the node's GPUs and the Ready condition they decide: Ready while the agent is
+// connected and every GPU is healthy.
+void SetGpus(const google::protobuf::RepeatedPtrField<v1::GpuInfo>& gpus, absl::Time now,
+             v1::NodeStatus* status) {
+  status->clear_gpus();
+  std::string unhealthy;
+  for (const auto& g : gpus) {
+    *status->add_gpus() = g;
+    if (!g.healthy()) unhealthy = g.uuid() + ": " + g.health_reason();
+  }
+  const bool healthy = unhealthy.empty();
+  SetCondition(status->mutable_conditions(), "Ready", healthy,
+               healthy ? "AgentReady" : "GpuUnhealthy",
+               healthy ? "the node's agent is connected and its GPUs are healthy"
+                       : "unhealthy GPU " + unhealthy,
+               0, now);
+}
+
 }  // namespace
 
 std::string CheckHello(const v1::AgentHello& hello) {
@@ -225,24 +243,10 @@ void AgentSession::UpsertNode(const v1::AgentHello& hello) {
   spec->set_node_claim(claim != hello.labels().end() ? claim->second : "");
 
   v1::NodeStatus status = node.status();
-  status.clear_gpus();
-  bool healthy = true;
-  std::string unhealthy;
-  for (const auto& g : hello.gpus()) {
-    *status.add_gpus() = g;
-    if (!g.healthy()) {
-      healthy = false;
-      unhealthy = g.uuid() + ": " + g.health_reason();
-    }
-  }
+  SetGpus(hello.gpus(), now, &status);
   (*status.mutable_capacity())["nvidia.com/gpu"] = std::to_string(hello.gpus_size());
   status.set_agent_version(hello.agent_version());
   status.set_address(hello.address());
-  SetCondition(status.mutable_conditions(), "Ready", healthy,
-               healthy ? "AgentReady" : "GpuUnhealthy",
-               healthy ? "the node's agent is connected and its GPUs are healthy"
-                       : "unhealthy GPU " + unhealthy,
-               0, now);
   const std::string name = hello.node_name();
   auto write_status = [o, name, status](auto) {
     v1::Node update;
@@ -273,21 +277,7 @@ void AgentSession::OnGpus(const google::protobuf::RepeatedPtrField<v1::GpuInfo>&
   if (!stored) return;
   v1::Node update = *stored;
   update.mutable_metadata()->clear_resource_version();
-  update.mutable_status()->clear_gpus();
-  bool healthy = true;
-  std::string unhealthy;
-  for (const auto& g : gpus) {
-    *update.mutable_status()->add_gpus() = g;
-    if (!g.healthy()) {
-      healthy = false;
-      unhealthy = g.uuid() + ": " + g.health_reason();
-    }
-  }
-  SetCondition(update.mutable_status()->mutable_conditions(), "Ready", healthy,
-               healthy ? "AgentReady" : "GpuUnhealthy",
-               healthy ? "the node's agent is connected and its GPUs are healthy"
-                       : "unhealthy GPU " + unhealthy,
-               0, deps_->clock->Now());
+  SetGpus(gpus, deps_->clock->Now(), update.mutable_status());
   o.nodes->UpdateStatus(std::move(update), [node = node_](auto r) {
     if (!r.ok()) spdlog::warn("node {}: GPU status: {}", node, r.status().ToString());
   });

@@ -199,10 +199,13 @@ absl::StatusOr<ReconcileResult> WorkspaceReconciler::Reconcile(const std::string
 
   // A tuning job that has succeeded is done: its lost node is not replaced, nor its
   // workload run again.
+  // The workspace's workloads, read once for this reconcile (the claim steps below do not
+  // change them).
+  const auto workloads = objects_.workloads->ListShared(
+      ws.metadata().namespace_(), [&](const v1::Workload& w) { return Owns(w.metadata(), ws); });
   bool tuning_done = false;
   if (tuning) {
-    for (const auto& w : objects_.workloads->ListShared(
-             ws.metadata().namespace_(), [&](const v1::Workload& w) { return Owns(w.metadata(), ws); })) {
+    for (const auto& w : workloads) {
       tuning_done |= w->status().phase() == "Succeeded" && !IsDeleting(w->metadata());
     }
   }
@@ -331,12 +334,8 @@ absl::StatusOr<ReconcileResult> WorkspaceReconciler::Reconcile(const std::string
   }
 
   // Workloads: one per node, placed once nodes are ready; a changed spec rolls them.
-  auto workloads = objects_.workloads->ListShared(
-      ws.metadata().namespace_(), [&](const v1::Workload& w) { return Owns(w.metadata(), ws); });
   std::map<std::string, std::shared_ptr<const v1::Workload>> by_name;
   for (const auto& w : workloads) by_name[w->metadata().name()] = w;
-  std::set<std::string> ready_names;
-  for (const auto& n : ready) ready_names.insert(n->metadata().name());
 
   // A workload is dropped (and placed again) when its node is lost or gone, or, after a
   // retry request, when it failed.

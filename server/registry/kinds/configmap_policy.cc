@@ -1,13 +1,9 @@
 #include "server/registry/kinds/configmap_policy.h"
 
-#include <google/protobuf/util/message_differencer.h>
-
 #include "common/k8s_names.h"
 #include "server/registry/kinds/type_meta.h"
 
 namespace kaito::server {
-
-using google::protobuf::util::MessageDifferencer;
 
 KindPolicy<v1::ConfigMap> ConfigMapPolicy() {
   KindPolicy<v1::ConfigMap> p;
@@ -31,19 +27,13 @@ KindPolicy<v1::ConfigMap> ConfigMapPolicy() {
       errors.Add("", "Too long: must have at most " + std::to_string(kMaxDataBytes) + " bytes");
     }
     if (old && old->immutable()) {
-      v1::ConfigMap a = cm, b = *old;
-      a.clear_metadata();
-      b.clear_metadata();
-      if (!MessageDifferencer::Equals(a, b)) {
+      if (!EqualExcept(cm, *old, {"metadata"})) {
         errors.Add("data", "Forbidden: field is immutable when `immutable` is set");
       }
     }
   };
   p.spec_equal = [](const v1::ConfigMap& a, const v1::ConfigMap& b) {
-    v1::ConfigMap x = a, y = b;
-    x.clear_metadata();
-    y.clear_metadata();
-    return MessageDifferencer::Equals(x, y);
+    return EqualExcept(a, b, {"metadata"});
   };
   return p;
 }

@@ -4,8 +4,6 @@
 // them all, so the rules cannot drift between kinds.
 #pragma once
 
-#include <google/protobuf/util/message_differencer.h>
-
 #include <string>
 
 #include "kaito/v1/event.pb.h"
@@ -35,16 +33,7 @@ KindPolicy<T> ControllerKindPolicy(std::string kind, std::string resource,
                       object.mutable_kind(), errors);
   };
   p.validate = [](const T&, const T*, FieldErrors&, std::vector<std::string>&) {};
-  p.spec_equal = [](const T& a, const T& b) {
-    T x = a, y = b;
-    for (T* o : {&x, &y}) {
-      o->clear_metadata();
-      if (const auto* f = o->GetDescriptor()->FindFieldByName("status")) {
-        o->GetReflection()->ClearField(o, f);
-      }
-    }
-    return google::protobuf::util::MessageDifferencer::Equals(x, y);
-  };
+  p.spec_equal = [](const T& a, const T& b) { return EqualExcept(a, b, {"metadata", "status"}); };
   p.prepare = [](T& incoming, const T* stored) {
     const auto* field = incoming.GetDescriptor()->FindFieldByName("status");
     if (stored == nullptr || field == nullptr) return;  // Create keeps the given status.

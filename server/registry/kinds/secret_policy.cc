@@ -1,13 +1,9 @@
 #include "server/registry/kinds/secret_policy.h"
 
-#include <google/protobuf/util/message_differencer.h>
-
 #include "common/k8s_names.h"
 #include "server/registry/kinds/type_meta.h"
 
 namespace kaito::server {
-
-using google::protobuf::util::MessageDifferencer;
 
 KindPolicy<v1::Secret> SecretPolicy() {
   KindPolicy<v1::Secret> p;
@@ -33,10 +29,7 @@ KindPolicy<v1::Secret> SecretPolicy() {
     }
     CheckStringWithin(s.type(), 253, "type", errors);
     if (old && old->immutable()) {
-      v1::Secret a = s, b = *old;
-      a.clear_metadata();
-      b.clear_metadata();
-      if (!MessageDifferencer::Equals(a, b)) {
+      if (!EqualExcept(s, *old, {"metadata"})) {
         errors.Add("data", "Forbidden: field is immutable when `immutable` is set");
       }
     }
@@ -45,10 +38,7 @@ KindPolicy<v1::Secret> SecretPolicy() {
     }
   };
   p.spec_equal = [](const v1::Secret& a, const v1::Secret& b) {
-    v1::Secret x = a, y = b;
-    x.clear_metadata();
-    y.clear_metadata();
-    return MessageDifferencer::Equals(x, y);
+    return EqualExcept(a, b, {"metadata"});
   };
   p.redact = [](v1::Secret& s) {
     for (auto& [k, v] : *s.mutable_data()) v.clear();

@@ -1,5 +1,7 @@
 #include "server/registry/kinds/type_meta.h"
 
+#include <google/protobuf/util/message_differencer.h>
+
 #include <algorithm>
 
 #include "common/k8s_names.h"
@@ -34,6 +36,17 @@ void CheckStringWithin(const std::string& value, size_t limit, const std::string
   if (value.size() > limit) {
     errors.Add(path, "Too long: may not be more than " + std::to_string(limit) + " bytes");
   }
+}
+
+bool EqualExcept(const google::protobuf::Message& a, const google::protobuf::Message& b,
+                 std::initializer_list<const char*> ignored) {
+  google::protobuf::util::MessageDifferencer differencer;
+  for (const char* name : ignored) {
+    if (const auto* field = a.GetDescriptor()->FindFieldByName(name)) {
+      differencer.IgnoreField(field);
+    }
+  }
+  return differencer.Compare(a, b);
 }
 
 }  // namespace kaito::server

@@ -5,6 +5,9 @@
 #include <vector>
 
 #include <google/protobuf/map.h>
+#include <google/protobuf/message.h>
+
+#include <initializer_list>
 
 #include "common/field_errors.h"
 
@@ -26,6 +29,12 @@ size_t DataSize(const Map& map) {
 // Every key of `map` is a valid ConfigMap key.
 void CheckKeys(const google::protobuf::Map<std::string, std::string>& map,
                const std::string& path, FieldErrors& errors);
+
+// Whether `a` and `b` (of one type) are equal apart from the named top-level fields; a
+// name the type does not have is ignored. What a kind's spec_equal is made of (`metadata`,
+// and for the controller's kinds `status`).
+bool EqualExcept(const google::protobuf::Message& a, const google::protobuf::Message& b,
+                 std::initializer_list<const char*> ignored);
 
 void CheckStringWithin(const std::string& value, size_t limit, const std::string& path,
                        FieldErrors& errors);
