@@ -12,9 +12,7 @@
 #include <map>
 #include <set>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
 #include "kaito/v1/agent.grpc.pb.h"
 #include "kaito/v1/provisioner.grpc.pb.h"
 #include "kaito/v1/workspace.grpc.pb.h"
@@ -337,25 +335,10 @@ TEST_F(ReconcileTest, AgentSendingGarbageIsRejectedAndNothingChanges) {
 // workload moves to the other node; it never runs on both.
 TEST_F(ReconcileTest, KilledAgentsNodeGoesNotReadyAndItsWorkloadMoves) {
   auto server = StartServer(dir_.path(), {"--node-lease-ttl", "2s", "--node-heartbeat-interval",
-                                          "500ms", "--node-lost-grace", "1s"});
-  // StartServer runs --dev; bring-your-own needs no provisioner: restart without --dev.
+                                          "500ms", "--node-lost-grace", "1s"},
+                            /*dev=*/false);
   ASSERT_TRUE(server.ok()) << server.status();
-  server->daemon.Stop();
-  const std::string port_file = dir_.File("port");
-  std::filesystem::remove(port_file);
-  auto daemon = Daemon::Start(
-      {BinDir() + "/kaito-server", "--listen", "127.0.0.1:0", "--metrics-listen", "", "--data-dir",
-       dir_.path(), "--port-file", port_file, "--node-lease-ttl", "2s",
-       "--node-heartbeat-interval", "500ms", "--node-lost-grace", "1s"},
-      dir_.File("server.log"));
-  ASSERT_TRUE(daemon.ok());
-  server_.daemon = std::move(*daemon);
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        return absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFile(port_file)), &server_.port) &&
-               server_.port > 0;
-      },
-      absl::Seconds(20)));
+  server_ = std::move(*server);
   client_ = std::make_unique<Client>(server_.address());
 
   std::map<std::string, Daemon> agents;
@@ -431,12 +414,7 @@ TEST_F(ReconcileTest, ServerKilledMidReconcileConvergesWithoutDuplicates) {
       dir_.File("provisioner.log"));
   ASSERT_TRUE(provisioner.ok()) << provisioner.status();
   int prov_port = 0;
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        return absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFile(prov_port_file)), &prov_port) &&
-               prov_port > 0;
-      },
-      absl::Seconds(20)))
+  ASSERT_TRUE(WaitForPortFile(prov_port_file, &prov_port, absl::Seconds(20)))
       << ReadFile(dir_.File("provisioner.log"));
   const std::string prov_address = "127.0.0.1:" + std::to_string(prov_port);
   const std::string port_file = dir_.File("port");
@@ -450,13 +428,7 @@ TEST_F(ReconcileTest, ServerKilledMidReconcileConvergesWithoutDuplicates) {
         dir_.File("server.log"));
     EXPECT_TRUE(daemon.ok());
     server_.daemon = std::move(*daemon);
-    EXPECT_TRUE(WaitFor(
-        [&] {
-          return absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFile(port_file)),
-                                  &server_.port) &&
-                 server_.port > 0;
-        },
-        absl::Seconds(20)));
+    EXPECT_TRUE(WaitForPortFile(port_file, &server_.port, absl::Seconds(20)));
     client_ = std::make_unique<Client>(server_.address());
   };
   start_server("127.0.0.1:0");

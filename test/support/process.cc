@@ -202,26 +202,30 @@ std::string ReadFile(const std::string& path) {
   return s.str();
 }
 
+bool WaitForPortFile(const std::string& path, int* port, absl::Duration deadline) {
+  return WaitFor(
+      [&] {
+        std::string text(absl::StripAsciiWhitespace(ReadFile(path)));
+        return absl::SimpleAtoi(text, port) && *port > 0;
+      },
+      deadline);
+}
+
 absl::StatusOr<ServerProcess> StartServer(const std::string& data_dir,
-                                          const std::vector<std::string>& extra) {
+                                          const std::vector<std::string>& extra, bool dev) {
   const std::string port_file = data_dir + "/port";
   unlink(port_file.c_str());
   std::vector<std::string> argv = {BinDir() + "/kaito-server", "--listen", "127.0.0.1:0",
                                    "--metrics-listen", "127.0.0.1:0", "--data-dir", data_dir,
-                                   "--port-file", port_file, "--dev"};
+                                   "--port-file", port_file};
+  if (dev) argv.push_back("--dev");
   argv.insert(argv.end(), extra.begin(), extra.end());
   auto daemon = Daemon::Start(argv, data_dir + "/server.log");
   if (!daemon.ok()) return daemon.status();
   ServerProcess server;
   server.daemon = std::move(*daemon);
   int port = 0;
-  bool up = WaitFor(
-      [&] {
-        std::string text(absl::StripAsciiWhitespace(ReadFile(port_file)));
-        return absl::SimpleAtoi(text, &port) && port > 0;
-      },
-      absl::Seconds(30));
-  if (!up) {
+  if (!WaitForPortFile(port_file, &port, absl::Seconds(30))) {
     return absl::DeadlineExceededError("kaito-server did not start; log:\n" +
                                        ReadFile(data_dir + "/server.log"));
   }

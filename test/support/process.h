@@ -55,14 +55,18 @@ std::string BinDir();
 std::string Env(const char* name);
 std::string ReadFile(const std::string& path);
 
+// Waits until a daemon's --port-file holds a port; false at the deadline.
+bool WaitForPortFile(const std::string& path, int* port, absl::Duration deadline);
+
 // Starts kaito-server on port 0 with its data under `data_dir` and waits for its port
-// file. `extra` flags are appended.
+// file. `extra` flags are appended; `dev` false leaves out --dev (bring-your-own nodes).
 struct ServerProcess {
   Daemon daemon;
   int port = 0;
   std::string address() const { return "127.0.0.1:" + std::to_string(port); }
 };
 absl::StatusOr<ServerProcess> StartServer(const std::string& data_dir,
-                                          const std::vector<std::string>& extra = {});
+                                          const std::vector<std::string>& extra = {},
+                                          bool dev = true);
 
 }  // namespace kaito::testing
