@@ -12,7 +12,8 @@
 
 namespace kaito::agent {
 
-std::shared_ptr<grpc::Channel> CreateAgentChannel(const std::string& address) {
+std::shared_ptr<grpc::Channel> CreateAgentChannel(
+    const std::string& address, std::shared_ptr<grpc::ChannelCredentials> credentials) {
   grpc::ChannelArguments args;
   // Channels to the same address would otherwise share one connection (gRPC's global
   // subchannel pool), and HTTP/2 servers allow about 100 concurrent streams per connection.
@@ -23,7 +24,7 @@ std::shared_ptr<grpc::Channel> CreateAgentChannel(const std::string& address) {
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20 * 1000);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 1000);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 30 * 1000);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(address, std::move(credentials), args);
 }
 
 // Counts the reactors that have not had OnDone, so that `Stop` can wait for them. Shared with

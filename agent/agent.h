@@ -3,6 +3,9 @@
 // thousands (gRPC's callback API, the clock's timers and the runtime's callbacks drive it).
 #pragma once
 
+#include <grpcpp/channel.h>
+#include <grpcpp/security/credentials.h>
+
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -57,7 +60,9 @@ struct AgentOptions {
 
 // A channel for agents: its own connection (not shared with other channels to the same
 // address), keepalive every 5 minutes, reconnect backoff 1 s to 30 s. Insecure for now.
-std::shared_ptr<grpc::Channel> CreateAgentChannel(const std::string& address);
+std::shared_ptr<grpc::Channel> CreateAgentChannel(
+    const std::string& address,
+    std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials());
 
 struct AgentState {
   // The runtime's containers have been listed and adopted.

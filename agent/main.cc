@@ -28,6 +28,7 @@
 #include "common/daemon.h"
 #include "common/logging.h"
 #include "common/metrics_server.h"
+#include "common/tls.h"
 #include "common/version.h"
 
 namespace {
@@ -120,6 +121,16 @@ int main(int argc, char** argv) {
   app.add_option("--metrics-listen", metrics_listen,
                  "HTTP address for /metrics, /healthz, /readyz (empty = off; port 0 = any)")
       ->capture_default_str();
+  kaito::TlsClientFiles client_tls;
+  app.add_option("--certificate-authority", client_tls.ca_file,
+                 "Dial --server over TLS, verifying it against this CA");
+  app.add_option("--client-certificate", client_tls.cert_file,
+                 "This node's certificate (CN system:node:<node-name>), presented to the server");
+  app.add_option("--client-key", client_tls.key_file, "The key of --client-certificate");
+  kaito::TlsServerFiles serving_tls;
+  app.add_option("--tls-cert-file", serving_tls.cert_file,
+                 "PEM certificate of the HTTP port (/metrics, /healthz, /readyz)");
+  app.add_option("--tls-key-file", serving_tls.key_file, "PEM private key of --tls-cert-file");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
       ->capture_default_str();
   app.add_option("--log-format", log_format, "text|json")->capture_default_str();
@@ -127,6 +138,13 @@ int main(int argc, char** argv) {
 
   // Everything is checked before anything starts.
   if (node_name.empty()) node_name = Hostname();
+  for (const absl::Status& s :
+       {kaito::CheckTlsClientFiles(client_tls), kaito::CheckTlsServerFiles(serving_tls)}) {
+    if (!s.ok()) {
+      std::fprintf(stderr, "kaito-agent: %s\n", std::string(s.message()).c_str());
+      return 2;
+    }
+  }
   if (std::string why = kaito::CheckDnsSubdomain(node_name); !why.empty()) {
     return Fail("--node-name \"" + node_name + "\": " + why);
   }
@@ -244,6 +262,8 @@ int main(int argc, char** argv) {
   options.provider_id = provider_id;
   options.address = address;
   options.server_address = server;
+  options.channel =
+      kaito::agent::CreateAgentChannel(server, kaito::GrpcChannelCredentials(client_tls));
   options.gpu_probe_interval = probe_every;
   options.supervisor.max_restarts = max_restarts;
   options.metrics = &metrics;
@@ -255,7 +275,8 @@ int main(int argc, char** argv) {
     auto started = kaito::MetricsServer::Start(
         metrics_listen, {registry}, [agent = agent.get()]() -> std::string {
           return agent->state().welcomed ? "" : "not connected to kaito-server";
-        });
+        },
+        serving_tls);
     if (!started.ok()) {
       spdlog::critical("cannot start: {}", started.status().ToString());
       return 1;

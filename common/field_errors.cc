@@ -2,6 +2,14 @@
 
 namespace kaito {
 
+std::string Abbreviate(absl::string_view s, size_t max) {
+  if (s.size() <= max) return std::string(s);
+  size_t cut = max;
+  // Back up to the start of a UTF-8 sequence (continuation bytes are 10xxxxxx).
+  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+  return std::string(s.substr(0, cut)) + "...(" + std::to_string(s.size()) + " bytes)";
+}
+
 absl::Status FieldErrors::ToStatus(const std::string& subject) const {
   if (errors_.empty()) return absl::OkStatus();
   std::string msg = subject + " is invalid: ";

@@ -3,11 +3,23 @@
 #pragma once
 
 #include <string>
+#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/status.h"
 
 namespace kaito {
+
+// Bounds on what an error echoes of the input: a value quoted in a message, one field
+// error's message, and a whole reply's message (gRPC carries it in a header, which has a
+// size limit of its own).
+inline constexpr size_t kMaxEchoedValue = 128;
+inline constexpr size_t kMaxFieldErrorMessage = 1024;
+inline constexpr size_t kMaxErrorMessage = 4096;
+
+// `s` when it has at most `max` bytes; else its first bytes (never cutting a UTF-8
+// sequence) and "...(N bytes)".
+std::string Abbreviate(absl::string_view s, size_t max = kMaxEchoedValue);
 
 struct FieldError {
   std::string path;     // e.g. "resource.labelSelector.matchLabels"
@@ -17,7 +29,8 @@ struct FieldError {
 class FieldErrors {
  public:
   void Add(std::string path, std::string message) {
-    errors_.push_back({std::move(path), std::move(message)});
+    errors_.push_back({Abbreviate(path, kMaxEchoedValue * 2),
+                       Abbreviate(message, kMaxFieldErrorMessage)});
   }
   bool empty() const { return errors_.empty(); }
   const std::vector<FieldError>& errors() const { return errors_; }

@@ -73,8 +73,9 @@ absl::StatusOr<Requirement> ParseRequirement(const std::string& text) {
     }
     std::string inner = text.substr(paren + 1, text.size() - paren - 2);
     for (absl::string_view v : absl::StrSplit(inner, ',')) r.values.push_back(Trim(v));
-    if (r.op == Op::kIn && r.values.size() == 1 && r.values[0].empty()) {
-      return absl::InvalidArgumentError("'in' needs at least one value");
+    // As Kubernetes: "x in ()" and "x notin ()" have no values (not the one value "").
+    if (r.values.size() == 1 && r.values[0].empty()) {
+      return absl::InvalidArgumentError("'" + op + "' needs at least one value");
     }
     return r;
   }

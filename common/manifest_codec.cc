@@ -4,12 +4,19 @@
 #include <google/protobuf/timestamp.pb.h>
 #include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/time_util.h>
+#include <yaml-cpp/depthguard.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cerrno>
 #include <cstdlib>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -60,6 +67,43 @@ PlainKind ClassifyPlain(const std::string& s) {
 
 bool IsPlain(const YAML::Node& node) { return node.Tag() == "?"; }
 
+// Whether `s` is well-formed UTF-8 (no overlong forms, surrogates or code points past
+// U+10FFFF), as protobuf requires of its strings and Kubernetes of its YAML.
+bool IsValidUtf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t len = 0;
+    uint32_t cp = 0;
+    if ((c & 0xE0) == 0xC0) {
+      len = 2;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + len > s.size()) return false;
+    for (size_t k = 1; k < len; ++k) {
+      const auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    static constexpr uint32_t kLeast[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < kLeast[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += len;
+  }
+  return true;
+}
+
 bool IsYamlNull(const YAML::Node& node) {
   if (!node.IsDefined() || node.IsNull()) return true;
   return node.IsScalar() && IsPlain(node) && ClassifyPlain(node.Scalar()) == PlainKind::kNull;
@@ -104,24 +148,28 @@ class Converter {
       if (!node.IsScalar()) return TypeError(path, "string (RFC 3339 time)", node);
       if (!google::protobuf::util::TimeUtil::FromString(
               node.Scalar(), static_cast<google::protobuf::Timestamp*>(msg))) {
-        errors_.Add(path, "Invalid value: \"" + node.Scalar() + "\": not an RFC 3339 time");
+        AddError(path, "Invalid value: \"" + node.Scalar() + "\": not an RFC 3339 time");
       }
       return;
     }
     if (!node.IsMap()) return TypeError(path, "object", node);
     const Reflection* r = msg->GetReflection();
-    for (auto it = node.begin(); it != node.end(); ++it) {
+    for (auto it = node.begin(); it != node.end() && !stopped_; ++it) {
       // yaml-cpp's iterator yields a temporary pair: copy the nodes out of it.
       const YAML::Node key_node = it->first;
       if (!key_node.IsScalar()) {
-        errors_.Add(path, "field names must be strings");
+        AddError(path, "field names must be strings");
         continue;
       }
       const std::string key = key_node.Scalar();
+      if (!IsValidUtf8(key)) {
+        AddError(path, "field names must be valid UTF-8");
+        continue;
+      }
       const FieldDescriptor* f = FindField(d, key);
       const std::string fpath = Join(path, key);
       if (f == nullptr) {
-        errors_.Add(path.empty() ? key : fpath, "unknown field \"" + key + "\"");
+        AddError(path.empty() ? key : fpath, "unknown field \"" + key + "\"");
         continue;
       }
       const YAML::Node value = it->second;
@@ -133,7 +181,7 @@ class Converter {
           TypeError(fpath, "array", value);
           continue;
         }
-        for (size_t i = 0; i < value.size(); ++i) {
+        for (size_t i = 0; i < value.size() && !stopped_; ++i) {
           const std::string ipath = fpath + "[" + std::to_string(i) + "]";
           if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
             ToMessage(value[i], r->AddMessage(msg, f), ipath, depth + 1);
@@ -150,19 +198,45 @@ class Converter {
   }
 
  private:
+  // Counts one node (a message, a list item, a map entry: two bytes at least when
+  // encoded); false when conversion must stop.
   bool Enter(const std::string& path, int depth) {
+    if (stopped_) return false;
     if (++nodes_ > kMaxManifestNodes) {
-      if (nodes_ == kMaxManifestNodes + 1) {
-        errors_.Add(path, "document is too large (more than " +
-                              std::to_string(kMaxManifestNodes) + " nodes)");
-      }
-      return false;
+      return Stop(path, "document is too large (more than " + std::to_string(kMaxManifestNodes) +
+                            " nodes)");
     }
     if (depth > kMaxManifestDepth) {
-      errors_.Add(path, "nesting is deeper than " + std::to_string(kMaxManifestDepth));
+      AddError(path, "nesting is deeper than " + std::to_string(kMaxManifestDepth));
       return false;
     }
+    return Charge(path, 2);
+  }
+
+  // Counts `bytes` of content towards `kMaxDocumentBytes`; false when conversion must stop.
+  bool Charge(const std::string& path, size_t bytes) {
+    if (stopped_) return false;
+    bytes_ += bytes;
+    if (bytes_ > kMaxDocumentBytes) {
+      return Stop(path, "document is too large: its content, with YAML aliases expanded, "
+                        "passes " + std::to_string(kMaxDocumentBytes) +
+                        " bytes, the largest request the server accepts");
+    }
     return true;
+  }
+
+  bool Stop(const std::string& path, std::string message) {
+    errors_.Add(path, std::move(message));
+    stopped_ = true;
+    return false;
+  }
+
+  void AddError(const std::string& path, std::string message) {
+    if (stopped_) return;
+    errors_.Add(path, std::move(message));
+    if (++error_count_ >= kMaxDocumentErrors) {
+      Stop("", "too many errors (" + std::to_string(kMaxDocumentErrors) + "), conversion stopped");
+    }
   }
 
   static const FieldDescriptor* FindField(const Descriptor* d, const std::string& key) {
@@ -173,7 +247,7 @@ class Converter {
   }
 
   void TypeError(const std::string& path, const std::string& want, const YAML::Node& got) {
-    errors_.Add(path, "Invalid type: expected " + want + ", got " + KindName(got));
+    AddError(path, "Invalid type: expected " + want + ", got " + KindName(got));
   }
 
   void ToMap(const YAML::Node& node, Message* msg, const FieldDescriptor* f,
@@ -185,11 +259,16 @@ class Converter {
       if (!Enter(path, depth)) return;
       const YAML::Node key_node = it->first;
       if (!key_node.IsScalar()) {
-        errors_.Add(path, "map keys must be strings");
+        AddError(path, "map keys must be strings");
         continue;
       }
       const std::string key = key_node.Scalar();
+      if (!IsValidUtf8(key)) {
+        AddError(path, "map keys must be valid UTF-8");
+        continue;
+      }
       const std::string kpath = path + "[" + key + "]";
+      if (!Charge(kpath, key.size())) return;
       Message* entry = msg->GetReflection()->AddMessage(msg, f);
       entry->GetReflection()->SetString(entry, key_field, key);
       const YAML::Node value = it->second;
@@ -211,6 +290,8 @@ class Converter {
   void SetScalar(const YAML::Node& node, Message* msg, const FieldDescriptor* f,
                  const std::string& path, bool repeated) {
     const Reflection* r = msg->GetReflection();
+    // A repeated item takes a byte at least (a tag, or its packed value).
+    if (repeated && !Charge(path, 1)) return;
     if (!node.IsScalar()) {
       return TypeError(path, f->cpp_type() == FieldDescriptor::CPPTYPE_STRING ? "string" : "scalar",
                        node);
@@ -220,15 +301,20 @@ class Converter {
     switch (f->cpp_type()) {
       case FieldDescriptor::CPPTYPE_STRING: {
         if (kind != PlainKind::kString) return TypeError(path, "string", node);
+        if (f->type() == FieldDescriptor::TYPE_STRING && !IsValidUtf8(s)) {
+          AddError(path, "Invalid value: not valid UTF-8");
+          return;
+        }
         std::string value = s;
         if (f->type() == FieldDescriptor::TYPE_BYTES) {
           std::string decoded;
           if (!absl::Base64Unescape(s, &decoded)) {
-            errors_.Add(path, "Invalid value: illegal base64 data");
+            AddError(path, "Invalid value: illegal base64 data");
             return;
           }
           value = std::move(decoded);
         }
+        if (!Charge(path, value.size())) return;
         repeated ? r->AddString(msg, f, std::move(value)) : r->SetString(msg, f, std::move(value));
         return;
       }
@@ -254,7 +340,7 @@ class Converter {
         if (errno != 0 || *end != '\0' || (is_unsigned && v < 0) ||
             (is32 && (v > std::numeric_limits<int32_t>::max() ||
                       v < std::numeric_limits<int32_t>::min()))) {
-          errors_.Add(path, "Invalid value: " + s + ": out of range");
+          AddError(path, "Invalid value: " + s + ": out of range");
           return;
         }
         switch (f->cpp_type()) {
@@ -294,29 +380,35 @@ class Converter {
             absl::StrAppend(&supported, i > 1 ? ", " : "", "\"",
                             f->enum_type()->value(i)->name(), "\"");
           }
-          errors_.Add(path, "Unsupported value: \"" + s + "\": supported values: " + supported);
+          AddError(path, "Unsupported value: \"" + s + "\": supported values: " + supported);
           return;
         }
         repeated ? r->AddEnum(msg, f, value) : r->SetEnum(msg, f, value);
         return;
       }
       default:
-        errors_.Add(path, "unsupported field type");
+        AddError(path, "unsupported field type");
     }
   }
 
   void ToStruct(const YAML::Node& node, google::protobuf::Struct* s, const std::string& path,
                 int depth) {
     if (!node.IsMap()) return TypeError(path, "object", node);
-    for (auto it = node.begin(); it != node.end(); ++it) {
+    for (auto it = node.begin(); it != node.end() && !stopped_; ++it) {
       const YAML::Node key_node = it->first;
       const YAML::Node value = it->second;
       if (!key_node.IsScalar()) {
-        errors_.Add(path, "field names must be strings");
+        AddError(path, "field names must be strings");
         continue;
       }
       const std::string key = key_node.Scalar();
-      ToValue(value, &(*s->mutable_fields())[key], Join(path, key), depth + 1);
+      if (!IsValidUtf8(key)) {
+        AddError(path, "field names must be valid UTF-8");
+        continue;
+      }
+      const std::string kpath = Join(path, key);
+      if (!Charge(kpath, key.size())) return;
+      ToValue(value, &(*s->mutable_fields())[key], kpath, depth + 1);
     }
   }
 
@@ -326,7 +418,7 @@ class Converter {
     if (node.IsMap()) return ToStruct(node, v->mutable_struct_value(), path, depth);
     if (node.IsSequence()) {
       auto* list = v->mutable_list_value();
-      for (size_t i = 0; i < node.size(); ++i) {
+      for (size_t i = 0; i < node.size() && !stopped_; ++i) {
         ToValue(node[i], list->add_values(), path + "[" + std::to_string(i) + "]", depth + 1);
       }
       return;
@@ -347,12 +439,21 @@ class Converter {
         v->set_number_value(std::strtod(s.c_str(), nullptr));
         return;
       default:
+        if (!IsValidUtf8(s)) {
+          AddError(path, "Invalid value: not valid UTF-8");
+          return;
+        }
+        if (!Charge(path, s.size())) return;
         v->set_string_value(s);
     }
   }
 
   FieldErrors& errors_;
   int64_t nodes_ = 0;
+  size_t bytes_ = 0;
+  size_t error_count_ = 0;
+  // Set once a bound is passed: every later step returns at once.
+  bool stopped_ = false;
 };
 
 std::string ScalarOrEmpty(const YAML::Node& node, const char* key) {
@@ -360,12 +461,54 @@ std::string ScalarOrEmpty(const YAML::Node& node, const char* key) {
   return v.IsDefined() && v.IsScalar() ? v.Scalar() : "";
 }
 
+// Whether `s` holds a character that YAML cannot carry as it is in a plain or block scalar:
+// C0 controls but the line feed, DEL, and the YAML 1.1 line breaks NEL, LS and PS, and the
+// byte order mark. yaml-cpp escapes them in a double-quoted scalar.
+bool HasUnprintable(std::string_view s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if ((c < 0x20 && c != '\n') || c == 0x7F) return true;
+    const std::string_view rest = s.substr(i);
+    if (rest.starts_with("\xC2\x85") || rest.starts_with("\xE2\x80\xA8") ||
+        rest.starts_with("\xE2\x80\xA9") || rest.starts_with("\xEF\xBB\xBF")) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Whether `s` prints as a block literal (`|`) that reads back the same: it ends with
+// exactly one line feed, holds only printable characters, and its first line with
+// content does not start with a space (its indentation would be taken for the block's).
+bool FitsBlockLiteral(const std::string& s) {
+  if (s.size() < 2 || s.back() != '\n' || s[s.size() - 2] == '\n') return false;
+  if (HasUnprintable(s)) return false;
+  const size_t first = s.find_first_not_of('\n');
+  return first != std::string::npos && s[first] != ' ';
+}
+
+// YAML's simple keys stop at 1024 characters; a longer key takes the explicit `? key` form.
+constexpr size_t kMaxSimpleKeyChars = 1024;
+
+// The most characters `s` can take printed as a scalar: quoted, with `"` and `\` escaped,
+// and any other byte as an escape of up to ten characters when it is not printable ASCII.
+size_t PrintedSizeBound(std::string_view s) {
+  for (const char c : s) {
+    if (c < 0x20 || c >= 0x7F) return 10 * s.size() + 2;
+  }
+  return 2 * s.size() + 2;
+}
+
 void EmitJson(YAML::Emitter& out, const nlohmann::ordered_json& j) {
   switch (j.type()) {
     case nlohmann::ordered_json::value_t::object:
       out << YAML::BeginMap;
       for (auto it = j.begin(); it != j.end(); ++it) {
-        out << YAML::Key << it.key() << YAML::Value;
+        // A simple key is at most 1024 characters as printed (escapes included): a longer
+        // one takes the explicit `? key` form, which has no limit.
+        // (`Auto` for the others: yaml-cpp 0.7 would keep `LongKey` for later keys.)
+        out << (PrintedSizeBound(it.key()) > kMaxSimpleKeyChars ? YAML::LongKey : YAML::Auto)
+            << YAML::Key << it.key() << YAML::Value;
         EmitJson(out, it.value());
       }
       out << YAML::EndMap;
@@ -377,12 +520,11 @@ void EmitJson(YAML::Emitter& out, const nlohmann::ordered_json& j) {
       return;
     case nlohmann::ordered_json::value_t::string: {
       const std::string& s = j.get_ref<const std::string&>();
-      const bool one_final_newline =
-          s.size() >= 2 && s.back() == '\n' && s[s.size() - 2] != '\n';
-      if (one_final_newline && s[0] != ' ' && s.find_first_of("\t\r") == std::string::npos) {
+      if (FitsBlockLiteral(s)) {
         // Block literal (`|`) keeps exactly one final newline.
         out << YAML::Literal << s.substr(0, s.size() - 1);
-      } else if (ClassifyPlain(s) != PlainKind::kString || s.find_first_of(":#{}[],&*!|>'\"%@`\n\t\r\\") != std::string::npos ||
+      } else if (ClassifyPlain(s) != PlainKind::kString || HasUnprintable(s) ||
+                 s.find_first_of(":#{}[],&*!|>'\"%@`\n\t\r\\") != std::string::npos ||
                  s.front() == ' ' || s.back() == ' ' || s.front() == '-' || s.front() == '?') {
         out << YAML::DoubleQuoted << s;
       } else {
@@ -401,6 +543,221 @@ void EmitJson(YAML::Emitter& out, const nlohmann::ordered_json& j) {
   }
 }
 
+
+// Whether the scalar that yaml-cpp reported at `pos` (its node's start, before any anchor
+// or tag) is a quoted scalar that never closes. yaml-cpp 0.7 runs such a scalar to the end
+// of the input, so the rest of the stream becomes part of its value; its own rules for
+// where a quoted scalar ends are the ones below (`\` escapes the next character in double
+// quotes, `''` is a quote in single quotes). `*opening` receives the opening quote's
+// offset. Anything else at `pos` (a block scalar, a plain one) is not ours to judge.
+bool QuotedScalarIsUnterminated(std::string_view text, size_t pos, size_t* opening) {
+  size_t i = pos;
+  // Skip the node's properties: `&anchor`, `!tag`, `!<verbatim>`, with the blanks,
+  // line breaks and comments between them and the scalar.
+  while (i < text.size()) {
+    const char c = text[i];
+    if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+      ++i;
+    } else if (c == '#') {
+      while (i < text.size() && text[i] != '\n') ++i;
+    } else if (c == '!' && i + 1 < text.size() && text[i + 1] == '<') {
+      while (i < text.size() && text[i] != '>') ++i;
+      ++i;
+    } else if (c == '&' || c == '!') {
+      // Anchor names and tags end at a blank or a flow indicator.
+      while (i < text.size() && std::string_view(" \t\r\n,[]{}").find(text[i]) ==
+                                    std::string_view::npos) {
+        ++i;
+      }
+    } else {
+      break;
+    }
+  }
+  if (i >= text.size() || (text[i] != '"' && text[i] != '\'')) return false;
+  *opening = i;
+  const char quote = text[i];
+  for (size_t j = i + 1; j < text.size(); ++j) {
+    if (quote == '"' && text[j] == '\\') {
+      ++j;  // The escaped character, whatever it is.
+    } else if (text[j] == quote) {
+      if (quote == '\'' && j + 1 < text.size() && text[j + 1] == '\'') {
+        ++j;  // '' is a single quote inside the scalar.
+      } else {
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+// 1-based line and column of byte `offset` in `text`.
+std::pair<int, int> LineAndColumn(std::string_view text, size_t offset) {
+  int line = 1;
+  size_t line_start = 0;
+  for (size_t i = 0; i < offset && i < text.size(); ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      line_start = i + 1;
+    }
+  }
+  return {line, static_cast<int>(offset - line_start) + 1};
+}
+
+// The first pass over a stream: yaml-cpp's parse events, before it builds its nodes, for
+// what yaml-cpp 0.7 accepts and Kubernetes' strict decoding refuses. Per document it
+// finds mapping keys set twice in one mapping (scalar keys, and aliases of scalars); for
+// the stream, a quoted scalar that never closes. It also counts documents, so that a
+// parse error can name the one it is in. Used by one `ParseManifests` call on its thread.
+class StrictnessChecker : public YAML::EventHandler {
+ public:
+  // Errors kept per document; the first ones say enough.
+  static constexpr size_t kMaxDuplicateErrors = 16;
+
+  explicit StrictnessChecker(std::string_view text) : text_(text) {
+    // yaml-cpp's marks count from after a UTF-8 byte order mark. Other encodings (UTF-16,
+    // UTF-32) are converted by yaml-cpp, so its offsets are not ours: skip the quote check.
+    if (text_.substr(0, 3) == "\xEF\xBB\xBF") {
+      offset_ = 3;
+    } else if (text_.find('\0') != std::string_view::npos) {
+      check_quotes_ = false;
+    }
+  }
+
+  // Documents begun so far; during a parse error, the 1-based index of the failing one.
+  int documents() const { return documents_; }
+  bool in_document() const { return in_document_; }
+  // Problems of document `index` (1-based); empty when none.
+  const FieldErrors& ErrorsOf(int index) const {
+    static const FieldErrors kNone;
+    const size_t i = static_cast<size_t>(index - 1);
+    return i < errors_.size() ? errors_[i] : kNone;
+  }
+  // The first unterminated quoted scalar, or the place where yaml-cpp stopped making
+  // progress, as a malformed-YAML error; OK when none. Once set, stop parsing.
+  const absl::Status& stream_error() const { return stream_error_; }
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    // yaml-cpp 0.7 can return empty documents forever without reading on (e.g. from ",a");
+    // a document never legitimately starts where the one before it did.
+    if (documents_ > 0 && mark.pos <= last_document_pos_ && stream_error_.ok()) {
+      stream_error_ = absl::InvalidArgumentError(
+          "document " + std::to_string(documents_) + ": malformed YAML at line " +
+          std::to_string(mark.line + 1) + ", column " + std::to_string(mark.column + 1) +
+          ": no YAML node can start here");
+    }
+    last_document_pos_ = mark.pos;
+    ++documents_;
+    in_document_ = true;
+    errors_.emplace_back();
+    frames_.clear();
+    scalar_anchors_.clear();
+  }
+  void OnDocumentEnd() override { in_document_ = false; }
+
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { Node(mark, std::nullopt); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    auto it = scalar_anchors_.find(anchor);
+    Node(mark, it == scalar_anchors_.end() ? std::nullopt : std::optional(it->second));
+  }
+  void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                const std::string& value) override {
+    if (tag != "?") CheckQuotes(mark);  // "?" is a plain scalar; others may be quoted.
+    if (anchor != YAML::NullAnchor) scalar_anchors_[anchor] = value;
+    Node(mark, value);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    Open(mark, /*is_map=*/false);
+  }
+  void OnSequenceEnd() override { Close(); }
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    Open(mark, /*is_map=*/true);
+  }
+  void OnMapEnd() override { Close(); }
+
+ private:
+  // An open mapping or sequence.
+  struct Frame {
+    bool is_map = false;
+    std::string path;
+    // Mappings: whether the next node is a key; the current key, when it is a scalar.
+    bool expect_key = true;
+    std::optional<std::string> key;
+    std::unordered_map<std::string, int> key_lines;
+    size_t index = 0;  // Sequences: the next item's index.
+  };
+
+  // The path of the node that comes next in the innermost open collection.
+  std::string NextPath() const {
+    if (frames_.empty()) return "";
+    const Frame& f = frames_.back();
+    if (!f.is_map) return f.path + "[" + std::to_string(f.index) + "]";
+    return Join(f.path, !f.expect_key && f.key ? *f.key : "?");
+  }
+
+  // A node is complete: a scalar, alias or null with `key_text`, or a collection opened.
+  void Node(const YAML::Mark& mark, std::optional<std::string> key_text) {
+    if (frames_.empty()) return;
+    Frame& f = frames_.back();
+    if (!f.is_map) {
+      ++f.index;
+      return;
+    }
+    if (!f.expect_key) {
+      f.expect_key = true;
+      return;
+    }
+    f.expect_key = false;
+    f.key = std::move(key_text);
+    if (!f.key) return;
+    const int line = mark.line + 1;
+    auto [it, inserted] = f.key_lines.emplace(*f.key, line);
+    if (inserted) return;
+    FieldErrors& errors = errors_.back();
+    if (errors.errors().size() >= kMaxDuplicateErrors) return;
+    errors.Add(Join(f.path, *f.key), "duplicate key \"" + Abbreviate(*f.key) + "\" at line " +
+                                         std::to_string(line) + ", already set at line " +
+                                         std::to_string(it->second));
+  }
+
+  void Open(const YAML::Mark& mark, bool is_map) {
+    std::string path = NextPath();
+    Node(mark, std::nullopt);  // A collection as a key has no text to compare.
+    Frame f;
+    f.is_map = is_map;
+    f.path = std::move(path);
+    frames_.push_back(std::move(f));
+  }
+
+  void Close() {
+    if (!frames_.empty()) frames_.pop_back();
+  }
+
+  void CheckQuotes(const YAML::Mark& mark) {
+    if (!check_quotes_ || !stream_error_.ok() || mark.pos < 0) return;
+    size_t opening = 0;
+    if (!QuotedScalarIsUnterminated(text_, static_cast<size_t>(mark.pos) + offset_, &opening)) {
+      return;
+    }
+    const auto [line, column] = LineAndColumn(text_, opening);
+    stream_error_ = absl::InvalidArgumentError(
+        "document " + std::to_string(documents_) + ": malformed YAML at line " +
+        std::to_string(line) + ", column " + std::to_string(column) +
+        ": the quoted string that starts here is never closed");
+  }
+
+  std::string_view text_;
+  size_t offset_ = 0;
+  bool check_quotes_ = true;
+  int documents_ = 0;
+  int last_document_pos_ = -1;
+  bool in_document_ = false;
+  std::vector<FieldErrors> errors_;  // One per document begun.
+  std::vector<Frame> frames_;
+  std::unordered_map<YAML::anchor_t, std::string> scalar_anchors_;
+  absl::Status stream_error_;
+};
 }  // namespace
 
 std::string ManifestDocument::Describe() const {
@@ -423,13 +780,27 @@ absl::StatusOr<std::vector<ManifestDocument>> ParseManifests(const std::string& 
     return absl::InvalidArgumentError("manifest is larger than " +
                                       std::to_string(kMaxManifestBytes) + " bytes");
   }
+  // Two parses of the same text: the checker's events, then yaml-cpp's nodes. Both take
+  // the documents in the same order, so document i of one is document i of the other.
+  StrictnessChecker checker(text);
   std::vector<YAML::Node> nodes;
   try {
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    while (checker.stream_error().ok() && parser.HandleNextDocument(checker)) {
+    }
+    if (!checker.stream_error().ok()) return checker.stream_error();
     nodes = YAML::LoadAll(text);
   } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError("malformed YAML at line " + std::to_string(e.mark.line + 1) +
+    const int document = checker.documents() + (checker.in_document() ? 0 : 1);
+    // yaml-cpp says "bad file" when its recursion guard trips.
+    const std::string what = dynamic_cast<const YAML::DeepRecursion*>(&e) != nullptr
+                                 ? "nesting is deeper than the YAML parser allows"
+                                 : e.msg;
+    return absl::InvalidArgumentError("document " + std::to_string(document) +
+                                      ": malformed YAML at line " + std::to_string(e.mark.line + 1) +
                                       ", column " + std::to_string(e.mark.column + 1) + ": " +
-                                      e.msg);
+                                      what);
   }
   std::vector<ManifestDocument> docs;
   int index = 0;
@@ -449,6 +820,13 @@ absl::StatusOr<std::vector<ManifestDocument>> ParseManifests(const std::string& 
     if (const YAML::Node meta = node["metadata"]; meta.IsDefined() && meta.IsMap()) {
       doc.name = ScalarOrEmpty(meta, "name");
       doc.namespace_ = ScalarOrEmpty(meta, "namespace");
+    }
+    // A duplicate key fails its document before anything else, as in Kubernetes, whose
+    // strict decoder refuses it while reading the YAML.
+    if (const FieldErrors& strict = checker.ErrorsOf(index); !strict.empty()) {
+      doc.status = strict.ToStatus(doc.Describe());
+      docs.push_back(std::move(doc));
+      continue;
     }
     if (doc.kind.empty() || doc.api_version.empty()) {
       doc.status = absl::InvalidArgumentError(doc.Describe() + ": apiVersion and kind are required");
@@ -563,7 +941,7 @@ std::string MessageToYaml(const google::protobuf::Message& message) {
   nlohmann::ordered_json j = nlohmann::ordered_json::parse(MessageToJson(message, false), nullptr, false);
   YAML::Emitter out;
   EmitJson(out, j);
-  return std::string(out.c_str()) + "\n";
+  return std::string(out.c_str(), out.size()) + "\n";
 }
 
 }  // namespace kaito

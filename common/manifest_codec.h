@@ -7,8 +7,15 @@
 // Schemaless fields (`google.protobuf.Struct`, e.g. `inference.template`) take any YAML.
 // Served kinds: kaito.sh/v1alpha1 and kaito.sh/v1beta1 Workspace, v1 ConfigMap and
 // Secret. Other kinds get a "not supported" error for their document only.
+//
+// Strict decoding, as Kubernetes' (sigs.k8s.io/yaml) is strict where yaml-cpp 0.7 is not:
+// a mapping key repeated in one mapping fails its document, naming the key's path and both
+// lines; a quoted scalar that never closes (which yaml-cpp would run to the end of the
+// input) fails the stream as malformed YAML, naming its document and line.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,6 +25,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/field_errors.h"
+#include "common/limits.h"
 
 namespace YAML {
 class Node;
@@ -42,14 +50,27 @@ struct ManifestDocument {
 // Limits that keep hostile input cheap.
 inline constexpr size_t kMaxManifestBytes = 8 << 20;
 inline constexpr int kMaxManifestDepth = 64;
-inline constexpr int64_t kMaxManifestNodes = 1 << 20;
+// Nodes (messages, list items, map entries) of one document: a decoded node takes up to
+// about 200 bytes of memory, so one document costs at most about 50 MB while decoded.
+inline constexpr int64_t kMaxManifestNodes = 1 << 18;
+// A document is converted with its aliases expanded. Conversion counts the fewest bytes
+// the result can take in protobuf's encoding (each string's bytes, two for every message,
+// list item and map entry) and stops with an error past the largest request the server
+// accepts: such a document could never be sent, and a YAML alias bomb stops here instead
+// of building hundreds of megabytes.
+inline constexpr size_t kMaxDocumentBytes = kMaxRequestBytes;
+// Conversion stops after this many field errors in one document.
+inline constexpr size_t kMaxDocumentErrors = 64;
 
-// Parses every document of a YAML stream. Malformed YAML is an error for the whole
-// stream (with line and column); a bad document only fails that document. Empty
-// documents are skipped.
+// Parses every document of a YAML stream. Malformed YAML (including a quoted scalar that
+// never closes) is an error for the whole stream, naming the document, line and column;
+// a bad document (an unknown field, a duplicate key, ...) only fails that document.
+// Empty documents are skipped. Never throws and never crashes, whatever `text` holds.
 absl::StatusOr<std::vector<ManifestDocument>> ParseManifests(const std::string& text);
 
 // Fills `message` from one YAML node; every problem is added to `errors` with its path.
+// Bounded by `kMaxManifestNodes`, `kMaxManifestDepth`, `kMaxDocumentBytes` and
+// `kMaxDocumentErrors`: past any of them it adds an error and stops.
 void YamlToMessage(const YAML::Node& node, google::protobuf::Message* message,
                    FieldErrors& errors);
 

@@ -1,38 +1,48 @@
 // The HTTP side of every daemon: `/metrics` (Prometheus text format from
 // prometheus-cpp collectables), `/healthz` (the process is alive) and `/readyz` (ready to
-// serve, by an injected check). Port 0 picks a free port; `port()` tells which.
+// serve, by an injected check), over cpp-httplib, HTTPS when a certificate is given.
+// Port 0 picks a free port; `port()` tells which.
 #pragma once
 
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <prometheus/collectable.h>
 
 #include "absl/status/statusor.h"
+#include "common/tls.h"
 
-class CivetServer;
+namespace httplib {
+class Server;
+}
 
 namespace kaito {
+
+// Worker threads of the HTTP listener, and how long one may wait for a request's bytes.
+inline constexpr int kHttpWorkers = 16;
+inline constexpr int kHttpRequestTimeoutMs = 5000;
 
 class MetricsServer {
  public:
   // `listen` is HOST:PORT. `ready` returns an empty string when ready, else the reason.
+  // With `tls` enabled the listener serves HTTPS only, with that certificate.
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(
       const std::string& listen,
       std::vector<std::shared_ptr<prometheus::Collectable>> collectables,
-      std::function<std::string()> ready);
+      std::function<std::string()> ready, const TlsServerFiles& tls = {});
   ~MetricsServer();
 
   int port() const { return port_; }
 
  private:
-  class Handler;
-  MetricsServer() = default;
+  MetricsServer();
 
-  std::unique_ptr<CivetServer> server_;
-  std::vector<std::unique_ptr<Handler>> handlers_;
+  TlsServerFiles tls_;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
   int port_ = 0;
 };
 

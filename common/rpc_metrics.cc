@@ -1,11 +1,13 @@
 #include "common/rpc_metrics.h"
 
+#include "common/field_errors.h"
+
 namespace kaito {
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
-                      std::string(status.message()));
+                      Abbreviate(status.message(), kMaxErrorMessage));
 }
 
 RpcMetrics::RpcMetrics(prometheus::Registry& registry)

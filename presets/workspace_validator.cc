@@ -298,6 +298,7 @@ void WorkspaceValidator::ValidateCreate(const v1::Workspace& ws, ValidationConte
     return;
   }
   ValidateAnnotations(ws, errors);
+  ValidateReferences(ws, errors);
   if (IsV1alpha1(ws) && ws.resource().has_partition()) {
     errors.Add("resource.partition", "Forbidden: partition is not part of kaito.sh/v1alpha1");
   }
@@ -305,6 +306,41 @@ void WorkspaceValidator::ValidateCreate(const v1::Workspace& ws, ValidationConte
     ValidateInference(ws, ctx, errors, warnings);
   } else {
     ValidateTuning(ws, ctx, errors, warnings);
+  }
+}
+
+void WorkspaceValidator::ValidateReferences(const v1::Workspace& ws, FieldErrors& errors) const {
+  // Every Secret and ConfigMap a workspace names is an object name in its own namespace:
+  // a DNS subdomain, so never a path ("/", ".."), a NUL or more than 253 characters.
+  auto check = [&](const std::string& path, const std::string& name) {
+    if (name.empty()) return;  // Absent; whether it is required is checked elsewhere.
+    if (std::string e = CheckDnsSubdomain(name); !e.empty()) {
+      errors.Add(path, e + " (the name of an object in the workspace's namespace)");
+    }
+  };
+  auto check_list = [&](const std::string& path,
+                        const google::protobuf::RepeatedPtrField<std::string>& names) {
+    for (int i = 0; i < names.size(); ++i) check(absl::StrCat(path, "[", i, "]"), names[i]);
+  };
+  auto check_preset = [&](const std::string& path, const v1::PresetSpec& preset) {
+    check(path + ".presetOptions.modelAccessSecret", preset.preset_options().model_access_secret());
+    check_list(path + ".presetOptions.imagePullSecrets", preset.preset_options().image_pull_secrets());
+  };
+  if (ws.has_inference()) {
+    const v1::InferenceSpec& inf = ws.inference();
+    check_preset("inference.preset", inf.preset());
+    check("inference.config", inf.config());
+    for (int i = 0; i < inf.adapters_size(); ++i) {
+      check_list(absl::StrCat("inference.adapters[", i, "].source.imagePullSecrets"),
+                 inf.adapters(i).source().image_pull_secrets());
+    }
+  }
+  if (ws.has_tuning()) {
+    const v1::TuningSpec& tuning = ws.tuning();
+    check_preset("tuning.preset", tuning.preset());
+    check("tuning.config", tuning.config());
+    check_list("tuning.input.imagePullSecrets", tuning.input().image_pull_secrets());
+    check("tuning.output.imagePushSecret", tuning.output().image_push_secret());
   }
 }
 

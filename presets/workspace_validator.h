@@ -105,6 +105,7 @@ class WorkspaceValidator {
   void ValidateAnnotations(const v1::Workspace& ws, FieldErrors& errors) const;
   void ValidateInference(const v1::Workspace& ws, ValidationContext& ctx, FieldErrors& errors,
                          std::vector<std::string>& warnings) const;
+  void ValidateReferences(const v1::Workspace& ws, FieldErrors& errors) const;
   void ValidateAdapters(const v1::InferenceSpec& inference, FieldErrors& errors) const;
   void ValidateResource(const v1::Workspace& ws, const ModelPreset* model, bool tuning,
                         ValidationContext& ctx, FieldErrors& errors,

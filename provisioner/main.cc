@@ -23,6 +23,8 @@
 #include "agent/simulated_fleet.h"
 #include "common/clock.h"
 #include "common/daemon.h"
+#include "common/grpc_server.h"
+#include "common/tls.h"
 #include "common/logging.h"
 #include "common/metrics_server.h"
 #include "common/version.h"
@@ -93,6 +95,12 @@ int main(int argc, char** argv) {
   app.add_option("--metrics-listen", metrics_listen,
                  "HTTP address for /metrics, /healthz, /readyz (empty = off)")
       ->capture_default_str();
+  kaito::TlsServerFiles tls;
+  app.add_option("--tls-cert-file", tls.cert_file,
+                 "PEM certificate served on the gRPC and HTTP ports (reloaded when it changes)");
+  app.add_option("--tls-key-file", tls.key_file, "PEM private key of --tls-cert-file");
+  app.add_option("--client-ca-file", tls.client_ca_file,
+                 "Require client certificates signed by this CA (kaito-server's)");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
       ->capture_default_str();
   app.add_option("--log-format", log_format, "text|json")->capture_default_str();
@@ -181,6 +189,14 @@ int main(int argc, char** argv) {
     faults.push_back(std::move(*fault));
   }
 
+  tls.require_client_certificate = !tls.client_ca_file.empty();
+  if (absl::Status s = kaito::CheckTlsServerFiles(tls); !s.ok()) {
+    return Fail(std::string(s.message()));
+  }
+  if (!tls.enabled()) {
+    spdlog::warn("access control is off: any client that reaches --listen may create and "
+                 "delete nodes (give --tls-cert-file, --tls-key-file and --client-ca-file)");
+  }
   kaito::RouteProtobufLogs();
   // SIGINT and SIGTERM are taken on one thread (blocked before any thread starts).
   kaito::TerminationSignals signals;
@@ -209,8 +225,8 @@ int main(int argc, char** argv) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   int port = 0;
   grpc::ServerBuilder builder;
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);  // The port is ours alone.
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  kaito::ApplyServerDefaults(builder, &metrics);
+  builder.AddListeningPort(listen, kaito::GrpcServerCredentials(tls), &port);
   builder.RegisterService(&provisioner_service);
   builder.RegisterService(&simulated_cloud_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -222,7 +238,8 @@ int main(int argc, char** argv) {
   std::unique_ptr<kaito::MetricsServer> metrics_server;
   if (!metrics_listen.empty()) {
     auto started = kaito::MetricsServer::Start(
-        metrics_listen, {registry, std::make_shared<NodePhaseCollector>(&provider)}, nullptr);
+        metrics_listen, {registry, std::make_shared<NodePhaseCollector>(&provider)}, nullptr,
+        tls);
     if (!started.ok()) {
       spdlog::critical("cannot serve metrics: {}", started.status().ToString());
       return 1;

@@ -40,6 +40,21 @@ int main(int argc, char** argv) {
   app.add_option("--provisioner", options.provisioner,
                  "kaito-provisioner address HOST:PORT (none = bring-your-own nodes)");
   app.add_option("--port-file", port_file, "Write the chosen gRPC port to this file");
+  app.add_option("--encryption-key-file", options.encryption_key_file,
+                 "Encrypt Secrets at rest (AES-256-GCM) with the keys of this file: base64 of a "
+                 "32-byte key per line, the first encrypts, all decrypt; mode 0600");
+  app.add_option("--tls-cert-file", options.tls_cert_file,
+                 "PEM certificate served on the gRPC and HTTP ports (reloaded when it changes)");
+  app.add_option("--tls-key-file", options.tls_key_file, "PEM private key of --tls-cert-file");
+  app.add_option("--client-ca-file", options.client_ca_file,
+                 "Verify client certificates against this CA; CN = user, O = groups");
+  app.add_option("--token-auth-file", options.token_auth_file,
+                 "Static bearer tokens: token,user,uid,\"group1,group2\" per line");
+  app.add_option("--authorization-policy-file", options.authorization_policy_file,
+                 "Roles (viewer, editor, admin) bound to users and groups per namespace (YAML)");
+  app.add_option("--provisioner-ca-file", options.provisioner_ca_file,
+                 "Dial --provisioner over TLS, verifying it against this CA (and presenting "
+                 "--tls-cert-file)");
   app.add_option("--catalog-dir", options.catalog_dir,
                  "Directory with models.yaml and skus.yaml (default: the built-in catalog)");
   app.add_option("--cloud", options.cloud, "Cloud provider of the SKU table: azure | aws | arc")
@@ -51,12 +66,32 @@ int main(int argc, char** argv) {
                  "Events per kind kept in memory for watch resumption")
       ->capture_default_str()
       ->check(CLI::Range(1, 10000000));
+  app.add_option("--watch-history-bytes", options.watch_history_bytes,
+                 "Bytes of events per kind kept for watch resumption (bounds memory)")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1} << 16, size_t{1} << 40));
   app.add_option("--watch-backlog", options.watch_backlog,
                  "Events a watch stream may queue for a slow client before it is cut off")
       ->capture_default_str()
       ->check(CLI::Range(1, 10000000));
+  app.add_option("--watch-backlog-bytes", options.watch_backlog_bytes,
+                 "Bytes of events a watch stream may queue for a slow client before it is cut off")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1} << 16, size_t{1} << 40));
+  app.add_option("--max-transport-memory", options.max_transport_memory,
+                 "Bytes gRPC's transports may hold for requests being received (0 = no bound)")
+      ->capture_default_str();
+  app.add_option("--max-watches", options.max_watches, "Open watch streams, in total")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000000));
+  app.add_option("--max-watches-per-connection", options.max_watches_per_connection,
+                 "Open watch streams from one client connection")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000000));
   // Durations are given as "20s", "500ms", "1m" (absl::ParseDuration).
   std::map<std::string, std::pair<absl::Duration*, std::string>> durations = {
+      {"--watch-stall-timeout",
+       {&options.watch_stall_timeout, "A watch client that takes no event this long is cut off"}},
       {"--node-lease-ttl", {&options.node_lease_ttl, "An agent's lease: NotReady when older"}},
       {"--node-heartbeat-interval",
        {&options.node_heartbeat_interval, "How often agents are told to renew"}},

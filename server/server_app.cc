@@ -1,5 +1,8 @@
 #include "server/server_app.h"
 
+#include "common/grpc_server.h"
+#include "common/tls.h"
+
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <prometheus/collectable.h>
@@ -15,7 +18,9 @@
 #include "presets/planner.h"
 #include "server/registry/cache_validation_context.h"
 #include "server/provisioning/grpc_provisioner_client.h"
+#include "server/registry/aes_gcm_transformer.h"
 #include "server/registry/object_meta.h"
+#include "server/registry/reseal_stored_values.h"
 
 namespace kaito::server {
 namespace {
@@ -106,6 +111,19 @@ absl::StatusOr<std::unique_ptr<store::Store>> OpenStore(const ServerOptions& opt
                                     "\" (sqlite, memory, etcd://HOST:PORT,...)");
 }
 
+// AES-GCM with the keys of --encryption-key-file, or plaintext without one.
+absl::StatusOr<std::unique_ptr<ValueTransformer>> SecretTransformer(const ServerOptions& options) {
+  if (options.encryption_key_file.empty()) {
+    spdlog::info("secrets: stored unencrypted (no --encryption-key-file)");
+    return std::unique_ptr<ValueTransformer>(new PlaintextTransformer());
+  }
+  auto aes = AesGcmTransformer::FromKeyFile(options.encryption_key_file);
+  if (!aes.ok()) return aes.status();
+  spdlog::info("secrets: encrypted at rest with AES-256-GCM, key id {} ({} key(s) in {})",
+               (*aes)->primary_key_id(), (*aes)->key_count(), options.encryption_key_file);
+  return std::unique_ptr<ValueTransformer>(std::move(*aes));
+}
+
 }  // namespace
 
 absl::Status ParseFeatureGates(const std::string& gates, ServerOptions& options) {
@@ -134,6 +152,39 @@ absl::Status ParseFeatureGates(const std::string& gates, ServerOptions& options)
   return absl::OkStatus();
 }
 
+namespace {
+
+// The server's identity towards kaito-provisioner: its own certificate, and the CA that
+// signed the provisioner's.
+TlsClientFiles ProvisionerClientFiles(const ServerOptions& o) {
+  TlsClientFiles files;
+  files.ca_file = o.provisioner_ca_file;
+  if (!o.provisioner_ca_file.empty()) {
+    files.cert_file = o.tls_cert_file;
+    files.key_file = o.tls_key_file;
+  }
+  return files;
+}
+
+bool WorkloadRefersToSecret(const v1::WorkloadSpec& spec, const std::string& name) {
+  for (const auto& v : spec.volumes()) {
+    if (v.secret() == name) return true;
+  }
+  for (const auto* list : {&spec.init_containers(), &spec.containers()}) {
+    for (const v1::ContainerSpec& c : *list) {
+      for (const auto& s : c.image_pull_secrets()) {
+        if (s == name) return true;
+      }
+      for (const auto& e : c.env()) {
+        if (e.has_secret_key_ref() && e.secret_key_ref().name() == name) return true;
+      }
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions& options) {
   std::unique_ptr<ServerApp> app(new ServerApp());
   if (options.clock != nullptr) {
@@ -154,17 +205,49 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
                                       "\" (azure, aws, arc)");
   }
 
+  // Credentials and policies are checked before the store is touched.
+  const TlsServerFiles tls{options.tls_cert_file, options.tls_key_file, options.client_ca_file,
+                           false};
+  if (absl::Status s = CheckTlsServerFiles(tls); !s.ok()) return s;
+  auto authorizer = Authorizer::Create({options.token_auth_file,
+                                        options.authorization_policy_file,
+                                        !options.client_ca_file.empty()});
+  if (!authorizer.ok()) return authorizer.status();
+  app->authorizer_ = std::move(*authorizer);
+  if (app->authorizer_->open()) {
+    spdlog::warn("access control is off: every client may do everything (give "
+                 "--token-auth-file or --client-ca-file, and --authorization-policy-file)");
+  }
+
+  // The key file is checked before the store is touched.
+  auto transformer = SecretTransformer(options);
+  if (!transformer.ok()) return transformer.status();
+  app->secret_transformer_ = std::move(*transformer);
+
   auto store = OpenStore(options);
   if (!store.ok()) return store.status();
   app->store_ = std::move(*store);
 
-  auto cache = [&](const char* prefix, const google::protobuf::Message* prototype) {
-    return std::make_unique<ObjectCache>(app->store_.get(), prefix, prototype,
-                                         options.watch_history);
+  // Every stored secret must open before anything is served; those sealed the old way
+  // (plaintext, or a key that is no longer first) are sealed again now.
+  auto resealed = ResealStoredValues(*app->store_, "/secrets/", *app->secret_transformer_);
+  if (!resealed.ok()) return resealed.status();
+  if (resealed->resealed > 0) {
+    spdlog::info("secrets: {} of {} stored secrets encrypted again with the first key",
+                 resealed->resealed, resealed->values);
+  }
+
+  auto cache = [&](const char* prefix, const google::protobuf::Message* prototype,
+                   const ValueTransformer* transformer = nullptr) {
+    auto c = std::make_unique<ObjectCache>(app->store_.get(), prefix, prototype,
+                                           options.watch_history, transformer);
+    c->SetHistoryByteLimit(options.watch_history_bytes);
+    return c;
   };
   app->workspace_cache_ = cache("/workspaces/", &v1::Workspace::default_instance());
   app->configmap_cache_ = cache("/configmaps/", &v1::ConfigMap::default_instance());
-  app->secret_cache_ = cache("/secrets/", &v1::Secret::default_instance());
+  app->secret_cache_ =
+      cache("/secrets/", &v1::Secret::default_instance(), app->secret_transformer_.get());
   app->node_cache_ = cache("/nodes/", &v1::Node::default_instance());
   app->nodeclaim_cache_ = cache("/nodeclaims/", &v1::NodeClaim::default_instance());
   app->workload_cache_ = cache("/workloads/", &v1::Workload::default_instance());
@@ -197,7 +280,8 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
   app->configmaps_ = std::make_unique<ObjectRegistry<v1::ConfigMap>>(
       ConfigMapPolicy(), app->store_.get(), app->configmap_cache_.get(), clock);
   app->secrets_ = std::make_unique<ObjectRegistry<v1::Secret>>(
-      SecretPolicy(), app->store_.get(), app->secret_cache_.get(), clock);
+      SecretPolicy(), app->store_.get(), app->secret_cache_.get(), clock,
+      app->secret_transformer_.get());
   app->nodes_ = std::make_unique<ObjectRegistry<v1::Node>>(NodePolicy(), app->store_.get(),
                                                            app->node_cache_.get(), clock);
   app->nodeclaims_ = std::make_unique<ObjectRegistry<v1::NodeClaim>>(
@@ -214,10 +298,16 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
   // The provisioner.
   if (!options.provisioner.empty()) {
     app->provisioner_client_ = std::make_unique<GrpcProvisionerClient>(
-        grpc::CreateChannel(options.provisioner, grpc::InsecureChannelCredentials()),
+        grpc::CreateChannel(options.provisioner,
+                            GrpcChannelCredentials(ProvisionerClientFiles(options))),
         absl::Seconds(10));
     app->provisioner_ = app->provisioner_client_.get();
   } else if (options.dev) {
+    if (tls.enabled() || !app->authorizer_->open()) {
+      return absl::InvalidArgumentError(
+          "--dev's simulated agents dial this server without credentials: run dev mode without "
+          "TLS and access control, or give --provisioner");
+    }
     app->simulated_fleet_ =
         std::make_unique<agent::SimulatedFleet>(clock, options.simulated_runtime);
     app->bootstrapper_ =
@@ -247,6 +337,20 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
   app->agent_deps_.events = app->event_recorder_.get();
   app->agent_deps_.clock = clock;
   app->agent_deps_.stats = &app->agent_stats_;
+  app->agent_deps_.auth = app->authorizer_.get();
+  // Kubernetes' node authorizer: a node reads a Secret only when a workload placed on it
+  // refers to it.
+  app->authorizer_->set_node_secret_check(
+      [workloads = app->workloads_.get()](const std::string& node, const std::string& ns,
+                                          const std::string& name) {
+        return !workloads
+                    ->ListShared(ns,
+                                 [&](const v1::Workload& w) {
+                                   return w.spec().node_name() == node &&
+                                          WorkloadRefersToSecret(w.spec(), name);
+                                 })
+                    .empty();
+      });
   app->agent_deps_.status_writer = std::make_shared<WorkloadStatusWriter>(app->workloads_.get());
   app->agent_deps_.options.lease_ttl = options.node_lease_ttl;
   app->agent_deps_.options.heartbeat_interval = options.node_heartbeat_interval;
@@ -254,29 +358,38 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
   app->rpc_metrics_ = std::make_unique<RpcMetrics>(*app->prometheus_);
   app->node_service_ =
       std::make_unique<NodeGrpcService>(&app->agent_deps_, app->rpc_metrics_.get());
+  Authorizer* auth = app->authorizer_.get();
   app->workspace_service_ =
-      std::make_unique<WorkspaceGrpcService>(app->workspaces_.get(), app->rpc_metrics_.get());
+      std::make_unique<WorkspaceGrpcService>(app->workspaces_.get(), app->rpc_metrics_.get(), auth);
   app->config_service_ =
-      std::make_unique<ConfigGrpcService>(app->configmaps_.get(), app->rpc_metrics_.get());
+      std::make_unique<ConfigGrpcService>(app->configmaps_.get(), app->rpc_metrics_.get(), auth);
   app->secret_service_ =
-      std::make_unique<SecretGrpcService>(app->secrets_.get(), app->rpc_metrics_.get());
-  app->workspace_service_->set_watch_backlog(options.watch_backlog);
+      std::make_unique<SecretGrpcService>(app->secrets_.get(), app->rpc_metrics_.get(), auth);
+  WatchLimits watch_limits;
+  watch_limits.backlog_events = options.watch_backlog;
+  watch_limits.backlog_bytes = options.watch_backlog_bytes;
+  watch_limits.stall_timeout = absl::ToChronoMilliseconds(options.watch_stall_timeout);
+  app->workspace_service_->set_watch_limits(watch_limits);
+  app->workspace_service_->set_watch_quota(
+      StreamLimits{options.max_watches, options.max_watches_per_connection});
   app->workspace_service_->set_planner(
       [catalog = app->catalog_.get(), validation, context = app->validation_context_.get()](
           const v1::Workspace& ws) {
         return presets::PlanWorkspace(*catalog, validation, *context, ws);
       });
-  app->system_service_ = std::make_unique<SystemGrpcService>(app->store_.get(), options.dev);
-  app->preset_service_ = std::make_unique<PresetGrpcService>(app->catalog_.get(), options.cloud);
+  app->system_service_ =
+      std::make_unique<SystemGrpcService>(app->store_.get(), options.dev, auth);
+  app->preset_service_ =
+      std::make_unique<PresetGrpcService>(app->catalog_.get(), options.cloud, auth);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  // The port is ours alone: without this, gRPC's SO_REUSEPORT lets a second server bind
-  // the same address and take half of the connections.
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &app->grpc_port_);
-  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  GrpcServerLimits limits;
+  limits.max_receive_bytes = options.max_message_bytes;
+  limits.transport_memory_bytes = options.max_transport_memory;
+  ApplyServerDefaults(builder, app->rpc_metrics_.get(), limits);
+  builder.AddListeningPort(options.listen, GrpcServerCredentials(tls), &app->grpc_port_);
   builder.RegisterService(app->workspace_service_.get());
   builder.RegisterService(app->config_service_.get());
   builder.RegisterService(app->secret_service_.get());
@@ -302,7 +415,7 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
                                {"workload", app->workload_cache_.get()},
                                {"event", app->event_cache_.get()}});
     auto metrics =
-        MetricsServer::Start(options.metrics_listen, {app->prometheus_, state}, nullptr);
+        MetricsServer::Start(options.metrics_listen, {app->prometheus_, state}, nullptr, tls);
     if (!metrics.ok()) return metrics.status();
     app->metrics_ = std::move(*metrics);
   }

@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "agent/simulated_fleet.h"
 #include "common/clock.h"
+#include "common/limits.h"
 #include "common/metrics_server.h"
 #include "presets/catalog.h"
 #include "presets/workspace_validator.h"
@@ -29,6 +30,7 @@
 #include "common/rpc_metrics.h"
 #include "server/api/system_service.h"
 #include "server/api/workspace_service.h"
+#include "server/auth/authorizer.h"
 #include "server/controller/controller.h"
 #include "server/controllers/event_recorder.h"
 #include "server/controllers/garbage_collector.h"
@@ -42,6 +44,7 @@
 #include "server/registry/kinds/secret_policy.h"
 #include "server/registry/kinds/workspace_policy.h"
 #include "server/registry/object_cache.h"
+#include "server/registry/value_transformer.h"
 #include "server/store/store.h"
 
 namespace kaito::server {
@@ -65,13 +68,39 @@ struct ServerOptions {
   bool gate_vllm = true;
   bool gate_mig = false;
   bool gate_accelerator = false;
-  // Events each cache keeps for watch resumption.
+  // Events each cache keeps for watch resumption, and at most this many bytes of them.
   size_t watch_history = 10000;
-  // Events a watch stream may queue for a slow client before it is cut off (ABORTED).
+  size_t watch_history_bytes = 32 << 20;
+  // Events, and bytes of them, a watch stream may queue for a slow client before it is
+  // cut off (ABORTED, resumable); a client that takes no event for the stall timeout is
+  // cut off too.
   size_t watch_backlog = kMaxWatchBacklog;
+  size_t watch_backlog_bytes = 16 << 20;
+  absl::Duration watch_stall_timeout = absl::Seconds(60);
+  // Open watches in total and per client connection (RESOURCE_EXHAUSTED beyond).
+  size_t max_watches = 10000;
+  size_t max_watches_per_connection = 1000;
   // Revisions of history the store keeps.
   int64_t store_history = 100000;
-  int max_message_bytes = 4 << 20;
+  // The largest request gRPC accepts (a little more than the largest object).
+  int max_message_bytes = static_cast<int>(kMaxRequestBytes);
+  // Memory gRPC's transports may hold for requests being received (0 = no bound): gRPC
+  // 1.51 buffers a whole request before it checks its size, so this is what bounds it.
+  size_t max_transport_memory = 256 << 20;
+  // Secrets are encrypted at rest (AES-256-GCM) with the keys of this file: base64 of a
+  // 32-byte key per line, the first encrypts, all decrypt. Empty: stored unencrypted.
+  std::string encryption_key_file;
+  // TLS on the gRPC and HTTP ports (both files, or neither); client certificates are
+  // verified against `client_ca_file` and identify their subject (docs/security.md).
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string client_ca_file;
+  // Authentication by static bearer tokens, and roles per namespace.
+  std::string token_auth_file;
+  std::string authorization_policy_file;
+  // The CA that signed kaito-provisioner's certificate: the server dials it over TLS,
+  // presenting its own certificate (tls_cert_file) as its identity.
+  std::string provisioner_ca_file;
   // Time for every component; null makes the app own a RealClock (tests pass a FakeClock).
   Clock* clock = nullptr;
   // Off: the API alone, with no controllers (tests of API semantics, the API benchmark).
@@ -114,6 +143,8 @@ class ServerApp {
 
   store::Store* store() { return store_.get(); }
   ObjectRegistry<v1::Workspace>* workspaces() { return workspaces_.get(); }
+  ObjectRegistry<v1::Secret>* secrets() { return secrets_.get(); }
+  Authorizer* authorizer() { return authorizer_.get(); }
   ObjectRegistry<v1::Node>* nodes() { return nodes_.get(); }
   ObjectRegistry<v1::NodeClaim>* nodeclaims() { return nodeclaims_.get(); }
   ObjectRegistry<v1::Workload>* workloads() { return workloads_.get(); }
@@ -131,6 +162,9 @@ class ServerApp {
   std::unique_ptr<RealClock> owned_clock_;
   Clock* clock_ = nullptr;
   std::shared_ptr<prometheus::Registry> prometheus_;
+  // How Secrets are kept at rest; outlives the store, the caches and the registries.
+  std::unique_ptr<ValueTransformer> secret_transformer_;
+  std::unique_ptr<Authorizer> authorizer_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<presets::Catalog> catalog_;
   std::unique_ptr<ObjectCache> workspace_cache_, configmap_cache_, secret_cache_, node_cache_,

@@ -9,9 +9,10 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   build-essential cmake ninja-build pkg-config ccache
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
-  libyaml-cpp-dev libcurl4-openssl-dev libgtest-dev libgmock-dev libsqlite3-dev sqlite3
-  prometheus-cpp-dev libcivetweb-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev
+  libyaml-cpp-dev libcurl4-openssl-dev libssl-dev libgtest-dev libgmock-dev libsqlite3-dev sqlite3
+  prometheus-cpp-dev libcpp-httplib-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev
   python3-grpcio python3-protobuf grpc-proto curl prometheus
+  clang libclang-rt-14-dev
 )
 
 missing=()

@@ -1,5 +1,7 @@
 #include "server/agents/agent_session.h"
 
+#include "common/field_errors.h"
+
 #include <google/protobuf/util/message_differencer.h>
 #include <spdlog/spdlog.h>
 
@@ -191,6 +193,14 @@ void AgentSession::OnMessage(const v1::AgentMessage& message) {
 
 void AgentSession::OnHello(const v1::AgentHello& hello) {
   if (std::string e = CheckHello(hello); !e.empty()) return Fail(e);
+  if (!allowed_node_.empty() && hello.node_name() != allowed_node_) {
+    if (deps_->stats) deps_->stats->protocol_errors++;
+    spdlog::warn("agent session ({}): node {} may not speak for node {}", peer_, allowed_node_,
+                 Abbreviate(hello.node_name()));
+    return Close(absl::PermissionDeniedError(
+        "nodes \"" + Abbreviate(hello.node_name()) + "\" is forbidden: User \"system:node:" +
+        allowed_node_ + "\" may act only for its own node"));
+  }
   node_ = hello.node_name();
   if (deps_->stats) deps_->stats->hellos++;
   spdlog::info("agent session: node {} connected from {} ({} GPUs, {} workloads running)", node_,

@@ -24,6 +24,7 @@
 #include "common/clock.h"
 #include "kaito/v1/agent.pb.h"
 #include "server/agents/lease_tracker.h"
+#include "server/auth/authorizer.h"
 #include "server/agents/session_registry.h"
 #include "server/controllers/event_recorder.h"
 #include "server/controllers/objects.h"
@@ -48,6 +49,8 @@ struct AgentSessionStats {
 
 struct AgentSessionDeps {
   ControlPlaneObjects objects;
+  // Who may connect and read; null: everyone (tests).
+  Authorizer* auth = nullptr;
   LeaseTracker* leases = nullptr;
   SessionRegistry* sessions = nullptr;
   EventRecorder* events = nullptr;
@@ -87,6 +90,10 @@ class AgentSession : public SessionHandle {
       : deps_(deps), send_(std::move(send)), close_(std::move(close)), peer_(std::move(peer)) {}
   ~AgentSession() override;
 
+  // The session may only speak for `node` (from the agent's certificate): a Hello for
+  // another node is refused (PERMISSION_DENIED). Call before the first message.
+  void RestrictToNode(std::string node) { allowed_node_ = std::move(node); }
+
   void OnMessage(const v1::AgentMessage& message);
   // The stream ended (either side); the session unregisters.
   void OnStreamEnd();
@@ -104,6 +111,7 @@ class AgentSession : public SessionHandle {
   void UpsertNode(const v1::AgentHello& hello);
 
   const AgentSessionDeps* const deps_;
+  std::string allowed_node_;  // Empty: any.
   const Sender send_;
   const Closer close_;
   const std::string peer_;

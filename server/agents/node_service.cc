@@ -13,7 +13,10 @@ namespace {
 // in OnDone.
 class ConnectReactor : public grpc::ServerBidiReactor<v1::AgentMessage, v1::ServerMessage> {
  public:
-  ConnectReactor(const AgentSessionDeps* deps, std::string peer)
+  // `node`: the node the caller may speak for (empty: any); `refused` not OK ends the
+  // stream at once with it.
+  ConnectReactor(const AgentSessionDeps* deps, std::string peer, std::string node,
+                 const absl::Status& refused)
       : writer_(
             &mu_, [this](const v1::ServerMessage* m) { StartWrite(m); },
             [this](const grpc::Status& s) { Finish(s); },
@@ -25,6 +28,11 @@ class ConnectReactor : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Serv
                                          std::string(s.message())));
             },
             std::move(peer)) {
+    if (!refused.ok()) {
+      RequestFinish(ToGrpcStatus(refused));
+      return;
+    }
+    session_.RestrictToNode(std::move(node));
     StartRead(&in_);
   }
 
@@ -85,27 +93,50 @@ NodeGrpcService::NodeGrpcService(const AgentSessionDeps* deps, RpcMetrics* metri
 
 grpc::ServerBidiReactor<v1::AgentMessage, v1::ServerMessage>* NodeGrpcService::Connect(
     grpc::CallbackServerContext* ctx) {
-  return new ConnectReactor(deps_, ctx->peer());
+  // An agent's certificate names its node, and the session may speak only for that one;
+  // other identities need the right to update every node (admin).
+  std::string node;
+  absl::Status refused = absl::OkStatus();
+  if (deps_->auth) {
+    auto who = deps_->auth->Authenticate(*ctx);
+    if (!who.ok()) {
+      refused = who.status();
+    } else if (!who->node.empty()) {
+      node = who->node;
+    } else {
+      refused = deps_->auth->Authorize(*who, {Verb::kUpdate, "nodes", "", ""});
+    }
+  }
+  return new ConnectReactor(deps_, ctx->peer(), std::move(node), refused);
 }
 
 ServerUnaryReactor* NodeGrpcService::ListNodes(CallbackServerContext* ctx,
                                                const v1::ListRequest* request,
                                                v1::ListNodesResponse* response) {
-  return ListInto(UnaryCall(ctx, m_list_nodes_), deps_->objects.nodes, "",
+  UnaryCall call(ctx, m_list_nodes_);
+  if (!Permitted(deps_->auth, ctx, call, {Verb::kList, "nodes", "", ""})) return call.reactor();
+  return ListInto(call, deps_->objects.nodes, "",
                   request->label_selector(), request->page_size(), request->page_token(),
                   response);
 }
 
 ServerUnaryReactor* NodeGrpcService::GetNode(CallbackServerContext* ctx,
                                              const v1::ObjectKey* request, v1::Node* response) {
-  return GetInto(UnaryCall(ctx, m_get_node_), deps_->objects.nodes, "", request->name(),
-                 response);
+  UnaryCall call(ctx, m_get_node_);
+  if (!Permitted(deps_->auth, ctx, call, {Verb::kGet, "nodes", "", request->name()})) {
+    return call.reactor();
+  }
+  return GetInto(call, deps_->objects.nodes, "", request->name(), response);
 }
 
 ServerUnaryReactor* NodeGrpcService::ListNodeClaims(CallbackServerContext* ctx,
                                                     const v1::ListRequest* request,
                                                     v1::ListNodeClaimsResponse* response) {
-  return ListInto(UnaryCall(ctx, m_list_nodeclaims_), deps_->objects.nodeclaims, "",
+  UnaryCall call(ctx, m_list_nodeclaims_);
+  if (!Permitted(deps_->auth, ctx, call, {Verb::kList, "nodeclaims", "", ""})) {
+    return call.reactor();
+  }
+  return ListInto(call, deps_->objects.nodeclaims, "",
                   request->label_selector(), request->page_size(), request->page_token(),
                   response);
 }
@@ -113,14 +144,21 @@ ServerUnaryReactor* NodeGrpcService::ListNodeClaims(CallbackServerContext* ctx,
 ServerUnaryReactor* NodeGrpcService::GetNodeClaim(CallbackServerContext* ctx,
                                                   const v1::ObjectKey* request,
                                                   v1::NodeClaim* response) {
-  return GetInto(UnaryCall(ctx, m_get_nodeclaim_), deps_->objects.nodeclaims, "",
-                 request->name(), response);
+  UnaryCall call(ctx, m_get_nodeclaim_);
+  if (!Permitted(deps_->auth, ctx, call, {Verb::kGet, "nodeclaims", "", request->name()})) {
+    return call.reactor();
+  }
+  return GetInto(call, deps_->objects.nodeclaims, "", request->name(), response);
 }
 
 ServerUnaryReactor* NodeGrpcService::ListWorkloads(CallbackServerContext* ctx,
                                                    const v1::ListRequest* request,
                                                    v1::ListWorkloadsResponse* response) {
-  return ListInto(UnaryCall(ctx, m_list_workloads_), deps_->objects.workloads,
+  UnaryCall call(ctx, m_list_workloads_);
+  if (!Permitted(deps_->auth, ctx, call, {Verb::kList, "workloads", request->namespace_(), ""})) {
+    return call.reactor();
+  }
+  return ListInto(call, deps_->objects.workloads,
                   request->namespace_(), request->label_selector(), request->page_size(),
                   request->page_token(), response);
 }
@@ -129,6 +167,9 @@ ServerUnaryReactor* NodeGrpcService::ListEvents(CallbackServerContext* ctx,
                                                 const v1::ListEventsRequest* request,
                                                 v1::ListEventsResponse* response) {
   UnaryCall call(ctx, m_list_events_);
+  if (!Permitted(deps_->auth, ctx, call, {Verb::kList, "events", request->namespace_(), ""})) {
+    return call.reactor();
+  }
   auto events = deps_->objects.events->ListShared(request->namespace_(), [&](const v1::Event& e) {
     const auto& ref = e.involved_object();
     return (request->involved_kind().empty() || ref.kind() == request->involved_kind()) &&

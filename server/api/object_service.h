@@ -20,9 +20,10 @@ class ObjectHandlers {
 
   // `kind` names the metrics ("ConfigMap" gives CreateConfigMap, ...; `plural` gives
   // ListConfigMaps).
-  ObjectHandlers(ObjectRegistry<T>* registry, RpcMetrics* metrics, const std::string& kind,
-                 const std::string& plural, ObjectOf object_of)
+  ObjectHandlers(ObjectRegistry<T>* registry, RpcMetrics* metrics, Authorizer* auth,
+                 const std::string& kind, const std::string& plural, ObjectOf object_of)
       : registry_(registry),
+        auth_(auth),
         object_of_(object_of),
         create_(MethodOf(metrics, ("Create" + kind).c_str())),
         get_(MethodOf(metrics, ("Get" + kind).c_str())),
@@ -32,29 +33,46 @@ class ObjectHandlers {
 
   ServerUnaryReactor* Create(CallbackServerContext* ctx, const WriteRequest* request,
                              T* response) {
+    UnaryCall call(ctx, create_);
+    if (!Permitted(auth_, ctx, call, WriteAccess(Verb::kCreate, (request->*object_of_)()))) {
+      return call.reactor();
+    }
     return Write<T>(
-        UnaryCall(ctx, create_), response, [](T& r, WriteResult<T>& w) { r = std::move(w.object); },
+        call, response, [](T& r, WriteResult<T>& w) { r = std::move(w.object); },
         [&](WriteDone<T> done) {
           registry_->Create((request->*object_of_)(), request->dry_run(), std::move(done));
         });
   }
 
   ServerUnaryReactor* Get(CallbackServerContext* ctx, const v1::ObjectKey* request, T* response) {
-    return GetInto(UnaryCall(ctx, get_), registry_, request->namespace_(), request->name(),
+    UnaryCall call(ctx, get_);
+    if (!Permitted(auth_, ctx, call,
+                   {Verb::kGet, Resource(), ReadNamespace(request->namespace_()), request->name()})) {
+      return call.reactor();
+    }
+    return GetInto(call, registry_, request->namespace_(), request->name(),
                    response);
   }
 
   ServerUnaryReactor* List(CallbackServerContext* ctx, const v1::ListRequest* request,
                            ListResponse* response) {
-    return ListInto(UnaryCall(ctx, list_), registry_, request->namespace_(),
+    UnaryCall call(ctx, list_);
+    if (!Permitted(auth_, ctx, call, {Verb::kList, Resource(), request->namespace_(), ""})) {
+      return call.reactor();
+    }
+    return ListInto(call, registry_, request->namespace_(),
                     request->label_selector(), request->page_size(), request->page_token(),
                     response);
   }
 
   ServerUnaryReactor* Update(CallbackServerContext* ctx, const WriteRequest* request,
                              T* response) {
+    UnaryCall call(ctx, update_);
+    if (!Permitted(auth_, ctx, call, WriteAccess(Verb::kUpdate, (request->*object_of_)()))) {
+      return call.reactor();
+    }
     return Write<T>(
-        UnaryCall(ctx, update_), response, [](T& r, WriteResult<T>& w) { r = std::move(w.object); },
+        call, response, [](T& r, WriteResult<T>& w) { r = std::move(w.object); },
         [&](WriteDone<T> done) {
           registry_->Update((request->*object_of_)(), request->dry_run(), std::move(done));
         });
@@ -62,11 +80,24 @@ class ObjectHandlers {
 
   ServerUnaryReactor* Delete(CallbackServerContext* ctx, const v1::DeleteRequest* request,
                              v1::DeleteResponse* response) {
-    return DeleteInto(UnaryCall(ctx, delete_), registry_, request, response);
+    UnaryCall call(ctx, delete_);
+    if (!Permitted(auth_, ctx, call,
+                   {Verb::kDelete, Resource(), ReadNamespace(request->namespace_()),
+                    request->name()})) {
+      return call.reactor();
+    }
+    return DeleteInto(call, registry_, request, response);
   }
 
  private:
+  const std::string& Resource() const { return registry_->policy().resource; }
+  Access WriteAccess(Verb verb, const T& object) const {
+    return {verb, Resource(), WriteNamespace(object.metadata(), registry_->policy().cluster_scoped),
+            object.metadata().name()};
+  }
+
   ObjectRegistry<T>* const registry_;
+  Authorizer* const auth_;
   const ObjectOf object_of_;
   // Resolved once, so that recording an RPC is lock-free.
   RpcMetrics::Method* const create_;

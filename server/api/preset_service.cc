@@ -1,5 +1,8 @@
 #include "server/api/preset_service.h"
 
+#include "common/field_errors.h"
+#include "server/api/unary_call.h"
+
 namespace kaito::server {
 
 using grpc::CallbackServerContext;
@@ -61,6 +64,7 @@ grpc::ServerUnaryReactor* FinishOk(CallbackServerContext* ctx) {
 ServerUnaryReactor* PresetGrpcService::ListModels(CallbackServerContext* ctx,
                                                   const v1::ListModelsRequest*,
                                                   v1::ListModelsResponse* response) {
+  if (auto* refused = Refused(auth_, ctx, {Verb::kList, "presets", "", ""})) return refused;
   for (const auto& m : catalog_->models()) *response->add_models() = ToModelInfo(m);
   return FinishOk(ctx);
 }
@@ -68,11 +72,12 @@ ServerUnaryReactor* PresetGrpcService::ListModels(CallbackServerContext* ctx,
 ServerUnaryReactor* PresetGrpcService::GetModel(CallbackServerContext* ctx,
                                                 const v1::GetModelRequest* request,
                                                 v1::ModelInfo* response) {
+  if (auto* refused = Refused(auth_, ctx, {Verb::kGet, "presets", "", ""})) return refused;
   const presets::ModelPreset* m = catalog_->FindModel(request->name());
   auto* reactor = ctx->DefaultReactor();
   if (m == nullptr) {
     reactor->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
-                                 "presets \"" + request->name() + "\" not found"));
+                                 "presets \"" + Abbreviate(request->name()) + "\" not found"));
     return reactor;
   }
   *response = ToModelInfo(*m);
@@ -83,6 +88,7 @@ ServerUnaryReactor* PresetGrpcService::GetModel(CallbackServerContext* ctx,
 ServerUnaryReactor* PresetGrpcService::ListSkus(CallbackServerContext* ctx,
                                                 const v1::ListSkusRequest* request,
                                                 v1::ListSkusResponse* response) {
+  if (auto* refused = Refused(auth_, ctx, {Verb::kList, "presets", "", ""})) return refused;
   const std::string cloud = request->cloud().empty() ? cloud_ : request->cloud();
   for (const auto& s : catalog_->skus()) {
     if (cloud != "all" && s.cloud != cloud) continue;
@@ -94,12 +100,13 @@ ServerUnaryReactor* PresetGrpcService::ListSkus(CallbackServerContext* ctx,
 ServerUnaryReactor* PresetGrpcService::GetSku(CallbackServerContext* ctx,
                                               const v1::GetSkuRequest* request,
                                               v1::SkuInfo* response) {
+  if (auto* refused = Refused(auth_, ctx, {Verb::kGet, "presets", "", ""})) return refused;
   const std::string cloud = request->cloud().empty() ? cloud_ : request->cloud();
   const presets::Sku* sku = catalog_->FindSku(cloud, request->name());
   auto* reactor = ctx->DefaultReactor();
   if (sku == nullptr) {
     reactor->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
-                                 "skus \"" + request->name() + "\" not found in " + cloud));
+                                 "skus \"" + Abbreviate(request->name()) + "\" not found in " + Abbreviate(cloud)));
     return reactor;
   }
   *response = ToSkuInfo(*sku);

@@ -1,6 +1,8 @@
 // PresetService: the model and SKU catalogs, read-only.
 #pragma once
 
+#include "server/auth/authorizer.h"
+
 #include <string>
 
 #include "kaito/v1/presets.grpc.pb.h"
@@ -10,8 +12,9 @@ namespace kaito::server {
 
 class PresetGrpcService : public v1::PresetService::CallbackService {
  public:
-  PresetGrpcService(const presets::Catalog* catalog, std::string cloud)
-      : catalog_(catalog), cloud_(std::move(cloud)) {}
+  PresetGrpcService(const presets::Catalog* catalog, std::string cloud,
+                    Authorizer* auth = nullptr)
+      : catalog_(catalog), cloud_(std::move(cloud)), auth_(auth) {}
   grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* ctx,
                                        const v1::ListModelsRequest* request,
                                        v1::ListModelsResponse* response) override;
@@ -28,6 +31,7 @@ class PresetGrpcService : public v1::PresetService::CallbackService {
  private:
   const presets::Catalog* catalog_;
   std::string cloud_;
+  Authorizer* auth_;
 };
 
 }  // namespace kaito::server

@@ -48,6 +48,7 @@ class StreamWriter {
   }
 
   size_t queued() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(*mu_) { return queue_.size(); }
+  bool writing() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(*mu_) { return writing_; }
   bool finishing() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(*mu_) { return finish_status_.has_value(); }
 
   // The stream ends with `status` (the first one asked for wins): the queue is dropped,

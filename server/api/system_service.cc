@@ -1,6 +1,7 @@
 #include "server/api/system_service.h"
 
 #include "common/version.h"
+#include "server/api/unary_call.h"
 
 namespace kaito::server {
 
@@ -11,6 +12,7 @@ using grpc::ServerUnaryReactor;
 ServerUnaryReactor* SystemGrpcService::GetVersion(CallbackServerContext* ctx,
                                                   const v1::GetVersionRequest*,
                                                   v1::VersionInfo* response) {
+  if (auto* refused = Refused(auth_, ctx, {Verb::kGet, "version", "", ""})) return refused;
   response->set_version(Version());
   response->set_store(store_->Backend());
   response->set_resource_version(std::to_string(store_->CurrentRevision()));

@@ -1,6 +1,8 @@
 // SystemService: version, store backend and revision, dev mode.
 #pragma once
 
+#include "server/auth/authorizer.h"
+
 #include "kaito/v1/system.grpc.pb.h"
 #include "server/store/store.h"
 
@@ -8,7 +10,8 @@ namespace kaito::server {
 
 class SystemGrpcService : public v1::SystemService::CallbackService {
  public:
-  SystemGrpcService(store::Store* store, bool dev_mode) : store_(store), dev_mode_(dev_mode) {}
+  SystemGrpcService(store::Store* store, bool dev_mode, Authorizer* auth = nullptr)
+      : store_(store), dev_mode_(dev_mode), auth_(auth) {}
   grpc::ServerUnaryReactor* GetVersion(grpc::CallbackServerContext* ctx,
                                        const v1::GetVersionRequest* request,
                                        v1::VersionInfo* response) override;
@@ -16,6 +19,7 @@ class SystemGrpcService : public v1::SystemService::CallbackService {
  private:
   store::Store* store_;
   bool dev_mode_;
+  Authorizer* auth_;
 };
 
 }  // namespace kaito::server

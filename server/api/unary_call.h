@@ -11,12 +11,47 @@
 #include "absl/time/clock.h"
 #include "kaito/v1/config.pb.h"
 #include "common/rpc_metrics.h"
+#include "server/auth/authorizer.h"
 #include "server/registry/object_registry.h"
 
 namespace kaito::server {
 
 using grpc::CallbackServerContext;
 using grpc::ServerUnaryReactor;
+
+// Authenticates and authorizes a call (`auth` null: allowed); a refused call is finished
+// here (UNAUTHENTICATED or PERMISSION_DENIED, recorded) and false returned.
+inline bool Permitted(Authorizer* auth, CallbackServerContext* ctx, const UnaryCall& call,
+                      const Access& access) {
+  if (auth == nullptr) return true;
+  auto who = auth->Check(*ctx, access);
+  if (who.ok()) return true;
+  call.Finish(who.status());
+  return false;
+}
+
+// For handlers that finish on their own (no UnaryCall): null when the call may go on,
+// else the reactor of the finished, refused call.
+inline ServerUnaryReactor* Refused(Authorizer* auth, CallbackServerContext* ctx,
+                                   const Access& access) {
+  if (auth == nullptr) return nullptr;
+  auto who = auth->Check(*ctx, access);
+  if (who.ok()) return nullptr;
+  ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(who.status()));
+  return reactor;
+}
+
+// The namespace a write lands in: the object's, "default" when it has none.
+inline std::string WriteNamespace(const v1::ObjectMeta& meta, bool cluster_scoped) {
+  if (cluster_scoped) return "";
+  return meta.namespace_().empty() ? std::string(kDefaultNamespace) : meta.namespace_();
+}
+
+// The namespace of a read: "default" when none is named for a get.
+inline std::string ReadNamespace(const std::string& ns) {
+  return ns.empty() ? std::string(kDefaultNamespace) : ns;
+}
 
 template <typename T, typename Resp, typename Fill>
 ServerUnaryReactor* Write(UnaryCall call, Resp* response, Fill fill,

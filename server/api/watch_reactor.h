@@ -3,6 +3,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <chrono>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -11,11 +12,28 @@
 #include "absl/synchronization/mutex.h"
 #include "common/label_selector.h"
 #include "common/rpc_metrics.h"
+#include "server/api/stream_quota.h"
 #include "server/api/stream_writer.h"
 #include "server/registry/object_cache.h"
 #include "server/registry/object_registry.h"
 
 namespace kaito::server {
+
+// Default of the most events a watch stream may have queued before it is closed with
+// ABORTED (the client resumes from the last resourceVersion it saw).
+inline constexpr size_t kMaxWatchBacklog = 20000;
+
+// How far one watch stream may fall behind before it is closed (ABORTED, resumable from
+// the last resourceVersion it was sent). Events are shared with the cache's history, so
+// the bytes a stalled watcher pins are bounded by the larger of its backlog bound and
+// the history's.
+struct WatchLimits {
+  size_t backlog_events = kMaxWatchBacklog;
+  size_t backlog_bytes = 16 << 20;
+  // A write to the client that has not completed for this long: the client is not
+  // reading, and the stream is cancelled at the next event.
+  std::chrono::milliseconds stall_timeout{std::chrono::seconds(60)};
+};
 
 // Streams the events of one kind from its cache to one client. `T` is the object type,
 // `EventMessage` the stream's message (type, object, resource_version), `Request` has
@@ -25,10 +43,14 @@ namespace kaito::server {
 template <typename T, typename EventMessage, typename Request>
 class WatchReactor : public grpc::ServerWriteReactor<EventMessage>, public CacheSink {
  public:
-  WatchReactor(ObjectRegistry<T>* registry, RpcMetrics* metrics, size_t max_backlog,
-               const Request& request)
+  // `quota` (may be null) caps open watches in total and per connection.
+  // `allowed` not OK: the watch is refused with it (authorization), before anything else.
+  WatchReactor(ObjectRegistry<T>* registry, RpcMetrics* metrics, const WatchLimits& limits,
+               StreamQuota* quota, grpc::CallbackServerContext* ctx, const Request& request,
+               const absl::Status& allowed = absl::OkStatus())
       : metrics_(metrics),
-        max_backlog_(max_backlog),
+        limits_(limits),
+        ctx_(ctx),
         name_(request.name()),
         writer_(
             &mu_, [this](const EventMessage* m) { this->StartWrite(m); },
@@ -39,8 +61,28 @@ class WatchReactor : public grpc::ServerWriteReactor<EventMessage>, public Cache
               m->set_resource_version(std::to_string(event->revision));
               if (event->object) *m->mutable_object() = static_cast<const T&>(*event->object);
               last_sent_ = event->revision;
+              // FIFO: the initial state leaves the queue first.
+              if (initial_queued_ > 0) {
+                --initial_queued_;
+              } else {
+                queued_bytes_ -= event->bytes;
+              }
+              write_started_ = std::chrono::steady_clock::now();
             }) {
     if (metrics_) metrics_->open_watches().Increment();
+    if (!allowed.ok()) {
+      FinishNow(allowed);
+      return;
+    }
+    if (quota) {
+      const std::string peer = ctx->peer();
+      if (absl::Status s = quota->Acquire(peer); !s.ok()) {
+        FinishNow(s);
+        return;
+      }
+      quota_ = quota;
+      peer_ = peer;
+    }
     auto selector = LabelSelectorMatcher::Parse(request.label_selector());
     if (!selector.ok()) {
       FinishNow(selector.status());
@@ -51,10 +93,6 @@ class WatchReactor : public grpc::ServerWriteReactor<EventMessage>, public Cache
     if (!revision.ok()) {
       FinishNow(revision.status());
       return;
-    }
-    {
-      absl::MutexLock lock(&mu_);
-      initial_done_ = *revision >= 0;
     }
     std::string ns = request.namespace_();
     // With no resourceVersion the cache sends the initial state and then a BOOKMARK at
@@ -67,13 +105,23 @@ class WatchReactor : public grpc::ServerWriteReactor<EventMessage>, public Cache
     }
     absl::MutexLock lock(&mu_);
     watch_ = std::move(*watch);
+    // A resumed watch: the history replayed above (bounded by the cache's history) is
+    // exempt from the limits like an initial state, so that a client far behind is not
+    // cut off before it can catch up.
+    if (*revision >= 0) initial_done_ = true;
   }
 
   void OnEvent(const CacheEventPtr& event) override {
     CacheEventPtr send = Filter(event);
     if (!send) return;
-    absl::MutexLock lock(&mu_);
-    EnqueueLocked(send);
+    bool cancel;
+    {
+      absl::MutexLock lock(&mu_);
+      cancel = EnqueueLocked(send);
+    }
+    // Outside mu_: cancelling may run OnCancel at once. The reactor is alive: OnDone
+    // detaches from the cache, which waits for this call to return.
+    if (cancel) ctx_->TryCancel();
   }
 
   void OnWriteDone(bool ok) override {
@@ -94,6 +142,7 @@ class WatchReactor : public grpc::ServerWriteReactor<EventMessage>, public Cache
       watch = std::move(watch_);
     }
     watch.reset();  // Detaches from the cache; no OnEvent after this.
+    if (quota_) quota_->Release(peer_);
     if (metrics_) metrics_->open_watches().Decrement();
     delete this;
   }
@@ -123,30 +172,59 @@ class WatchReactor : public grpc::ServerWriteReactor<EventMessage>, public Cache
     writer_.RequestFinishLocked(ToGrpcStatus(status));
   }
 
-  void EnqueueLocked(const CacheEventPtr& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (writer_.finishing()) return;
-    // The initial state (before the bookmark) is exempt from the backlog limit: it is
+  // Queues `event`, or ends a stream that fell too far behind. True: the client has not
+  // taken a write for too long, and the stream must be cancelled (a Finish would wait
+  // for that write).
+  bool EnqueueLocked(const CacheEventPtr& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writer_.finishing()) return false;
+    // The initial state (before the bookmark) is exempt from the backlog limits: it is
     // bounded by the number of objects, and its events are not in revision order, so
     // resuming from the middle of it would skip objects.
-    if (event->type == v1::BOOKMARK) initial_done_ = true;
-    if (initial_done_ && writer_.queued() >= max_backlog_) {
-      writer_.RequestFinishLocked(grpc::Status(grpc::StatusCode::ABORTED,
-                                               "watch fell behind; resume from resourceVersion " +
-                                                   std::to_string(last_sent_)));
-      return;
+    if (!initial_done_) {
+      ++initial_queued_;
+      if (event->type == v1::BOOKMARK) initial_done_ = true;
+    } else {
+      if (writer_.writing() &&
+          std::chrono::steady_clock::now() - write_started_ > limits_.stall_timeout) {
+        writer_.RequestFinishLocked(grpc::Status(
+            grpc::StatusCode::ABORTED,
+            "watch client took no event for " + std::to_string(limits_.stall_timeout.count()) +
+                " ms; resume from resourceVersion " + std::to_string(last_sent_)));
+        return true;
+      }
+      if (writer_.queued() >= limits_.backlog_events ||
+          queued_bytes_ + event->bytes > limits_.backlog_bytes) {
+        writer_.RequestFinishLocked(grpc::Status(
+            grpc::StatusCode::ABORTED,
+            "watch fell behind (" + std::to_string(writer_.queued()) + " events, " +
+                std::to_string(queued_bytes_) + " bytes queued); resume from resourceVersion " +
+                std::to_string(last_sent_)));
+        return false;
+      }
+      queued_bytes_ += event->bytes;
     }
     writer_.EnqueueLocked(event);
+    return false;
   }
 
   RpcMetrics* metrics_;
-  const size_t max_backlog_;
+  const WatchLimits limits_;
+  grpc::CallbackServerContext* const ctx_;
+  StreamQuota* quota_ = nullptr;  // Set when a slot was taken; released in OnDone.
+  std::string peer_;
   const std::string name_;
   LabelSelectorMatcher selector_;
   absl::Mutex mu_;
   std::unique_ptr<CacheWatch> watch_ ABSL_GUARDED_BY(mu_);
-  // Set by the bookmark that ends the initial state, or at once for a resumed watch.
+  // Set by the bookmark that ends the initial state, or once a resumed watch's replay
+  // is queued.
   bool initial_done_ ABSL_GUARDED_BY(mu_) = false;
   int64_t last_sent_ ABSL_GUARDED_BY(mu_) = 0;
+  // Queued events of the initial state (exempt from the limits), bytes of the others, and
+  // when the write in flight started.
+  size_t initial_queued_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  std::chrono::steady_clock::time_point write_started_ ABSL_GUARDED_BY(mu_);
   // After mu_, which it uses.
   StreamWriter<CacheEventPtr, EventMessage> writer_;
 };

@@ -10,8 +10,14 @@ ServerUnaryReactor* WorkspaceGrpcService::CreateWorkspace(
     CallbackServerContext* ctx, const v1::CreateWorkspaceRequest* request,
     v1::CreateWorkspaceResponse* response) {
   using W = v1::Workspace;
+  UnaryCall call(ctx, m_create_workspace_);
+  const auto& meta = request->workspace().metadata();
+  if (!Permitted(auth_, ctx, call,
+                 {Verb::kCreate, "workspaces", WriteNamespace(meta, false), meta.name()})) {
+    return call.reactor();
+  }
   return Write<W>(
-      UnaryCall(ctx, m_create_workspace_), response,
+      call, response,
       [planner = request->dry_run() ? planner_ : nullptr](v1::CreateWorkspaceResponse& r,
                                                           WriteResult<W>& w) {
         if (planner) *r.mutable_plan() = planner(w.object);
@@ -26,14 +32,22 @@ ServerUnaryReactor* WorkspaceGrpcService::CreateWorkspace(
 ServerUnaryReactor* WorkspaceGrpcService::GetWorkspace(CallbackServerContext* ctx,
                                                        const v1::GetWorkspaceRequest* request,
                                                        v1::Workspace* response) {
-  return GetInto(UnaryCall(ctx, m_get_workspace_), registry_, request->namespace_(),
-                 request->name(), response);
+  UnaryCall call(ctx, m_get_workspace_);
+  if (!Permitted(auth_, ctx, call,
+                 {Verb::kGet, "workspaces", ReadNamespace(request->namespace_()), request->name()})) {
+    return call.reactor();
+  }
+  return GetInto(call, registry_, request->namespace_(), request->name(), response);
 }
 
 ServerUnaryReactor* WorkspaceGrpcService::ListWorkspaces(
     CallbackServerContext* ctx, const v1::ListWorkspacesRequest* request,
     v1::ListWorkspacesResponse* response) {
-  return ListInto(UnaryCall(ctx, m_list_workspaces_), registry_, request->namespace_(),
+  UnaryCall call(ctx, m_list_workspaces_);
+  if (!Permitted(auth_, ctx, call, {Verb::kList, "workspaces", request->namespace_(), ""})) {
+    return call.reactor();
+  }
+  return ListInto(call, registry_, request->namespace_(),
                   request->label_selector(), request->page_size(), request->page_token(),
                   response);
 }
@@ -42,8 +56,14 @@ ServerUnaryReactor* WorkspaceGrpcService::UpdateWorkspace(
     CallbackServerContext* ctx, const v1::UpdateWorkspaceRequest* request,
     v1::UpdateWorkspaceResponse* response) {
   using W = v1::Workspace;
+  UnaryCall call(ctx, m_update_workspace_);
+  const auto& meta = request->workspace().metadata();
+  if (!Permitted(auth_, ctx, call,
+                 {Verb::kUpdate, "workspaces", WriteNamespace(meta, false), meta.name()})) {
+    return call.reactor();
+  }
   return Write<W>(
-      UnaryCall(ctx, m_update_workspace_), response,
+      call, response,
       [planner = request->dry_run() ? planner_ : nullptr](v1::UpdateWorkspaceResponse& r,
                                                           WriteResult<W>& w) {
         if (planner) *r.mutable_plan() = planner(w.object);
@@ -59,8 +79,14 @@ ServerUnaryReactor* WorkspaceGrpcService::DeleteWorkspace(
     CallbackServerContext* ctx, const v1::DeleteWorkspaceRequest* request,
     v1::DeleteWorkspaceResponse* response) {
   using W = v1::Workspace;
+  UnaryCall call(ctx, m_delete_workspace_);
+  if (!Permitted(auth_, ctx, call,
+                 {Verb::kDelete, "workspaces", ReadNamespace(request->namespace_()),
+                  request->name()})) {
+    return call.reactor();
+  }
   return Write<W>(
-      UnaryCall(ctx, m_delete_workspace_), response,
+      call, response,
       [](v1::DeleteWorkspaceResponse& r, WriteResult<W>& w) {
         *r.mutable_workspace() = std::move(w.object);
         r.set_deleted(w.deleted);
@@ -73,8 +99,13 @@ ServerUnaryReactor* WorkspaceGrpcService::DeleteWorkspace(
 
 grpc::ServerWriteReactor<v1::WorkspaceEvent>* WorkspaceGrpcService::WatchWorkspaces(
     CallbackServerContext* ctx, const v1::WatchWorkspacesRequest* request) {
+  absl::Status allowed = absl::OkStatus();
+  if (auth_) {
+    allowed = auth_->Check(*ctx, {Verb::kWatch, "workspaces", request->namespace_(), request->name()})
+                  .status();
+  }
   return new WatchReactor<v1::Workspace, v1::WorkspaceEvent, v1::WatchWorkspacesRequest>(
-      registry_, metrics_, watch_backlog_, *request);
+      registry_, metrics_, watch_limits_, watch_quota_.get(), ctx, *request, allowed);
 }
 
 }  // namespace kaito::server

@@ -6,13 +6,12 @@
 
 #include "kaito/v1/workspace.grpc.pb.h"
 #include "common/rpc_metrics.h"
+#include "server/api/stream_quota.h"
+#include "server/auth/authorizer.h"
+#include "server/api/watch_reactor.h"
 #include "server/registry/object_registry.h"
 
 namespace kaito::server {
-
-// Default of the most events a watch stream may have queued before it is closed with
-// ABORTED (the client resumes from the last resourceVersion it saw).
-inline constexpr size_t kMaxWatchBacklog = 20000;
 
 // Computes the sizing plan of a dry-run write.
 using WorkspacePlanner = std::function<v1::WorkspacePlan(const v1::Workspace&)>;
@@ -20,11 +19,17 @@ using WorkspacePlanner = std::function<v1::WorkspacePlan(const v1::Workspace&)>;
 class WorkspaceGrpcService : public v1::WorkspaceService::CallbackService {
  public:
   void set_planner(WorkspacePlanner planner) { planner_ = std::move(planner); }
-  void set_watch_backlog(size_t events) { watch_backlog_ = events; }
+  // Call before serving.
+  void set_watch_limits(const WatchLimits& limits) { watch_limits_ = limits; }
+  void set_watch_quota(StreamLimits limits) {
+    watch_quota_ = std::make_unique<StreamQuota>("watches", limits);
+  }
 
-  WorkspaceGrpcService(ObjectRegistry<v1::Workspace>* registry, RpcMetrics* metrics)
+  WorkspaceGrpcService(ObjectRegistry<v1::Workspace>* registry, RpcMetrics* metrics,
+                       Authorizer* auth = nullptr)
       : registry_(registry),
         metrics_(metrics),
+        auth_(auth),
         m_create_workspace_(MethodOf(metrics, "CreateWorkspace")),
         m_get_workspace_(MethodOf(metrics, "GetWorkspace")),
         m_list_workspaces_(MethodOf(metrics, "ListWorkspaces")),
@@ -52,8 +57,10 @@ class WorkspaceGrpcService : public v1::WorkspaceService::CallbackService {
  private:
   ObjectRegistry<v1::Workspace>* registry_;
   RpcMetrics* metrics_;
+  Authorizer* auth_;
   WorkspacePlanner planner_;
-  size_t watch_backlog_ = kMaxWatchBacklog;
+  WatchLimits watch_limits_;
+  std::unique_ptr<StreamQuota> watch_quota_ = std::make_unique<StreamQuota>("watches", StreamLimits{});
   // Resolved once, so that recording an RPC is lock-free.
   RpcMetrics::Method* const m_create_workspace_;
   RpcMetrics::Method* const m_get_workspace_;

@@ -17,10 +17,12 @@ class ObjectCache::Handle : public CacheWatch {
 };
 
 ObjectCache::ObjectCache(store::Store* store, std::string prefix,
-                         const google::protobuf::Message* prototype, size_t history_capacity)
+                         const google::protobuf::Message* prototype, size_t history_capacity,
+                         const ValueTransformer* transformer)
     : store_(store),
       prefix_(std::move(prefix)),
       prototype_(prototype),
+      transformer_(transformer),
       history_capacity_(std::max<size_t>(history_capacity, 1)) {}
 
 ObjectCache::~ObjectCache() { Detach(); }
@@ -29,7 +31,18 @@ void ObjectCache::Detach() { store_watch_.reset(); }
 
 std::shared_ptr<const google::protobuf::Message> ObjectCache::Parse(const store::KeyValue& kv) {
   std::shared_ptr<google::protobuf::Message> object(prototype_->New());
-  if (!object->ParseFromString(kv.value)) {
+  std::string opened;
+  if (transformer_ != nullptr) {
+    auto plain = transformer_->Open(kv.key, kv.value);
+    if (!plain.ok()) {
+      spdlog::error("cache: stored value of {} at revision {} cannot be opened: {}; skipped",
+                    kv.key, kv.mod_revision, std::string(plain.status().message()));
+      return nullptr;
+    }
+    opened = std::move(*plain);
+  }
+  const std::string& value = transformer_ != nullptr ? opened : kv.value;
+  if (!object->ParseFromString(value)) {
     spdlog::error("cache: stored value of {} at revision {} does not parse as {}; skipped",
                   kv.key, kv.mod_revision, prototype_->GetTypeName());
     return nullptr;
@@ -71,6 +84,7 @@ void ObjectCache::OnStoreEvents(const std::vector<store::Event>& events) {
     auto event = std::make_shared<CacheEvent>();
     event->key = e.kv.key;
     event->revision = e.kv.mod_revision;
+    event->bytes = e.kv.value.size();
     event->object = Parse(e.kv);
     if (!event->object) continue;
     if (e.type == store::Event::Type::kDelete) {
@@ -92,8 +106,12 @@ void ObjectCache::OnStoreEvents(const std::vector<store::Event>& events) {
       revision_ = e.kv.mod_revision;
     }
     history_.push_back(event);
-    while (history_.size() > history_capacity_) {
+    history_bytes_ += event->bytes;
+    while (!history_.empty() &&
+           (history_.size() > history_capacity_ ||
+            (history_byte_limit_ > 0 && history_bytes_ > history_byte_limit_))) {
       history_floor_ = history_.front()->revision;
+      history_bytes_ -= history_.front()->bytes;
       history_.pop_front();
     }
     if (live) {
@@ -132,6 +150,13 @@ ObjectCache::Page ObjectCache::List(
 absl::StatusOr<std::unique_ptr<CacheWatch>> ObjectCache::Watch(const std::string& prefix,
                                                                int64_t after_revision,
                                                                CacheSink* sink, bool bookmark) {
+  // A revision the store has not reached yet cannot be served (kube-apiserver refuses it
+  // too). Read before taking mu_: the store's writer takes mu_ while delivering events.
+  const int64_t store_revision = after_revision > 0 ? store_->CurrentRevision() : 0;
+  if (after_revision > store_revision) {
+    return absl::OutOfRangeError("too large resource version: " + std::to_string(after_revision) +
+                                 ", current: " + std::to_string(store_revision));
+  }
   absl::MutexLock lock(&mu_);
   if (after_revision < 0) {
     for (auto it = objects_.lower_bound(prefix);
@@ -184,6 +209,16 @@ size_t ObjectCache::size() {
 size_t ObjectCache::watchers() {
   absl::MutexLock lock(&mu_);
   return sinks_.size();
+}
+
+size_t ObjectCache::history_events() {
+  absl::MutexLock lock(&mu_);
+  return history_.size();
+}
+
+size_t ObjectCache::history_bytes() {
+  absl::MutexLock lock(&mu_);
+  return history_bytes_;
 }
 
 }  // namespace kaito::server

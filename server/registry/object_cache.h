@@ -4,8 +4,9 @@
 //
 // Consistency: the store hands a write's event to the cache before it acknowledges the
 // write, so a client that was told a write succeeded reads it back from the cache.
-// The cache keeps the newest `history_capacity` events, so a watch can resume from any
-// revision inside that window; older revisions get OUT_OF_RANGE (the client relists).
+// The cache keeps the newest `history_capacity` events, and at most a byte limit of them,
+// so a watch can resume from any revision inside that window; older revisions get
+// OUT_OF_RANGE (the client relists).
 //
 // Thread-safety: all state is guarded by `mu_`. Sinks are called with `mu_` held, from
 // the store's writer thread (or the thread that registers a watch); they must not block
@@ -22,6 +23,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "kaito/v1/meta.pb.h"
+#include "server/registry/value_transformer.h"
 #include "server/store/store.h"
 
 namespace kaito::server {
@@ -40,6 +42,8 @@ struct CacheEvent {
   // For MODIFIED: the state before, so that a filtered watch can tell an object that
   // starts or stops matching (sent as ADDED or DELETED, as Kubernetes does).
   std::shared_ptr<const google::protobuf::Message> previous;
+  // The stored size of `object`: what keeping this event costs, roughly.
+  size_t bytes = 0;
 };
 using CacheEventPtr = std::shared_ptr<const CacheEvent>;
 
@@ -59,9 +63,16 @@ class CacheWatch {
 class ObjectCache {
  public:
   // `prefix` is the kind's key prefix ("/workspaces/"); `prototype` parses its values.
+  // `transformer` (null: values are stored as serialized) opens each stored value before
+  // it is parsed; a value that does not open is logged by key and skipped, as one that
+  // does not parse. It outlives the cache.
   ObjectCache(store::Store* store, std::string prefix, const google::protobuf::Message* prototype,
-              size_t history_capacity = 10000);
+              size_t history_capacity = 10000, const ValueTransformer* transformer = nullptr);
   ~ObjectCache();
+
+  // Bounds the history in bytes as well as in events (the stored size of each event's
+  // object; 0 = no byte bound). Call before Start.
+  void SetHistoryByteLimit(size_t bytes) { history_byte_limit_ = bytes; }
 
   // Loads the current objects and recent history, then follows the store.
   absl::Status Start();
@@ -93,6 +104,9 @@ class ObjectCache {
   int64_t revision();
   size_t size();
   size_t watchers();
+  // What the history holds now, in events and bytes.
+  size_t history_events();
+  size_t history_bytes();
 
  private:
   class Handle;
@@ -103,12 +117,15 @@ class ObjectCache {
   store::Store* const store_;
   const std::string prefix_;
   const google::protobuf::Message* const prototype_;
+  const ValueTransformer* const transformer_;
   const size_t history_capacity_;
   std::unique_ptr<store::WatchHandle> store_watch_;
 
   absl::Mutex mu_;
   std::map<std::string, CachedObject> objects_ ABSL_GUARDED_BY(mu_);
+  size_t history_byte_limit_ = 0;
   std::deque<CacheEventPtr> history_ ABSL_GUARDED_BY(mu_);
+  size_t history_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   // Every event after this revision is in `history_`.
   int64_t history_floor_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t revision_ ABSL_GUARDED_BY(mu_) = 0;

@@ -5,12 +5,14 @@
 // blocks.
 //
 // Store layout: key "/<resource>/<namespace>/<name>", value = the serialized object with
-// an empty resourceVersion (the store revision is the resourceVersion).
+// an empty resourceVersion (the store revision is the resourceVersion), sealed by the
+// kind's `ValueTransformer` when it has one (Secrets).
 #pragma once
 
 #include <google/protobuf/util/message_differencer.h>
 #include <google/protobuf/util/time_util.h>
 
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <random>
@@ -26,14 +28,15 @@
 #include "common/field_errors.h"
 #include "common/k8s_names.h"
 #include "common/label_selector.h"
+#include "common/limits.h"
 #include "server/registry/object_cache.h"
 #include "server/registry/object_meta.h"
+#include "server/registry/value_transformer.h"
 #include "server/store/store.h"
 
 namespace kaito::server {
 
-// Largest stored object, as etcd's default request limit that Kubernetes lives with.
-inline constexpr size_t kMaxObjectBytes = 1536 * 1024;
+using kaito::kMaxObjectBytes;  // Largest stored object (common/limits.h).
 // Largest total size of a object's annotations, as Kubernetes.
 inline constexpr size_t kMaxAnnotationBytes = 256 * 1024;
 inline constexpr char kDefaultNamespace[] = "default";
@@ -72,6 +75,9 @@ struct KindPolicy {
       validate;
   // Whether the spec (what bumps `generation`) differs.
   std::function<bool(const T& a, const T& b)> spec_equal;
+  // Checks an update as the client sent it (before `prepare`), against the stored object.
+  std::function<void(const T& request, const T& stored, FieldErrors& errors)>
+      check_update_request;
   // Prepares an incoming object for storing: keeps server-owned parts of `stored`
   // (null on create), such as `status`.
   std::function<void(T& incoming, const T* stored)> prepare;
@@ -86,9 +92,12 @@ struct KindPolicy {
 template <typename T>
 class ObjectRegistry {
  public:
-  ObjectRegistry(KindPolicy<T> policy, store::Store* store, ObjectCache* cache, Clock* clock)
+  // `transformer` seals every value before it is stored (null: stored as serialized); the
+  // kind's cache must open with the same one. Both outlive the registry.
+  ObjectRegistry(KindPolicy<T> policy, store::Store* store, ObjectCache* cache, Clock* clock,
+                 const ValueTransformer* transformer = nullptr)
       : policy_(std::move(policy)), store_(store), cache_(cache), clock_(clock),
-        rng_(std::random_device{}()) {}
+        transformer_(transformer), rng_(std::random_device{}()) {}
 
   const KindPolicy<T>& policy() const { return policy_; }
   ObjectCache* cache() const { return cache_; }
@@ -103,6 +112,8 @@ class ObjectRegistry {
   }
 
   void Create(T object, bool dry_run, WriteDone<T> done) {
+    // Fields this server does not know are never stored and served back.
+    object.DiscardUnknownFields();
     v1::ObjectMeta* meta = object.mutable_metadata();
     DefaultNamespace(*meta);
     FieldErrors errors;
@@ -170,12 +181,13 @@ class ObjectRegistry {
   // when the stored object is another incarnation of the name. Writes nothing when
   // the status is unchanged. The controllers' only way to write status.
   void UpdateStatus(T object, WriteDone<T> done) {
+    object.DiscardUnknownFields();
     DefaultNamespace(*object.mutable_metadata());
     int64_t expected = store::kAnyRevision;
     const std::string& rv = object.metadata().resource_version();
     if (!rv.empty() && (!absl::SimpleAtoi(rv, &expected) || expected <= 0)) {
-      return std::move(done)(absl::InvalidArgumentError("metadata.resourceVersion: \"" + rv +
-                                                        "\" is not a resource version"));
+      return std::move(done)(absl::InvalidArgumentError(
+          "metadata.resourceVersion: \"" + Abbreviate(rv) + "\" is not a resource version"));
     }
     UpdateStatusAttempt(std::move(object), expected, kMaxAttempts, std::move(done));
   }
@@ -213,6 +225,7 @@ class ObjectRegistry {
   // Replaces labels, annotations, finalizers and the spec. With a resourceVersion the
   // update is conditional (ABORTED when stale); without, it retries internal conflicts.
   void Update(T object, bool dry_run, WriteDone<T> done) {
+    object.DiscardUnknownFields();
     DefaultNamespace(*object.mutable_metadata());
     int64_t expected = store::kAnyRevision;
     const std::string& rv = object.metadata().resource_version();
@@ -233,7 +246,7 @@ class ObjectRegistry {
     if (!resource_version.empty() &&
         (!absl::SimpleAtoi(resource_version, &expected) || expected <= 0)) {
       return std::move(done)(absl::InvalidArgumentError(
-          "resource_version: \"" + resource_version + "\" is not a resource version"));
+          "resource_version: \"" + Abbreviate(resource_version) + "\" is not a resource version"));
     }
     DeleteAttempt(std::move(ns), name, expected, kMaxAttempts, std::move(done));
   }
@@ -243,7 +256,8 @@ class ObjectRegistry {
     if (rv.empty()) return -1;
     int64_t value;
     if (!absl::SimpleAtoi(rv, &value) || value < 0) {
-      return absl::InvalidArgumentError("resource_version: \"" + rv + "\" is not a resource version");
+      return absl::InvalidArgumentError("resource_version: \"" + Abbreviate(rv) +
+                                        "\" is not a resource version");
     }
     return value;
   }
@@ -283,15 +297,15 @@ class ObjectRegistry {
   }
 
   std::string Subject(const T& object) const {
-    return policy_.kind + " \"" + object.metadata().name() + "\"";
+    return policy_.kind + " \"" + Abbreviate(object.metadata().name()) + "\"";
   }
 
   absl::Status NotFound(const std::string& name) const {
-    return absl::NotFoundError(policy_.resource + " \"" + name + "\" not found");
+    return absl::NotFoundError(policy_.resource + " \"" + Abbreviate(name) + "\" not found");
   }
 
   absl::Status Translate(const absl::Status& status, const T& object) const {
-    const std::string& name = object.metadata().name();
+    const std::string name = Abbreviate(object.metadata().name());
     switch (status.code()) {
       case absl::StatusCode::kAlreadyExists:
         return absl::AlreadyExistsError(policy_.resource + " \"" + name + "\" already exists");
@@ -321,6 +335,13 @@ class ObjectRegistry {
       return absl::InvalidArgumentError(Subject(object) + " is too large: " +
                                         std::to_string(out->size()) + " bytes, limit " +
                                         std::to_string(kMaxObjectBytes));
+    }
+    if (transformer_ != nullptr) {
+      // Sealed for its own key: the same bytes under another key do not open.
+      auto sealed =
+          transformer_->Seal(Key(object.metadata().namespace_(), object.metadata().name()), *out);
+      if (!sealed.ok()) return sealed.status();
+      *out = std::move(*sealed);
     }
     return absl::OkStatus();
   }
@@ -370,6 +391,7 @@ class ObjectRegistry {
     std::vector<std::string> warnings;
     policy_.normalize(object, errors);
     ValidateMeta(object, errors);
+    if (policy_.check_update_request) policy_.check_update_request(object, stored, errors);
     // Server-owned metadata comes from the stored object.
     v1::ObjectMeta* meta = object.mutable_metadata();
     const v1::ObjectMeta& old = stored.metadata();
@@ -380,6 +402,19 @@ class ObjectRegistry {
     *meta->mutable_creation_timestamp() = old.creation_timestamp();
     if (old.has_deletion_timestamp()) {
       *meta->mutable_deletion_timestamp() = old.deletion_timestamp();
+      // As Kubernetes: an object being deleted may lose finalizers, never gain one.
+      std::string added;
+      for (const std::string& f : meta->finalizers()) {
+        if (std::find(old.finalizers().begin(), old.finalizers().end(), f) ==
+            old.finalizers().end()) {
+          added += (added.empty() ? "\"" : ", \"") + Abbreviate(f) + "\"";
+        }
+      }
+      if (!added.empty()) {
+        errors.Add("metadata.finalizers",
+                   "Forbidden: no new finalizers can be added if the object is being deleted, "
+                   "found new finalizers [" + added + "]");
+      }
     } else {
       meta->clear_deletion_timestamp();
     }
@@ -511,6 +546,7 @@ class ObjectRegistry {
   store::Store* const store_;
   ObjectCache* const cache_;
   Clock* const clock_;
+  const ValueTransformer* const transformer_;
   absl::Mutex rng_mu_;
   std::mt19937_64 rng_ ABSL_GUARDED_BY(rng_mu_);
 };

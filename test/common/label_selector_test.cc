@@ -1,5 +1,6 @@
 #include "common/label_selector.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 namespace kaito {
@@ -39,6 +40,19 @@ TEST(LabelSelectorTest, RejectsMalformed) {
               absl::StatusCode::kInvalidArgument)
         << bad;
   }
+}
+
+TEST(LabelSelectorTest, SetOperatorsNeedAValueAsInKubernetes) {
+  for (const char* bad : {"x in ()", "x notin ()", "x notin ( )", "x NOTIN ()"}) {
+    auto s = LabelSelectorMatcher::Parse(bad);
+    EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(std::string(s.status().message()), ::testing::HasSubstr("needs at least one value"))
+        << bad;
+  }
+  // An empty value among others is one of the values.
+  auto s = LabelSelectorMatcher::Parse("x notin (a,)");
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->requirements()[0].values, (std::vector<std::string>{"a", ""}));
 }
 
 TEST(LabelSelectorTest, FromProtoReportsEveryProblem) {

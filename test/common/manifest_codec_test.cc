@@ -1,8 +1,11 @@
 #include "common/manifest_codec.h"
 
+#include <google/protobuf/util/message_differencer.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "kaito/v1/config.pb.h"
 #include "kaito/v1/workspace.pb.h"
 
@@ -225,6 +228,302 @@ TEST(ManifestCodecTest, AliasExpansionIsBounded) {
   auto docs = ParseManifests(bomb);
   ASSERT_TRUE(docs.ok());
   EXPECT_FALSE((*docs)[0].status.ok());
+}
+
+TEST(ManifestCodecTest, SyntaxErrorNamesItsDocument) {
+  auto docs = ParseManifests("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\n"
+                             "apiVersion: v1\nkind: [unclosed\n");
+  ASSERT_FALSE(docs.ok());
+  EXPECT_THAT(docs.status().message(), HasSubstr("document 2: malformed YAML at line 7"));
+  std::string deeper(100000, '[');
+  EXPECT_THAT(ParseManifests(deeper).status().message(),
+              HasSubstr("document 1: malformed YAML at line 1, column "));
+}
+
+TEST(ManifestCodecTest, UnterminatedQuotedStringIsMalformedNotPartOfTheValue) {
+  // yaml-cpp 0.7 would run each of these strings to the end of the input, so that the
+  // lines after it became part of the value (and were stored).
+  for (const char* yaml : {
+           "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: \"abc\n  namespace: default\n"
+           "data:\n  a: b\n",
+           "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: 'abc\n  namespace: default\n",
+           "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: &n \"abc\n  namespace: x\n",
+           "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: \"ab\\\"c\n  namespace: x\n",
+           "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: 'it''s\n  namespace: x\n",
+       }) {
+    auto docs = ParseManifests(yaml);
+    ASSERT_FALSE(docs.ok()) << yaml;
+    EXPECT_EQ(docs.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(docs.status().message(), HasSubstr("document 1: malformed YAML at line 4, column "))
+        << yaml;
+    EXPECT_THAT(docs.status().message(), HasSubstr("never closed")) << yaml;
+  }
+  // In a later document, and in a value of ConfigMap data.
+  auto docs = ParseManifests(
+      "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\n"
+      "kind: ConfigMap\nmetadata: {name: b}\ndata:\n  config: \"x: 1\n  other: 2\n");
+  ASSERT_FALSE(docs.ok());
+  EXPECT_THAT(docs.status().message(), HasSubstr("document 2: malformed YAML at line 9, column 11"));
+}
+
+TEST(ManifestCodecTest, ClosedQuotedStringsOfEveryFormParse) {
+  auto docs = ParseManifests(R"(apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: "quoted"   # a "comment" with quotes
+  labels: {"a": 'b', c: "d\"e", f: 'it''s'}
+  annotations:
+    plain: don't "stop" here
+    escaped: "back\\slash"
+    tagged: !!str "tagged"
+    anchored: &x 'anchored'
+    alias: *x
+    multi: "line one
+      line two"
+    block: |
+      a "quote that never closes
+      and 'another
+    folded: >-
+      it's
+    empty: ""
+    single: ''
+data: {"k": "v", 'k2': [not, a, string]}
+---
+- "item"
+- ['a', "b", !!str "c"]
+)");
+  ASSERT_TRUE(docs.ok()) << docs.status();
+  ASSERT_EQ(docs->size(), 2u);
+  // Only `data.k2` is wrong (a list for a string); everything before it was read.
+  EXPECT_THAT((*docs)[0].status.message(), HasSubstr("data[k2]: Invalid type: expected string"));
+  auto ok = ParseManifests(R"(apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: "quoted"
+  annotations:
+    plain: don't "stop" here
+    escaped: "back\\slash\""
+    anchored: &x 'it''s'
+    alias: *x
+    multi: "line one
+      line two"
+    block: |
+      a "quote that never closes
+)");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  ASSERT_TRUE((*ok)[0].status.ok()) << (*ok)[0].status;
+  const auto& cm = static_cast<const v1::ConfigMap&>(*(*ok)[0].object);
+  EXPECT_EQ(cm.metadata().name(), "quoted");
+  EXPECT_EQ(cm.metadata().annotations().at("plain"), "don't \"stop\" here");
+  EXPECT_EQ(cm.metadata().annotations().at("escaped"), "back\\slash\"");
+  EXPECT_EQ(cm.metadata().annotations().at("alias"), "it's");
+  EXPECT_EQ(cm.metadata().annotations().at("multi"), "line one line two");
+  EXPECT_EQ(cm.metadata().annotations().at("block"), "a \"quote that never closes\n");
+}
+
+TEST(ManifestCodecTest, DuplicateKeyFailsItsDocumentWithPathAndLines) {
+  auto docs = ParseManifests(R"(apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: one
+  name: two
+data: {a: "1", b: "2", a: "3"}
+---
+apiVersion: kaito.sh/v1beta1
+kind: Workspace
+metadata: {name: w}
+inference:
+  template:
+    spec:
+      containers:
+        - name: a
+          image: x
+        - name: b
+          image: y
+          name: c
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: fine, labels: {name: x}}
+data: {name: y}
+)");
+  ASSERT_TRUE(docs.ok()) << docs.status();
+  ASSERT_EQ(docs->size(), 3u);
+  EXPECT_EQ((*docs)[0].status.message(),
+            "document 1 (ConfigMap \"one\") is invalid: metadata.name: duplicate key \"name\" at "
+            "line 5, already set at line 4; data.a: duplicate key \"a\" at line 6, already set at "
+            "line 6");
+  EXPECT_EQ((*docs)[0].object, nullptr);
+  EXPECT_THAT((*docs)[1].status.message(),
+              HasSubstr("inference.template.spec.containers[1].name: duplicate key \"name\" at "
+                        "line 19, already set at line 17"));
+  // The same key in different mappings is no duplicate.
+  EXPECT_TRUE((*docs)[2].status.ok()) << (*docs)[2].status;
+}
+
+TEST(ManifestCodecTest, DuplicateKindOrKeyThroughAnAliasIsCaught) {
+  auto docs = ParseManifests(
+      "apiVersion: v1\nkind: ConfigMap\nkind: Secret\nmetadata: {name: a}\n---\n"
+      "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: &n name}\ndata: {name: x, *n : y}\n");
+  ASSERT_TRUE(docs.ok()) << docs.status();
+  ASSERT_EQ(docs->size(), 2u);
+  EXPECT_THAT((*docs)[0].status.message(),
+              HasSubstr("kind: duplicate key \"kind\" at line 3, already set at line 2"));
+  EXPECT_THAT((*docs)[1].status.message(), HasSubstr("data.name: duplicate key \"name\""));
+}
+
+TEST(ManifestCodecTest, DocumentsWithAnchorsAndNoKindFailCleanly) {
+  // Each fails its own document; none takes the stream or the process down.
+  auto docs = ParseManifests(R"(base: &base {name: x}
+other: *base
+---
+&list [1, *list]
+---
+&self {key: *self}
+---
+? &k {a: 1}
+: v
+*k : w
+---
+metadata: &m {name: *m, namespace: *m}
+---
+apiVersion: &v v1
+metadata: {name: *v}
+---
+&s scalar
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: ok}
+)");
+  ASSERT_TRUE(docs.ok()) << docs.status();
+  ASSERT_EQ(docs->size(), 8u);
+  for (size_t i = 0; i + 1 < docs->size(); ++i) {
+    EXPECT_FALSE((*docs)[i].status.ok()) << i;
+    EXPECT_EQ((*docs)[i].object, nullptr) << i;
+  }
+  EXPECT_TRUE(docs->back().status.ok()) << docs->back().status;
+}
+
+TEST(ManifestCodecTest, AliasBombOfStringsStopsAtTheLargestRequest) {
+  // 10 KB, then four levels of ten aliases each: 100 MB once expanded, in 10,000 strings
+  // (well under the node budget).
+  std::string bomb = "apiVersion: kaito.sh/v1beta1\nkind: Workspace\nmetadata: {name: w}\n"
+                     "inference:\n  template:\n    a0: &a0 \"" + std::string(10000, 'x') + "\"\n";
+  for (int i = 1; i <= 4; ++i) {
+    bomb += "    a" + std::to_string(i) + ": &a" + std::to_string(i) + " [";
+    for (int j = 0; j < 10; ++j) bomb += (j ? ", *a" : "*a") + std::to_string(i - 1);
+    bomb += "]\n";
+  }
+  const absl::Time start = absl::Now();
+  auto docs = ParseManifests(bomb);
+  ASSERT_TRUE(docs.ok()) << docs.status();
+  ASSERT_FALSE((*docs)[0].status.ok());
+  EXPECT_THAT((*docs)[0].status.message(),
+              HasSubstr("document is too large: its content, with YAML aliases expanded, passes " +
+                        std::to_string(kMaxDocumentBytes) + " bytes"));
+  EXPECT_EQ((*docs)[0].object, nullptr);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+}
+
+TEST(ManifestCodecTest, ContentLargerThanTheLargestRequestFailsWithoutAliases) {
+  std::string big = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: big}\ndata:\n  a: \"" +
+                    std::string(kMaxDocumentBytes / 2, 'x') + "\"\n  b: \"" +
+                    std::string(kMaxDocumentBytes / 2, 'y') + "\"\n";
+  auto docs = ParseManifests(big);
+  ASSERT_TRUE(docs.ok()) << docs.status();
+  EXPECT_THAT((*docs)[0].status.message(), HasSubstr("data[b]: document is too large"));
+  // Just under it is read (the server judges it against the object limit).
+  std::string fits = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: big}\ndata:\n  a: \"" +
+                     std::string(kMaxObjectBytes - 100, 'x') + "\"\n";
+  docs = ParseManifests(fits);
+  ASSERT_TRUE(docs.ok()) << docs.status();
+  EXPECT_TRUE((*docs)[0].status.ok()) << (*docs)[0].status;
+}
+
+TEST(ManifestCodecTest, ErrorsPerDocumentAreBounded) {
+  // An alias of a mapping of unknown fields, used many times: the errors stop.
+  std::string yaml = "apiVersion: kaito.sh/v1beta1\nkind: Workspace\nmetadata: {name: w}\n"
+                     "resource: {labelSelector: {matchExpressions: [";
+  yaml += "&e {bogus: 1, other: 2}";
+  for (int i = 0; i < 5000; ++i) yaml += ", *e";
+  yaml += "]}}\n";
+  auto docs = ParseManifests(yaml);
+  ASSERT_TRUE(docs.ok()) << docs.status();
+  const std::string message(docs->front().status.message());
+  EXPECT_THAT(message, HasSubstr("too many errors"));
+  EXPECT_LT(message.size(), 64u * 1024) << message.size();
+}
+
+// Found by test/fuzz/manifest_codec_fuzzer: yaml-cpp returned empty documents from ",a"
+// forever without reading on, so that `kaitoctl apply` hung, its memory growing.
+TEST(ManifestCodecTest, InputWhereTheParserMakesNoProgressIsMalformed) {
+  for (const char* yaml : {",a", "apiVersion: v1\n---\n,x\n"}) {
+    auto docs = ParseManifests(yaml);
+    ASSERT_FALSE(docs.ok()) << yaml;
+    EXPECT_THAT(docs.status().message(), HasSubstr("no YAML node can start here")) << yaml;
+  }
+}
+
+// Found by the fuzzer: invalid UTF-8 was accepted into string fields, which protobuf
+// cannot carry (and `get -o yaml` printed something else).
+TEST(ManifestCodecTest, InvalidUtf8InAStringOrKeyFailsItsDocument) {
+  auto docs = ParseManifests(
+      "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, labels: {\"\x9a\x8fps\": x}}\n---\n"
+      "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\ndata: {k: \"\xc3\x28\"}\n---\n"
+      "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: d}\ndata: {k: \"caf\xc3\xa9 \\u00e9\"}\n");
+  ASSERT_TRUE(docs.ok()) << docs.status();
+  ASSERT_EQ(docs->size(), 3u);
+  EXPECT_THAT((*docs)[0].status.message(),
+              HasSubstr("metadata.labels: map keys must be valid UTF-8"));
+  EXPECT_THAT((*docs)[1].status.message(), HasSubstr("data[k]: Invalid value: not valid UTF-8"));
+  ASSERT_TRUE((*docs)[2].status.ok()) << (*docs)[2].status;
+  EXPECT_EQ(static_cast<const v1::ConfigMap&>(*(*docs)[2].object).data().at("k"),
+            "caf\xc3\xa9 \xc3\xa9");
+}
+
+// Found by the fuzzer: `MessageToYaml` cut a string at a NUL and printed control
+// characters inside a block literal, so that what `get -o yaml` printed applied as
+// something else.
+TEST(ManifestCodecTest, StringsOfAnyCharactersRoundTripThroughYaml) {
+  v1::ConfigMap cm;
+  cm.set_api_version("v1");
+  cm.set_kind("ConfigMap");
+  cm.mutable_metadata()->set_name("chars");
+  auto& data = *cm.mutable_data();
+  data["nul"] = std::string("a\0b\n", 4);
+  data["controls"] = "bell\a and \x13 and del \x7f\n";
+  data["tab"] = "a\tb\n";
+  data["cr"] = "a\r\nb\n";
+  data["nel"] = "line\xc2\x85next\n";
+  data["ls"] = "line\xe2\x80\xa8next\n";
+  data["bom"] = "\xef\xbb\xbf" "x";
+  data["indented-first"] = "  indented\nthen not\n";
+  data["blank-then-indented"] = "\n  indented\n";
+  data["spaces-line"] = "   \nx\n";
+  data["plain-literal"] = "line one\nline two\n";
+  data["two-newlines"] = "x\n\n";
+  data["only-newline"] = "\n";
+  data["empty"] = "";
+  data["null-word"] = "null";
+  // Found by the fuzzer: a key past YAML's 1024-character simple keys printed as one.
+  auto& annotations = *cm.mutable_metadata()->mutable_annotations();
+  annotations[std::string(2000, 'k')] = "long key";
+  annotations[std::string(300, '\x01')] = "escaped key";
+  annotations[std::string(500, 'a')] = "simple key";
+  const std::string yaml = MessageToYaml(cm);
+  auto docs = ParseManifests(yaml);
+  ASSERT_TRUE(docs.ok()) << docs.status() << "\n" << yaml;
+  ASSERT_EQ(docs->size(), 1u) << yaml;
+  ASSERT_TRUE((*docs)[0].status.ok()) << (*docs)[0].status << "\n" << yaml;
+  const auto& back = static_cast<const v1::ConfigMap&>(*(*docs)[0].object);
+  for (const auto& [key, value] : cm.data()) {
+    ASSERT_TRUE(back.data().contains(key)) << key << "\n" << yaml;
+    EXPECT_EQ(back.data().at(key), value) << key << "\n" << yaml;
+  }
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(back, cm)) << yaml;
+  // Ordinary text still prints as a block literal.
+  EXPECT_THAT(yaml, HasSubstr("plain-literal: |\n    line one\n    line two\n"));
 }
 
 TEST(ManifestCodecTest, OversizedManifestIsRejected) {

@@ -25,6 +25,7 @@
 #include "kaito/v1/system.grpc.pb.h"
 #include "kaito/v1/workspace.grpc.pb.h"
 #include "tools/kaitoctl/printers.h"
+#include "tools/kaitoctl/request_size.h"
 
 namespace kaito::ctl {
 namespace {
@@ -99,9 +100,13 @@ class Client {
         presets_(v1::PresetService::NewStub(channel_)),
         nodes_(v1::NodeService::NewStub(channel_)) {}
 
-  std::unique_ptr<grpc::ClientContext> Context() const {
+  // A call's context: its deadline is `--timeout` from now, or `not_after` when sooner
+  // (a command with a deadline of its own, such as `delete --wait --timeout`).
+  std::unique_ptr<grpc::ClientContext> Context(
+      absl::Time not_after = absl::InfiniteFuture()) const {
     auto ctx = std::make_unique<grpc::ClientContext>();
-    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(globals_.timeout_s));
+    ctx->set_deadline(
+        absl::ToChronoTime(std::min(absl::Now() + absl::Seconds(globals_.timeout_s), not_after)));
     ctx->set_wait_for_ready(false);
     return ctx;
   }
@@ -144,6 +149,15 @@ void PrintWarnings(const google::protobuf::RepeatedPtrField<std::string>& warnin
 int ApplyWorkspace(Client& c, v1::Workspace ws, bool dry_run) {
   const std::string ref = "workspace/" + ws.metadata().name();
   if (ws.metadata().namespace_().empty()) ws.mutable_metadata()->set_namespace_(c.globals_.ns);
+  {
+    // Refused before anything is sent: the create (the update adds only a version).
+    v1::CreateWorkspaceRequest req;
+    *req.mutable_workspace() = ws;
+    req.set_dry_run(dry_run);
+    if (absl::Status s = CheckRequestSize(req, ref); !s.ok()) {
+      return FailLocal(std::string(s.message()));
+    }
+  }
   for (int attempt = 0; attempt < 5; ++attempt) {
     v1::GetWorkspaceRequest get;
     get.set_namespace_(ws.metadata().namespace_());
@@ -174,6 +188,9 @@ int ApplyWorkspace(Client& c, v1::Workspace ws, bool dry_run) {
           current.metadata().finalizers();
     }
     req.set_dry_run(dry_run);
+    if (absl::Status size = CheckRequestSize(req, ref); !size.ok()) {
+      return FailLocal(std::string(size.message()));
+    }
     v1::UpdateWorkspaceResponse resp;
     s = c.workspaces_->UpdateWorkspace(c.Context().get(), req, &resp);
     if (s.error_code() == grpc::ABORTED) continue;  // Changed meanwhile: read again.
@@ -198,13 +215,32 @@ int ApplyWorkspace(Client& c, v1::Workspace ws, bool dry_run) {
   return Fail(grpc::Status(grpc::ABORTED, "kept conflicting with concurrent writers"), ref);
 }
 
-// ConfigMaps and Secrets share the shape of their service.
+// The write requests of ConfigMaps and Secrets.
+v1::WriteConfigMapRequest WriteRequest(const v1::ConfigMap& object, bool dry_run) {
+  v1::WriteConfigMapRequest r;
+  *r.mutable_config_map() = object;
+  r.set_dry_run(dry_run);
+  return r;
+}
+v1::WriteSecretRequest WriteRequest(const v1::Secret& object, bool dry_run) {
+  v1::WriteSecretRequest r;
+  *r.mutable_secret() = object;
+  r.set_dry_run(dry_run);
+  return r;
+}
+
+// ConfigMaps and Secrets share the shape of their service. `create` and `update` send the
+// request `WriteRequest` makes.
 template <typename T, typename GetFn, typename CreateFn, typename UpdateFn>
 int ApplyData(Client& c, T object, bool dry_run, const std::string& kind, GetFn get,
               CreateFn create, UpdateFn update) {
   const std::string ref = kind + "/" + object.metadata().name();
   if (object.metadata().namespace_().empty()) {
     object.mutable_metadata()->set_namespace_(c.globals_.ns);
+  }
+  // Refused before anything is sent; an update adds only a version, checked again below.
+  if (absl::Status s = CheckRequestSize(WriteRequest(object, dry_run), ref); !s.ok()) {
+    return FailLocal(std::string(s.message()));
   }
   for (int attempt = 0; attempt < 5; ++attempt) {
     v1::ObjectKey key;
@@ -214,7 +250,7 @@ int ApplyData(Client& c, T object, bool dry_run, const std::string& kind, GetFn 
     grpc::Status s = get(c.Context().get(), key, &current);
     T reply;
     if (s.error_code() == grpc::NOT_FOUND) {
-      s = create(c.Context().get(), object, dry_run, &reply);
+      s = create(c.Context().get(), WriteRequest(object, dry_run), &reply);
       if (s.error_code() == grpc::ALREADY_EXISTS) continue;
       if (!s.ok()) return Fail(s, ref);
       std::printf("%s created%s\n", ref.c_str(), Suffix(dry_run).c_str());
@@ -223,7 +259,11 @@ int ApplyData(Client& c, T object, bool dry_run, const std::string& kind, GetFn 
     if (!s.ok()) return Fail(s, ref);
     T next = object;
     next.mutable_metadata()->set_resource_version(current.metadata().resource_version());
-    s = update(c.Context().get(), next, dry_run, &reply);
+    const auto request = WriteRequest(next, dry_run);
+    if (absl::Status size = CheckRequestSize(request, ref); !size.ok()) {
+      return FailLocal(std::string(size.message()));
+    }
+    s = update(c.Context().get(), request, &reply);
     if (s.error_code() == grpc::ABORTED) continue;
     if (!s.ok()) return Fail(s, ref);
     const bool unchanged =
@@ -242,10 +282,13 @@ int Apply(Client& c, const std::string& file, bool dry_run) {
   auto docs = ParseManifests(text);
   if (!docs.ok())
     return FailLocal((file == "-" ? "stdin" : file) + ": " + std::string(docs.status().message()));
+  // A document's error names its file, and its document (stdin: the document alone).
+  const std::string source = file == "-" ? "" : file + ": ";
   int rc = 0;
   for (ManifestDocument& doc : *docs) {
     if (!doc.status.ok()) {
-      std::fprintf(stderr, "error: %s\n", std::string(doc.status.message()).c_str());
+      std::fprintf(stderr, "error: %s%s\n", source.c_str(),
+                   std::string(doc.status.message()).c_str());
       rc = 1;
       continue;
     }
@@ -257,16 +300,10 @@ int Apply(Client& c, const std::string& file, bool dry_run) {
           [&](grpc::ClientContext* ctx, const v1::ObjectKey& k, v1::ConfigMap* out) {
             return c.configs_->GetConfigMap(ctx, k, out);
           },
-          [&](grpc::ClientContext* ctx, const v1::ConfigMap& o, bool dry, v1::ConfigMap* out) {
-            v1::WriteConfigMapRequest r;
-            *r.mutable_config_map() = o;
-            r.set_dry_run(dry);
+          [&](grpc::ClientContext* ctx, const v1::WriteConfigMapRequest& r, v1::ConfigMap* out) {
             return c.configs_->CreateConfigMap(ctx, r, out);
           },
-          [&](grpc::ClientContext* ctx, const v1::ConfigMap& o, bool dry, v1::ConfigMap* out) {
-            v1::WriteConfigMapRequest r;
-            *r.mutable_config_map() = o;
-            r.set_dry_run(dry);
+          [&](grpc::ClientContext* ctx, const v1::WriteConfigMapRequest& r, v1::ConfigMap* out) {
             return c.configs_->UpdateConfigMap(ctx, r, out);
           });
     } else if (auto* secret = dynamic_cast<v1::Secret*>(doc.object.get())) {
@@ -275,16 +312,10 @@ int Apply(Client& c, const std::string& file, bool dry_run) {
           [&](grpc::ClientContext* ctx, const v1::ObjectKey& k, v1::Secret* out) {
             return c.secrets_->GetSecret(ctx, k, out);
           },
-          [&](grpc::ClientContext* ctx, const v1::Secret& o, bool dry, v1::Secret* out) {
-            v1::WriteSecretRequest r;
-            *r.mutable_secret() = o;
-            r.set_dry_run(dry);
+          [&](grpc::ClientContext* ctx, const v1::WriteSecretRequest& r, v1::Secret* out) {
             return c.secrets_->CreateSecret(ctx, r, out);
           },
-          [&](grpc::ClientContext* ctx, const v1::Secret& o, bool dry, v1::Secret* out) {
-            v1::WriteSecretRequest r;
-            *r.mutable_secret() = o;
-            r.set_dry_run(dry);
+          [&](grpc::ClientContext* ctx, const v1::WriteSecretRequest& r, v1::Secret* out) {
             return c.secrets_->UpdateSecret(ctx, r, out);
           });
     }
@@ -676,19 +707,27 @@ int PrintDeleted(const std::string& name) {
   return 0;
 }
 
+// The error of a `delete --wait` that ran out of time.
+int WaitTimedOut(const std::string& name, absl::Duration timeout, const std::string& why) {
+  return FailLocal("timed out after " + absl::FormatDuration(timeout) +
+                   " waiting for workspace \"" + name + "\" to be deleted: " + why);
+}
+
 // Waits until the workspace is gone: a watch from `resource_version` (the delete's revision)
 // for its DELETED event. When the stream ends early (server restart, history compacted, a
 // slow-client close), a Get says whether it is gone and where to watch from again; retries
-// wait a second, so nothing spins. At the deadline it fails naming what holds the workspace.
+// wait a second, so nothing spins. Every call ends by `deadline`, a server that does not
+// answer included; at the deadline it fails naming what holds the workspace. The watch
+// ends a little earlier, to leave the last Get time to read those holders.
 int WaitForDeletion(Client& c, const std::string& name, std::string resource_version,
-                    absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
+                    absl::Time deadline, absl::Duration timeout) {
   v1::GetWorkspaceRequest get;
   get.set_namespace_(c.globals_.ns);
   get.set_name(name);
+  const absl::Duration last_get = std::min(absl::Milliseconds(200), timeout / 10);
   for (;;) {
     grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(deadline));
+    ctx.set_deadline(absl::ToChronoTime(deadline - last_get));
     v1::WatchWorkspacesRequest req;
     req.set_namespace_(c.globals_.ns);
     req.set_name(name);
@@ -713,13 +752,12 @@ int WaitForDeletion(Client& c, const std::string& name, std::string resource_ver
     }
     // Read the object afresh: gone, still there (resume from it), or the server is away.
     v1::Workspace ws;
-    s = c.workspaces_->GetWorkspace(c.Context().get(), get, &ws);
+    s = c.workspaces_->GetWorkspace(c.Context(deadline).get(), get, &ws);
     if (s.error_code() == grpc::NOT_FOUND) return PrintDeleted(name);
-    if (absl::Now() >= deadline) {
-      return FailLocal("timed out after " + absl::FormatDuration(timeout) +
-                       " waiting for workspace \"" + name + "\" to be deleted: " +
-                       (s.ok() ? DeletionBlockers(ws)
-                               : std::string("the server did not answer: ") + s.error_message()));
+    if (absl::Now() >= deadline - last_get) {
+      return WaitTimedOut(name, timeout,
+                          s.ok() ? DeletionBlockers(ws)
+                                 : std::string("the server did not answer: ") + s.error_message());
     }
     if (s.ok()) {
       resource_version = ws.metadata().resource_version();
@@ -731,15 +769,21 @@ int WaitForDeletion(Client& c, const std::string& name, std::string resource_ver
   }
 }
 
+// With `wait`, the whole command (the delete and the wait) ends within `timeout`.
 int DeleteWorkspace(Client& c, const std::string& name, bool wait, absl::Duration timeout) {
+  const absl::Time deadline = wait ? absl::Now() + timeout : absl::InfiniteFuture();
   v1::DeleteWorkspaceRequest req;
   req.set_namespace_(c.globals_.ns);
   req.set_name(name);
   v1::DeleteWorkspaceResponse resp;
-  grpc::Status s = c.workspaces_->DeleteWorkspace(c.Context().get(), req, &resp);
+  grpc::Status s = c.workspaces_->DeleteWorkspace(c.Context(deadline).get(), req, &resp);
+  if (wait && !s.ok() && absl::Now() >= deadline) {
+    return WaitTimedOut(name, timeout, "the server did not answer the delete: " + s.error_message());
+  }
   if (!s.ok()) return Fail(s);
   if (!wait || resp.deleted()) return PrintDeleted(name);
-  return WaitForDeletion(c, name, resp.workspace().metadata().resource_version(), timeout);
+  return WaitForDeletion(c, name, resp.workspace().metadata().resource_version(), deadline,
+                         timeout);
 }
 
 int GetPresets(Client& c, const std::string& name, Output out) {

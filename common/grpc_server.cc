@@ -1,0 +1,103 @@
+#include "common/grpc_server.h"
+
+#include <google/protobuf/descriptor.h>
+#include <grpcpp/resource_quota.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_replace.h"
+
+namespace kaito {
+namespace {
+
+// "/kaito.v1.WorkspaceService/CreateWorkspace" → "kaito.v1.WorkspaceService.CreateWorkspace".
+std::string FullMethodName(const char* path) {
+  std::string name = path ? path : "";
+  if (!name.empty() && name[0] == '/') name.erase(0, 1);
+  return absl::StrReplaceAll(name, {{"/", "."}});
+}
+
+class DecodeErrors : public grpc::experimental::Interceptor {
+ public:
+  DecodeErrors(grpc::experimental::ServerRpcInfo* info, RpcMetrics* metrics)
+      : info_(info), metrics_(metrics) {}
+
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    using Hook = grpc::experimental::InterceptionHookPoints;
+    // Unary and server-streaming calls: the request is decoded before the handler runs,
+    // and a null message here means it did not decode.
+    if (methods->QueryInterceptionHookPoint(Hook::POST_RECV_MESSAGE) &&
+        methods->GetRecvMessage() == nullptr) {
+      undecodable_ = true;
+    }
+    if (undecodable_ && methods->QueryInterceptionHookPoint(Hook::PRE_SEND_STATUS)) {
+      grpc::Status sent = methods->GetSendStatus();
+      if (sent.error_code() == grpc::StatusCode::UNIMPLEMENTED && sent.error_message().empty()) {
+        grpc::Status status(grpc::StatusCode::INVALID_ARGUMENT, Message());
+        methods->ModifySendStatus(status);
+        const std::string full = FullMethodName(info_->method());
+        if (metrics_) {
+          metrics_->ForMethod(full.substr(full.rfind('.') + 1))->Record(status, 0);
+        }
+      }
+    }
+    methods->Proceed();
+  }
+
+ private:
+  std::string Message() const {
+    const std::string full = FullMethodName(info_->method());
+    std::string type = "the request message";
+    if (const auto* method =
+            google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(full)) {
+      type = method->input_type()->full_name();
+    }
+    return "request cannot be decoded as " + type +
+           ": the message is truncated or malformed, a string field is not valid UTF-8, or "
+           "it nests too deeply";
+  }
+
+  grpc::experimental::ServerRpcInfo* info_;
+  RpcMetrics* metrics_;
+  bool undecodable_ = false;
+};
+
+class DecodeErrorsFactory : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit DecodeErrorsFactory(RpcMetrics* metrics) : metrics_(metrics) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override {
+    return new DecodeErrors(info, metrics_);
+  }
+
+ private:
+  RpcMetrics* metrics_;
+};
+
+}  // namespace
+
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> DecodeErrorInterceptor(
+    RpcMetrics* metrics) {
+  return std::make_unique<DecodeErrorsFactory>(metrics);
+}
+
+void ApplyServerDefaults(grpc::ServerBuilder& builder, RpcMetrics* metrics,
+                         const GrpcServerLimits& limits) {
+  // The port is ours alone: without this, gRPC's SO_REUSEPORT lets a second server bind
+  // the same address and take half of the connections.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.SetMaxReceiveMessageSize(limits.max_receive_bytes);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, limits.max_streams_per_connection);
+  if (limits.transport_memory_bytes > 0) {
+    // The quota must outlive the server; one per process is what a daemon needs.
+    static grpc::ResourceQuota* quota = new grpc::ResourceQuota("kaito-transport");
+    quota->Resize(limits.transport_memory_bytes);
+    builder.SetResourceQuota(*quota);
+  }
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+  creators.push_back(DecodeErrorInterceptor(metrics));
+  builder.experimental().SetInterceptorCreators(std::move(creators));
+}
+
+}  // namespace kaito

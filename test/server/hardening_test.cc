@@ -1,0 +1,252 @@
+// What a hostile or careless client can try against the API: requests that do not
+// decode, fields the server does not know, huge echoed input, secret guessing, secret
+// references that are paths, finalizers on an object being deleted, and watches from
+// the future. Each was a defect once; each test fails without its fix.
+#include <google/protobuf/unknown_field_set.h>
+#include <prometheus/metric_family.h>
+
+#include "common/field_errors.h"
+#include "server/api_fixture.h"
+
+namespace kaito::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+// kaito_grpc_server_handled_total{method, code} as the server's registry has it now.
+double Handled(ServerApp& app, const std::string& method, const std::string& code) {
+  for (const prometheus::MetricFamily& family : app.metrics_registry().Collect()) {
+    if (family.name != "kaito_grpc_server_handled_total") continue;
+    for (const prometheus::ClientMetric& metric : family.metric) {
+      bool m = false, c = false;
+      for (const prometheus::ClientMetric::Label& label : metric.label) {
+        if (label.name == "method" && label.value == method) m = true;
+        if (label.name == "code" && label.value == code) c = true;
+      }
+      if (m && c) return metric.counter.value;
+    }
+  }
+  return 0;
+}
+
+// A length-delimited protobuf field.
+std::string Field(int number, const std::string& bytes) {
+  std::string out;
+  uint32_t tag = static_cast<uint32_t>(number << 3 | 2);
+  for (uint64_t v : {static_cast<uint64_t>(tag), static_cast<uint64_t>(bytes.size())}) {
+    while (v >= 0x80) {
+      out.push_back(static_cast<char>(v | 0x80));
+      v >>= 7;
+    }
+    out.push_back(static_cast<char>(v));
+  }
+  return out + bytes;
+}
+
+class HardeningTest : public ApiTest {};
+
+TEST_F(HardeningTest, UndecodableRequestsAreInvalidArgumentAndCounted) {
+  v1::CreateWorkspaceRequest valid;
+  *valid.mutable_workspace() = MakeWorkspace("cut");
+  const std::string whole = valid.SerializeAsString();
+  // Cut inside the workspace message: its length prefix promises more than follows.
+  const std::string truncated = whole.substr(0, whole.size() / 2);
+  grpc::Status s = RawUnaryCall(channel_, "/kaito.v1.WorkspaceService/CreateWorkspace", truncated);
+  EXPECT_EQ(s.error_code(), grpc::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("cannot be decoded as kaito.v1.CreateWorkspaceRequest"));
+  // Nesting deeper than protobuf's recursion limit (a Struct value in a Struct value ...).
+  std::string deep = "";
+  for (int i = 0; i < 200; ++i) deep = Field(1, Field(1, "k") + Field(2, Field(5, deep)));
+  s = RawUnaryCall(channel_, "/kaito.v1.WorkspaceService/CreateWorkspace",
+                   Field(1, Field(5, Field(2, deep))));
+  EXPECT_EQ(s.error_code(), grpc::INVALID_ARGUMENT) << s.error_message();
+  s = RawUnaryCall(channel_, "/kaito.v1.ConfigService/CreateConfigMap", "\x0a\x05\x1a\x03\x0a\x01");
+  EXPECT_EQ(s.error_code(), grpc::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("kaito.v1.WriteConfigMapRequest"));
+  EXPECT_EQ(Handled(*app_, "CreateWorkspace", "INVALID_ARGUMENT"), 2);
+  EXPECT_EQ(Handled(*app_, "CreateConfigMap", "INVALID_ARGUMENT"), 1);
+  EXPECT_EQ(Revision(), 0);
+}
+
+TEST_F(HardeningTest, UnknownFieldsAreNeitherStoredNorServedBack) {
+  // A workspace with a field number this server has never heard of, inside metadata and
+  // at the top.
+  v1::Workspace ws = MakeWorkspace("unknown-fields");
+  std::string meta = ws.metadata().SerializeAsString() + Field(900, "smuggled");
+  ws.clear_metadata();
+  std::string body = ws.SerializeAsString() + Field(3, meta) + Field(901, "also smuggled");
+  grpc::Status s =
+      RawUnaryCall(channel_, "/kaito.v1.WorkspaceService/CreateWorkspace", Field(1, body));
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  v1::Workspace got;
+  ASSERT_TRUE(Get("unknown-fields", &got).ok());
+  EXPECT_TRUE(got.GetReflection()->GetUnknownFields(got).empty());
+  EXPECT_TRUE(got.metadata().GetReflection()->GetUnknownFields(got.metadata()).empty());
+  EXPECT_EQ(got.metadata().labels().at("app"), "phi");
+  // And after a restart, from the store itself.
+  Restart();
+  ASSERT_TRUE(Get("unknown-fields", &got).ok());
+  EXPECT_EQ(got.SerializeAsString().find("smuggled"), std::string::npos);
+}
+
+TEST_F(HardeningTest, ErrorsEchoLongInputOnlyUpToABound) {
+  // A name of 20,000 characters: once it was echoed whole in the reply's status header,
+  // which then broke the reply itself.
+  v1::Workspace ws = MakeWorkspace(std::string(20000, 'a'));
+  v1::CreateWorkspaceResponse out;
+  grpc::Status s = Create(ws, &out);
+  EXPECT_EQ(s.error_code(), grpc::INVALID_ARGUMENT) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("metadata.name"));
+  EXPECT_THAT(s.error_message(), HasSubstr("(20000 bytes)"));
+  EXPECT_LE(s.error_message().size(), kMaxErrorMessage + 64);
+  // A resourceVersion of the same size on delete, and a name on get.
+  grpc::ClientContext ctx;
+  v1::DeleteWorkspaceRequest del;
+  del.set_name("x");
+  del.set_resource_version(std::string(20000, '9'));
+  v1::DeleteWorkspaceResponse del_out;
+  s = ws_->DeleteWorkspace(&ctx, del, &del_out);
+  EXPECT_TRUE(s.error_code() == grpc::INVALID_ARGUMENT || s.error_code() == grpc::NOT_FOUND)
+      << s.error_message();
+  EXPECT_LE(s.error_message().size(), kMaxErrorMessage + 64);
+  v1::Workspace got;
+  s = Get(std::string(20000, 'b'), &got);
+  EXPECT_EQ(s.error_code(), grpc::NOT_FOUND);
+  EXPECT_LE(s.error_message().size(), 2 * kMaxEchoedValue);
+}
+
+TEST_F(HardeningTest, FinalizersCannotBeAddedToAnObjectBeingDeleted) {
+  v1::Workspace ws = MakeWorkspace("finalized");
+  ws.mutable_metadata()->add_finalizers("example.com/keep");
+  MustCreate(ws);
+  v1::DeleteWorkspaceResponse deleting;
+  ASSERT_TRUE(Delete("finalized", &deleting).ok());
+  ASSERT_FALSE(deleting.deleted());
+  v1::Workspace current = deleting.workspace();
+  ASSERT_TRUE(current.metadata().has_deletion_timestamp());
+
+  v1::Workspace more = current;
+  more.mutable_metadata()->add_finalizers("example.com/another");
+  v1::UpdateWorkspaceResponse out;
+  grpc::Status s = Update(more, &out);
+  EXPECT_EQ(s.error_code(), grpc::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(),
+              HasSubstr("metadata.finalizers: Forbidden: no new finalizers can be added if the "
+                        "object is being deleted, found new finalizers [\"example.com/another\"]"));
+  // Removing the last one is allowed, and the object goes.
+  v1::Workspace fewer = current;
+  fewer.mutable_metadata()->clear_finalizers();
+  ASSERT_TRUE(Update(fewer, &out).ok());
+  v1::Workspace got;
+  EXPECT_EQ(Get("finalized", &got).error_code(), grpc::NOT_FOUND);
+}
+
+TEST_F(HardeningTest, WatchFromBeyondTheCurrentRevisionIsRefused) {
+  MustCreate(MakeWorkspace("w"));
+  v1::WatchWorkspacesRequest req;
+  req.set_resource_version(std::to_string(Revision() + 1000));
+  WatchReader watch(ws_.get(), req);
+  ASSERT_TRUE(watch.WaitDone());
+  EXPECT_EQ(watch.status().error_code(), grpc::OUT_OF_RANGE);
+  EXPECT_THAT(watch.status().error_message(), HasSubstr("too large resource version"));
+  // The current revision itself is fine.
+  req.set_resource_version(std::to_string(Revision()));
+  WatchReader ok(ws_.get(), req);
+  MustCreate(MakeWorkspace("w2"));
+  ASSERT_TRUE(ok.WaitForEvents(1));
+  EXPECT_EQ(ok.Events()[0].object().metadata().name(), "w2");
+}
+
+class SecretOracleTest : public ApiTest {
+ protected:
+  v1::Secret Secret(const std::string& value, bool immutable = false) {
+    v1::Secret s;
+    s.mutable_metadata()->set_name("token");
+    (*s.mutable_data())["HF_TOKEN"] = value;
+    s.set_immutable(immutable);
+    return s;
+  }
+  grpc::Status Write(bool create, const v1::Secret& secret, bool dry_run, v1::Secret* out) {
+    grpc::ClientContext ctx;
+    v1::WriteSecretRequest req;
+    *req.mutable_secret() = secret;
+    req.set_dry_run(dry_run);
+    return create ? secrets_->CreateSecret(&ctx, req, out) : secrets_->UpdateSecret(&ctx, req, out);
+  }
+};
+
+TEST_F(SecretOracleTest, AnUpdateRepliesAlikeWhetherOrNotTheValueWasGuessed) {
+  v1::Secret created;
+  ASSERT_TRUE(Write(true, Secret("the-real-value"), false, &created).ok());
+  v1::Secret right, wrong;
+  ASSERT_TRUE(Write(false, Secret("the-real-value"), true, &right).ok());
+  ASSERT_TRUE(Write(false, Secret("a-wrong-guess"), true, &wrong).ok());
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(right, wrong))
+      << right.DebugString() << "\nvs\n" << wrong.DebugString();
+  EXPECT_EQ(right.metadata().generation(), created.metadata().generation() + 1);
+  // For real: the correct guess is a write like any other.
+  ASSERT_TRUE(Write(false, Secret("the-real-value"), false, &right).ok());
+  EXPECT_EQ(right.metadata().generation(), created.metadata().generation() + 1);
+  EXPECT_NE(right.metadata().resource_version(), created.metadata().resource_version());
+}
+
+TEST_F(SecretOracleTest, AnImmutableSecretRefusesValuesWhateverTheyAre) {
+  v1::Secret created;
+  ASSERT_TRUE(Write(true, Secret("the-real-value", true), false, &created).ok());
+  v1::Secret out;
+  grpc::Status right = Write(false, Secret("the-real-value", true), false, &out);
+  grpc::Status wrong = Write(false, Secret("a-wrong-guess", true), false, &out);
+  EXPECT_EQ(right.error_code(), grpc::INVALID_ARGUMENT);
+  EXPECT_EQ(right.error_code(), wrong.error_code());
+  EXPECT_EQ(right.error_message(), wrong.error_message());
+  // Metadata still changes without values, and the values stay.
+  v1::Secret labelled = Secret("", true);
+  labelled.clear_data();
+  (*labelled.mutable_metadata()->mutable_labels())["team"] = "a";
+  ASSERT_TRUE(Write(false, labelled, false, &out).ok());
+  auto stored = app_->secrets()->GetShared("default", "token");
+  ASSERT_NE(stored, nullptr);
+  EXPECT_EQ(stored->data().at("HF_TOKEN"), "the-real-value");
+  EXPECT_EQ(stored->metadata().labels().at("team"), "a");
+}
+
+TEST_F(ApiTest, SecretReferencesMustBeNamesInTheWorkspaceNamespace) {
+  struct Case {
+    std::function<void(v1::Workspace&)> mutate;
+    const char* field;
+  };
+  const std::vector<Case> cases = {
+      {[](v1::Workspace& ws) {
+         ws.mutable_inference()->mutable_preset()->set_name("llama-3.1-8b-instruct");
+         ws.mutable_inference()->mutable_preset()->mutable_preset_options()->set_model_access_secret(
+             "../other-namespace/token");
+       },
+       "inference.preset.presetOptions.modelAccessSecret"},
+      {[](v1::Workspace& ws) { MakeTuning(ws)->mutable_output()->set_image_push_secret("a/b"); },
+       "tuning.output.imagePushSecret"},
+      {[](v1::Workspace& ws) {
+         MakeTuning(ws)->mutable_input()->add_image_pull_secrets(std::string("nul\0x", 5));
+       },
+       "tuning.input.imagePullSecrets[0]"},
+      {[](v1::Workspace& ws) {
+         AddAdapter(ws, "a");
+         ws.mutable_inference()->mutable_adapters(0)->mutable_source()->add_image_pull_secrets(
+             std::string(254, 'a'));
+       },
+       "inference.adapters[0].source.imagePullSecrets[0]"},
+      {[](v1::Workspace& ws) { ws.mutable_inference()->set_config("x..y"); }, "inference.config"},
+  };
+  for (const Case& c : cases) {
+    v1::Workspace ws = MakeWorkspace("refs");
+    c.mutate(ws);
+    v1::CreateWorkspaceResponse out;
+    grpc::Status s = Create(ws, &out, /*dry_run=*/true);
+    EXPECT_EQ(s.error_code(), grpc::INVALID_ARGUMENT) << c.field;
+    EXPECT_THAT(s.error_message(), HasSubstr(std::string(c.field) + ": Invalid value"))
+        << s.error_message();
+  }
+  EXPECT_EQ(Revision(), 0);
+}
+
+}  // namespace
+}  // namespace kaito::server
