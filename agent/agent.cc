@@ -1,5 +1,7 @@
 #include "agent/agent.h"
 
+#include "absl/strings/match.h"
+
 #include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
 
@@ -396,6 +398,11 @@ void Agent::OnSessionDone(uint64_t session, const std::string& error) {
   const absl::Duration delay = NextBackoff();
   if (welcomed_) {
     spdlog::info("node {}: session with {} lost ({}); reconnecting in {}", options_.node_name,
+                 options_.server_address, error, absl::FormatDuration(delay));
+  } else if (absl::StrContains(error, absl::StrCat("code ", grpc::PERMISSION_DENIED, ":")) ||
+             absl::StrContains(error, absl::StrCat("code ", grpc::UNAUTHENTICATED, ":"))) {
+    // Not a network blip: the server says this agent's identity may not do this.
+    spdlog::warn("node {}: refused by {} ({}); retrying in {}", options_.node_name,
                  options_.server_address, error, absl::FormatDuration(delay));
   } else {
     spdlog::debug("node {}: cannot connect to {} ({}); retrying in {}", options_.node_name,

@@ -493,7 +493,8 @@ constexpr size_t kMaxSimpleKeyChars = 1024;
 // The most characters `s` can take printed as a scalar: quoted, with `"` and `\` escaped,
 // and any other byte as an escape of up to ten characters when it is not printable ASCII.
 size_t PrintedSizeBound(std::string_view s) {
-  for (const char c : s) {
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
     if (c < 0x20 || c >= 0x7F) return 10 * s.size() + 2;
   }
   return 2 * s.size() + 2;
@@ -543,7 +544,6 @@ void EmitJson(YAML::Emitter& out, const nlohmann::ordered_json& j) {
   }
 }
 
-
 // Whether the scalar that yaml-cpp reported at `pos` (its node's start, before any anchor
 // or tag) is a quoted scalar that never closes. yaml-cpp 0.7 runs such a scalar to the end
 // of the input, so the rest of the stream becomes part of its value; its own rules for
@@ -590,6 +590,29 @@ bool QuotedScalarIsUnterminated(std::string_view text, size_t pos, size_t* openi
   return true;
 }
 
+// Whether the document that yaml-cpp starts at `pos`, after the stream's first one, starts
+// as YAML requires: at a `---` marker, or after a `...` that ended the document before
+// (blank and comment lines between). yaml-cpp 0.7 also starts one where a block sequence
+// at the left margin is followed by a mapping there ("- a\nkey: v"), which is not YAML.
+bool StartsDocumentExplicitly(std::string_view text, size_t pos) {
+  if (pos >= text.size() || text.substr(pos).starts_with("---")) return true;
+  size_t end = pos;  // The text before `end` is what precedes the document.
+  while (end > 0) {
+    const size_t newline = text.rfind('\n', end - 1);
+    const size_t start = newline == std::string_view::npos ? 0 : newline + 1;
+    const std::string_view line = text.substr(start, end - start);
+    const size_t first = line.find_first_not_of(" \t\r\n");
+    if (first != std::string_view::npos && line[first] != '#') {
+      return line.starts_with("...") &&
+             (line.size() == 3 || line[3] == ' ' || line[3] == '\t' || line[3] == '\r' ||
+              line[3] == '\n');
+    }
+    if (start == 0) break;
+    end = start - 1;  // Before the newline that ends the line above.
+  }
+  return false;
+}
+
 // 1-based line and column of byte `offset` in `text`.
 std::pair<int, int> LineAndColumn(std::string_view text, size_t offset) {
   int line = 1;
@@ -615,11 +638,13 @@ class StrictnessChecker : public YAML::EventHandler {
 
   explicit StrictnessChecker(std::string_view text) : text_(text) {
     // yaml-cpp's marks count from after a UTF-8 byte order mark. Other encodings (UTF-16,
-    // UTF-32) are converted by yaml-cpp, so its offsets are not ours: skip the quote check.
-    if (text_.substr(0, 3) == "\xEF\xBB\xBF") {
+    // UTF-32: a byte order mark or a zero byte in the first four, as yaml-cpp detects them)
+    // are converted by yaml-cpp, so its offsets are not ours: skip the checks on the text.
+    if (text_.starts_with("\xEF\xBB\xBF")) {
       offset_ = 3;
-    } else if (text_.find('\0') != std::string_view::npos) {
-      check_quotes_ = false;
+    } else if (text_.starts_with("\xFE\xFF") || text_.starts_with("\xFF\xFE") ||
+               text_.substr(0, 4).find('\0') != std::string_view::npos) {
+      offsets_known_ = false;
     }
   }
 
@@ -644,6 +669,13 @@ class StrictnessChecker : public YAML::EventHandler {
           "document " + std::to_string(documents_) + ": malformed YAML at line " +
           std::to_string(mark.line + 1) + ", column " + std::to_string(mark.column + 1) +
           ": no YAML node can start here");
+    }
+    if (documents_ > 0 && offsets_known_ && mark.pos >= 0 && stream_error_.ok() &&
+        !StartsDocumentExplicitly(text_, static_cast<size_t>(mark.pos) + offset_)) {
+      stream_error_ = absl::InvalidArgumentError(
+          "document " + std::to_string(documents_ + 1) + ": malformed YAML at line " +
+          std::to_string(mark.line + 1) + ", column " + std::to_string(mark.column + 1) +
+          ": a new document must start with ---");
     }
     last_document_pos_ = mark.pos;
     ++documents_;
@@ -735,7 +767,7 @@ class StrictnessChecker : public YAML::EventHandler {
   }
 
   void CheckQuotes(const YAML::Mark& mark) {
-    if (!check_quotes_ || !stream_error_.ok() || mark.pos < 0) return;
+    if (!offsets_known_ || !stream_error_.ok() || mark.pos < 0) return;
     size_t opening = 0;
     if (!QuotedScalarIsUnterminated(text_, static_cast<size_t>(mark.pos) + offset_, &opening)) {
       return;
@@ -749,7 +781,7 @@ class StrictnessChecker : public YAML::EventHandler {
 
   std::string_view text_;
   size_t offset_ = 0;
-  bool check_quotes_ = true;
+  bool offsets_known_ = true;
   int documents_ = 0;
   int last_document_pos_ = -1;
   bool in_document_ = false;
@@ -758,6 +790,7 @@ class StrictnessChecker : public YAML::EventHandler {
   std::unordered_map<YAML::anchor_t, std::string> scalar_anchors_;
   absl::Status stream_error_;
 };
+
 }  // namespace
 
 std::string ManifestDocument::Describe() const {
@@ -798,9 +831,9 @@ absl::StatusOr<std::vector<ManifestDocument>> ParseManifests(const std::string& 
                                  ? "nesting is deeper than the YAML parser allows"
                                  : e.msg;
     return absl::InvalidArgumentError("document " + std::to_string(document) +
-                                      ": malformed YAML at line " + std::to_string(e.mark.line + 1) +
-                                      ", column " + std::to_string(e.mark.column + 1) + ": " +
-                                      what);
+                                      ": malformed YAML at line " +
+                                      std::to_string(e.mark.line + 1) + ", column " +
+                                      std::to_string(e.mark.column + 1) + ": " + what);
   }
   std::vector<ManifestDocument> docs;
   int index = 0;

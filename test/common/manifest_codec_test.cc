@@ -13,6 +13,7 @@ namespace kaito {
 namespace {
 
 using ::testing::HasSubstr;
+using namespace std::string_literals;
 
 const v1::Workspace& AsWorkspace(const ManifestDocument& d) {
   return static_cast<const v1::Workspace&>(*d.object);
@@ -258,12 +259,22 @@ TEST(ManifestCodecTest, UnterminatedQuotedStringIsMalformedNotPartOfTheValue) {
         << yaml;
     EXPECT_THAT(docs.status().message(), HasSubstr("never closed")) << yaml;
   }
+  // After a byte order mark (yaml-cpp's offsets start after it) and after a zero byte.
+  for (const std::string& yaml :
+       {"\xEF\xBB\xBF"s + "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: \"abc\n",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: \"a\0b\"}\n"s +
+            "data:\n  k: \"abc\n  j: x\n"}) {
+    auto docs = ParseManifests(yaml);
+    ASSERT_FALSE(docs.ok());
+    EXPECT_THAT(docs.status().message(), HasSubstr("never closed"));
+  }
   // In a later document, and in a value of ConfigMap data.
   auto docs = ParseManifests(
       "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\n"
       "kind: ConfigMap\nmetadata: {name: b}\ndata:\n  config: \"x: 1\n  other: 2\n");
   ASSERT_FALSE(docs.ok());
-  EXPECT_THAT(docs.status().message(), HasSubstr("document 2: malformed YAML at line 9, column 11"));
+  EXPECT_THAT(docs.status().message(),
+              HasSubstr("document 2: malformed YAML at line 9, column 11"));
 }
 
 TEST(ManifestCodecTest, ClosedQuotedStringsOfEveryFormParse) {
@@ -456,13 +467,37 @@ TEST(ManifestCodecTest, ErrorsPerDocumentAreBounded) {
 }
 
 // Found by test/fuzz/manifest_codec_fuzzer: yaml-cpp returned empty documents from ",a"
-// forever without reading on, so that `kaitoctl apply` hung, its memory growing.
+// forever without reading on, so that `kaitoctl apply` hung, its memory growing by
+// gigabytes a second until it was killed. The same loop is the crash on "documents with
+// anchors and no kind" of issue 8 ("&a ,": std::bad_alloc, abort).
 TEST(ManifestCodecTest, InputWhereTheParserMakesNoProgressIsMalformed) {
-  for (const char* yaml : {",a", "apiVersion: v1\n---\n,x\n"}) {
-    auto docs = ParseManifests(yaml);
+  auto docs = ParseManifests(",a");
+  ASSERT_FALSE(docs.ok());
+  EXPECT_EQ(docs.status().message(),
+            "document 1: malformed YAML at line 1, column 1: no YAML node can start here");
+  // The others stop at the document yaml-cpp starts without `---` before they loop.
+  for (const char* yaml :
+       {"apiVersion: v1\n---\n,x\n", "&a ,", "!t &a ,", "x: &a 1\n---\n&b ,"}) {
+    docs = ParseManifests(yaml);
     ASSERT_FALSE(docs.ok()) << yaml;
-    EXPECT_THAT(docs.status().message(), HasSubstr("no YAML node can start here")) << yaml;
+    EXPECT_THAT(docs.status().message(), HasSubstr(": malformed YAML at line ")) << yaml;
   }
+}
+
+// yaml-cpp 0.7 starts a new document, without `---`, where a mapping follows a block
+// sequence at the left margin; that is not YAML, and the second "document" would apply.
+TEST(ManifestCodecTest, ADocumentWithoutItsMarkerIsMalformed) {
+  auto docs = ParseManifests(
+      "- stray\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n");
+  ASSERT_FALSE(docs.ok());
+  EXPECT_THAT(docs.status().message(),
+              HasSubstr("document 2: malformed YAML at line 2, column 1: a new document must "
+                        "start with ---"));
+  // Markers, and a document after `...`, comments and blank lines between, are fine.
+  docs = ParseManifests(
+      "a: 1\n...\n# next\n\nb: 2\n--- # c\nc: 3\n---\n- d\n--- e\n...   \n\n- f\n");
+  ASSERT_TRUE(docs.ok()) << docs.status();
+  EXPECT_EQ(docs->size(), 6u);
 }
 
 // Found by the fuzzer: invalid UTF-8 was accepted into string fields, which protobuf

@@ -42,9 +42,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto again = kaito::ParseManifests(yaml);
     if (!again.ok()) Broken("printed YAML parses", again.status().ToString() + "\n" + yaml);
     if (again->size() != 1 || !(*again)[0].status.ok()) {
-      Broken("printed YAML decodes", (again->empty() ? std::string("no document")
-                                                      : (*again)[0].status.ToString()) +
-                                         "\n" + yaml);
+      Broken("printed YAML decodes",
+             (again->empty() ? std::string("no document") : (*again)[0].status.ToString()) + "\n" +
+                 yaml);
     }
     if (!google::protobuf::util::MessageDifferencer::Equals(*doc.object, *(*again)[0].object)) {
       Broken("printed YAML decodes to the same object",

@@ -13,6 +13,8 @@
 #include "absl/strings/match.h"
 #include "support/temp_dir.h"
 
+#include "server/transformer_helpers.h"
+
 namespace kaito::server {
 namespace {
 
@@ -21,18 +23,9 @@ using ::testing::Not;
 
 constexpr char kKey[] = "/secrets/default/registry-login";
 
-// A 32-byte key: every byte `c`.
-std::string KeyOf(char c) { return std::string(AesGcmTransformer::kKeyBytes, c); }
-
-std::unique_ptr<AesGcmTransformer> Transformer(std::vector<std::string> keys) {
-  auto t = AesGcmTransformer::FromKeys(std::move(keys));
-  EXPECT_TRUE(t.ok()) << t.status();
-  return t.ok() ? std::move(*t) : nullptr;
-}
-
-std::string Header(const std::string& key) {
-  return "kaito:enc:aesgcm:v1:" + AesGcmTransformer::KeyId(key) + ":";
-}
+using encryption_test::Header;
+using encryption_test::KeyOf;
+using encryption_test::Transformer;
 
 std::string Message(const absl::Status& status) { return std::string(status.message()); }
 

@@ -14,23 +14,17 @@
 #include "server/registry/reseal_stored_values.h"
 #include "server/store/memory_store.h"
 
+#include "server/transformer_helpers.h"
+
 namespace kaito::server {
 namespace {
 
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-std::string KeyOf(char c) { return std::string(AesGcmTransformer::kKeyBytes, c); }
-
-std::unique_ptr<AesGcmTransformer> Transformer(std::vector<std::string> keys) {
-  auto t = AesGcmTransformer::FromKeys(std::move(keys));
-  EXPECT_TRUE(t.ok()) << t.status();
-  return t.ok() ? std::move(*t) : nullptr;
-}
-
-std::string Header(const std::string& key) {
-  return "kaito:enc:aesgcm:v1:" + AesGcmTransformer::KeyId(key) + ":";
-}
+using encryption_test::Header;
+using encryption_test::KeyOf;
+using encryption_test::Transformer;
 
 std::string SecretValue(const std::string& name, const std::string& value) {
   v1::Secret s;

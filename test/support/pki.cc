@@ -101,7 +101,8 @@ CertificateFiles TestPki::Issue(const std::string& file_name, const std::string&
   X509_set_issuer_name(cert, X509_get_subject_name(ca));
   AddExtension(cert, ca, NID_basic_constraints, "critical,CA:FALSE");
   AddExtension(cert, ca, NID_key_usage, "critical,digitalSignature,keyEncipherment");
-  AddExtension(cert, ca, NID_ext_key_usage, server ? "serverAuth" : "clientAuth");
+  // Servers also dial out with their certificate (kaito-server to kaito-provisioner).
+  AddExtension(cert, ca, NID_ext_key_usage, server ? "serverAuth,clientAuth" : "clientAuth");
   if (server) AddExtension(cert, ca, NID_subject_alt_name, "IP:127.0.0.1,DNS:localhost");
   if (X509_sign(cert, static_cast<EVP_PKEY*>(ca_key_), EVP_sha256()) == 0) {
     throw std::runtime_error("cannot sign " + file_name);

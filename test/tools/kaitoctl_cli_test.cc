@@ -1,9 +1,9 @@
 // kaitoctl against a fake server in the test's process: what it sends, what it refuses to
 // send, and how long it waits for a server that does not answer. The fake answers on
 // 127.0.0.1 at a port the kernel picks; kaitoctl runs as a child process.
+#include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
-#include <gmock/gmock.h>
 
 #include <atomic>
 #include <memory>
@@ -91,7 +91,8 @@ class FakeWorkspaceService : public v1::WorkspaceService::CallbackService {
                                          v1::Workspace* ws) override {
     ++calls;
     if (hold_gets) return parked_.Park(ctx);
-    return Answer(ctx, grpc::Status(grpc::NOT_FOUND, "workspaces \"" + req->name() + "\" not found"));
+    return Answer(ctx,
+                  grpc::Status(grpc::NOT_FOUND, "workspaces \"" + req->name() + "\" not found"));
   }
   grpc::ServerUnaryReactor* CreateWorkspace(grpc::CallbackServerContext* ctx,
                                             const v1::CreateWorkspaceRequest* req,
@@ -115,10 +116,11 @@ class FakeConfigService : public v1::ConfigService::CallbackService {
  public:
   std::atomic<int> calls{0};
 
-  grpc::ServerUnaryReactor* GetConfigMap(grpc::CallbackServerContext* ctx,
-                                         const v1::ObjectKey* key, v1::ConfigMap*) override {
+  grpc::ServerUnaryReactor* GetConfigMap(grpc::CallbackServerContext* ctx, const v1::ObjectKey* key,
+                                         v1::ConfigMap*) override {
     ++calls;
-    return Answer(ctx, grpc::Status(grpc::NOT_FOUND, "configmaps \"" + key->name() + "\" not found"));
+    return Answer(ctx,
+                  grpc::Status(grpc::NOT_FOUND, "configmaps \"" + key->name() + "\" not found"));
   }
   grpc::ServerUnaryReactor* CreateConfigMap(grpc::CallbackServerContext* ctx,
                                             const v1::WriteConfigMapRequest* req,
@@ -181,8 +183,8 @@ TEST_F(KaitoctlCliTest, RefusesARequestLargerThanTheServerAcceptsBeforeSendingIt
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_EQ(configs_.calls.load(), 0) << "nothing is sent";
   EXPECT_THAT(r.err, HasSubstr("configmap/big: the request would be "));
-  EXPECT_THAT(r.err, HasSubstr("more than the server accepts (" +
-                               std::to_string(kMaxRequestBytes) + " bytes"));
+  EXPECT_THAT(r.err, HasSubstr("more than the server accepts (" + std::to_string(kMaxRequestBytes) +
+                               " bytes"));
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
 
   // A smaller one of the same shape is sent.
@@ -212,8 +214,8 @@ TEST_F(KaitoctlCliTest, DocumentErrorsNameTheirFile) {
 TEST_F(KaitoctlCliTest, DeleteWaitGivesUpAtItsTimeoutWhenTheDeleteIsNotAnswered) {
   workspaces_.hold_deletes = true;
   const absl::Time start = absl::Now();
-  RunResult r = Ctl({"delete", "workspace", "w", "--wait", "--timeout", "1s"}, "",
-                    absl::Seconds(20));
+  RunResult r =
+      Ctl({"delete", "workspace", "w", "--wait", "--timeout", "1s"}, "", absl::Seconds(20));
   const absl::Duration took = absl::Now() - start;
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_THAT(r.err, HasSubstr("timed out after 1s waiting for workspace \"w\" to be deleted: "
@@ -227,8 +229,8 @@ TEST_F(KaitoctlCliTest, DeleteWaitGivesUpAtItsTimeoutWhenAGetIsNotAnswered) {
   // follows is never answered.
   workspaces_.hold_gets = true;
   const absl::Time start = absl::Now();
-  RunResult r = Ctl({"delete", "workspace", "w", "--wait", "--timeout", "1s"}, "",
-                    absl::Seconds(20));
+  RunResult r =
+      Ctl({"delete", "workspace", "w", "--wait", "--timeout", "1s"}, "", absl::Seconds(20));
   const absl::Duration took = absl::Now() - start;
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_THAT(r.err, HasSubstr("timed out after 1s waiting for workspace \"w\" to be deleted: "

@@ -18,7 +18,8 @@ v1::WriteConfigMapRequest RequestWithValueOf(size_t bytes) {
 }
 
 TEST(RequestSizeTest, AcceptsUpToTheLimitAndNamesTheObjectPastIt) {
-  EXPECT_TRUE(CheckRequestSize(RequestWithValueOf(kMaxObjectBytes - 1024), "configmap/params").ok());
+  EXPECT_TRUE(
+      CheckRequestSize(RequestWithValueOf(kMaxObjectBytes - 1024), "configmap/params").ok());
   const auto big = RequestWithValueOf(kMaxRequestBytes);
   absl::Status s = CheckRequestSize(big, "configmap/params");
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);

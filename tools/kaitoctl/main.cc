@@ -25,6 +25,7 @@
 #include "kaito/v1/system.grpc.pb.h"
 #include "kaito/v1/workspace.grpc.pb.h"
 #include "tools/kaitoctl/printers.h"
+#include "common/tls.h"
 #include "tools/kaitoctl/request_size.h"
 
 namespace kaito::ctl {
@@ -34,6 +35,9 @@ struct Globals {
   std::string server;
   std::string ns;
   int timeout_s = 30;
+  // kubectl's credentials: a bearer token, and TLS files.
+  std::string token;
+  TlsClientFiles tls;
 };
 
 const char* CodeName(grpc::StatusCode code) {
@@ -92,7 +96,7 @@ class Client {
  public:
   explicit Client(const Globals& g)
       : globals_(g),
-        channel_(grpc::CreateChannel(g.server, grpc::InsecureChannelCredentials())),
+        channel_(grpc::CreateChannel(g.server, GrpcChannelCredentials(g.tls))),
         workspaces_(v1::WorkspaceService::NewStub(channel_)),
         configs_(v1::ConfigService::NewStub(channel_)),
         secrets_(v1::SecretService::NewStub(channel_)),
@@ -108,6 +112,7 @@ class Client {
     ctx->set_deadline(
         absl::ToChronoTime(std::min(absl::Now() + absl::Seconds(globals_.timeout_s), not_after)));
     ctx->set_wait_for_ready(false);
+    if (!globals_.token.empty()) ctx->AddMetadata("authorization", "Bearer " + globals_.token);
     return ctx;
   }
 
@@ -778,7 +783,8 @@ int DeleteWorkspace(Client& c, const std::string& name, bool wait, absl::Duratio
   v1::DeleteWorkspaceResponse resp;
   grpc::Status s = c.workspaces_->DeleteWorkspace(c.Context(deadline).get(), req, &resp);
   if (wait && !s.ok() && absl::Now() >= deadline) {
-    return WaitTimedOut(name, timeout, "the server did not answer the delete: " + s.error_message());
+    return WaitTimedOut(name, timeout,
+                        "the server did not answer the delete: " + s.error_message());
   }
   if (!s.ok()) return Fail(s);
   if (!wait || resp.deleted()) return PrintDeleted(name);
@@ -901,6 +907,27 @@ int main(int argc, char** argv) {
   app.add_option("--timeout", g.timeout_s, "Seconds to wait for each call")
       ->capture_default_str()
       ->check(CLI::Range(1, 3600));
+  // kubectl's names, and the same from the environment (KAITO_TOKEN, ...).
+  auto from_env = [](const char* name) {
+    const char* v = std::getenv(name);
+    return std::string(v && *v ? v : "");
+  };
+  g.token = from_env("KAITO_TOKEN");
+  g.tls.ca_file = from_env("KAITO_CERTIFICATE_AUTHORITY");
+  g.tls.cert_file = from_env("KAITO_CLIENT_CERTIFICATE");
+  g.tls.key_file = from_env("KAITO_CLIENT_KEY");
+  g.tls.insecure_skip_verify = from_env("KAITO_INSECURE_SKIP_TLS_VERIFY") == "true";
+  app.add_option("--token", g.token, "Bearer token for the server (env KAITO_TOKEN)");
+  app.add_option("--certificate-authority", g.tls.ca_file,
+                 "Verify the server's certificate against this CA; the connection uses TLS "
+                 "(env KAITO_CERTIFICATE_AUTHORITY)");
+  app.add_option("--client-certificate", g.tls.cert_file,
+                 "Client certificate for TLS (env KAITO_CLIENT_CERTIFICATE)");
+  app.add_option("--client-key", g.tls.key_file,
+                 "Key of --client-certificate (env KAITO_CLIENT_KEY)");
+  app.add_flag("--insecure-skip-tls-verify", g.tls.insecure_skip_verify,
+               "Use TLS without verifying the server's certificate (env "
+               "KAITO_INSECURE_SKIP_TLS_VERIFY=true)");
 
   std::string file;
   bool dry_run = false;
@@ -941,6 +968,9 @@ int main(int argc, char** argv) {
   auto* version = app.add_subcommand("version", "Show client and server versions");
 
   CLI11_PARSE(app, argc, argv);
+  if (absl::Status s = kaito::CheckTlsClientFiles(g.tls); !s.ok()) {
+    return FailLocal(std::string(s.message()));
+  }
 
   Client client(g);
   if (apply->parsed()) return Apply(client, file, dry_run);
