@@ -437,7 +437,7 @@ TEST_F(ApiTest, OversizedObjectsAreRejected) {
   v1::ConfigMap cm_out;
   grpc::ClientContext ctx;
   s = cm_->CreateConfigMap(&ctx, req, &cm_out);
-  EXPECT_EQ(s.error_code(), grpc::RESOURCE_EXHAUSTED) << "over the 4 MiB message limit";
+  EXPECT_EQ(s.error_code(), grpc::RESOURCE_EXHAUSTED) << "over the request limit (1.5 MiB + 64 KiB)";
   EXPECT_EQ(Revision(), 0);
 }
 
