@@ -1,7 +1,7 @@
 // What every daemon that serves gRPC sets on its server, in one place: the port is its
 // own, requests are bounded in size before they are buffered, streams per connection are
-// bounded, and a request that cannot be decoded gets a clear INVALID_ARGUMENT (gRPC's
-// callback API answers it with UNIMPLEMENTED and no message) and is counted.
+// bounded, and a unary request that cannot be decoded gets a clear INVALID_ARGUMENT
+// (gRPC's callback API answers it with UNIMPLEMENTED and no message) and is counted.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
