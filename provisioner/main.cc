@@ -24,6 +24,7 @@
 #include "common/clock.h"
 #include "common/daemon.h"
 #include "common/grpc_server.h"
+#include "common/reflection_v1.h"
 #include "common/tls.h"
 #include "common/logging.h"
 #include "common/metrics_server.h"
@@ -229,6 +230,11 @@ int main(int argc, char** argv) {
   builder.AddListeningPort(listen, kaito::GrpcServerCredentials(tls), &port);
   builder.RegisterService(&provisioner_service);
   builder.RegisterService(&simulated_cloud_service);
+  kaito::ReflectionV1Service reflection_v1(
+      {kaito::v1::ProvisionerService::service_full_name(),
+       kaito::v1::SimulatedCloudService::service_full_name(), "grpc.health.v1.Health",
+       "grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection"});
+  builder.RegisterService(&reflection_v1);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) {
     spdlog::critical("cannot listen for gRPC on {}", listen);

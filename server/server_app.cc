@@ -397,6 +397,17 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
   builder.RegisterService(app->preset_service_.get());
   builder.RegisterService(app->node_service_.get());
   if (app->simulated_cloud_service_) builder.RegisterService(app->simulated_cloud_service_.get());
+  std::vector<std::string> services = {
+      v1::WorkspaceService::service_full_name(), v1::ConfigService::service_full_name(),
+      v1::SecretService::service_full_name(),    v1::SystemService::service_full_name(),
+      v1::PresetService::service_full_name(),    v1::NodeService::service_full_name(),
+      "grpc.health.v1.Health",                   "grpc.reflection.v1alpha.ServerReflection",
+      "grpc.reflection.v1.ServerReflection"};
+  if (app->simulated_cloud_service_) {
+    services.push_back(v1::SimulatedCloudService::service_full_name());
+  }
+  app->reflection_v1_ = std::make_unique<ReflectionV1Service>(std::move(services));
+  builder.RegisterService(app->reflection_v1_.get());
   app->server_ = builder.BuildAndStart();
   if (!app->server_ || app->grpc_port_ == 0) {
     return absl::UnavailableError("cannot listen for gRPC on " + options.listen);

@@ -16,6 +16,7 @@
 #include "common/clock.h"
 #include "common/limits.h"
 #include "common/metrics_server.h"
+#include "common/reflection_v1.h"
 #include "presets/catalog.h"
 #include "presets/workspace_validator.h"
 #include "provisioner/fleet_bootstrapper.h"
@@ -213,6 +214,7 @@ class ServerApp {
   std::unique_ptr<SecretGrpcService> secret_service_;
   std::unique_ptr<SystemGrpcService> system_service_;
   std::unique_ptr<PresetGrpcService> preset_service_;
+  std::unique_ptr<ReflectionV1Service> reflection_v1_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<MetricsServer> metrics_;
   int grpc_port_ = 0;

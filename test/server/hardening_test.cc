@@ -3,9 +3,13 @@
 // references that are paths, finalizers on an object being deleted, and watches from
 // the future. Each was a defect once; each test fails without its fix.
 #include <google/protobuf/unknown_field_set.h>
+#include <google/protobuf/descriptor.pb.h>
 #include <prometheus/metric_family.h>
 
+#include <set>
+
 #include "common/field_errors.h"
+#include "grpc/reflection/v1/reflection.grpc.pb.h"
 #include "server/api_fixture.h"
 
 namespace kaito::server {
@@ -246,6 +250,52 @@ TEST_F(ApiTest, SecretReferencesMustBeNamesInTheWorkspaceNamespace) {
         << s.error_message();
   }
   EXPECT_EQ(Revision(), 0);
+}
+
+// Issue 7 asks for reflection v1 beside gRPC's v1alpha.
+TEST_F(ApiTest, ReflectionV1ListsServicesAndResolvesSymbols) {
+  namespace rv1 = grpc::reflection::v1;
+  auto stub = rv1::ServerReflection::NewStub(channel_);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  auto stream = stub->ServerReflectionInfo(&ctx);
+  auto ask = [&](const rv1::ServerReflectionRequest& req) {
+    rv1::ServerReflectionResponse resp;
+    EXPECT_TRUE(stream->Write(req));
+    EXPECT_TRUE(stream->Read(&resp));
+    return resp;
+  };
+  rv1::ServerReflectionRequest list;
+  list.set_list_services("");
+  std::set<std::string> names;
+  const rv1::ServerReflectionResponse listed = ask(list);
+  for (const auto& s : listed.list_services_response().service()) names.insert(s.name());
+  EXPECT_TRUE(names.count("kaito.v1.WorkspaceService"));
+  EXPECT_TRUE(names.count("kaito.v1.NodeService"));
+  EXPECT_TRUE(names.count("grpc.reflection.v1.ServerReflection"));
+
+  rv1::ServerReflectionRequest symbol;
+  symbol.set_file_containing_symbol("kaito.v1.WorkspaceService.CreateWorkspace");
+  std::set<std::string> files;
+  const rv1::ServerReflectionResponse found = ask(symbol);
+  for (const std::string& bytes : found.file_descriptor_response().file_descriptor_proto()) {
+    google::protobuf::FileDescriptorProto proto;
+    ASSERT_TRUE(proto.ParseFromString(bytes));
+    files.insert(proto.name());
+  }
+  EXPECT_TRUE(files.count("kaito/v1/workspace.proto"));
+  EXPECT_TRUE(files.count("kaito/v1/meta.proto")) << "with what it imports";
+  // Within a stream each file goes once: asking again for a symbol of the same file
+  // sends nothing new.
+  symbol.set_file_containing_symbol("kaito.v1.Workspace");
+  EXPECT_EQ(ask(symbol).file_descriptor_response().file_descriptor_proto_size(), 0);
+
+  rv1::ServerReflectionRequest missing;
+  missing.set_file_containing_symbol("kaito.v1.NoSuchThing");
+  rv1::ServerReflectionResponse error = ask(missing);
+  EXPECT_EQ(error.error_response().error_code(), grpc::NOT_FOUND);
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
 }
 
 }  // namespace
