@@ -283,12 +283,18 @@ TEST(MemoryTest, MemoryReturnsAfterTwentyThousandStreamsClose) {
   const int more = churn(20000);
   ASSERT_GE(more, 20000) << "watches refused far more often than slots came back";
   const size_t after = Rss(server->daemon.pid());
-  std::printf("rss after 5,000 watches %zu MiB, after 20,000 more: %zu MiB\n", baseline / kMiB,
-              after / kMiB);
-  // Measured: within 7 MiB; the bound leaves room for the allocator under a parallel
-  // test run. A leak of even 1 KiB per stream would add 20 MiB.
-  EXPECT_LT(after, baseline + 20 * kMiB)
-      << "baseline " << baseline / kMiB << " MiB, after " << after / kMiB << " MiB";
+  // And 20,000 more. The high-water mark of the allocator's arenas depends on how many
+  // streams happen to be alive at once (a loaded machine releases them later), so the
+  // first 20,000 may raise it; a leak, though, grows with every stream: 1 KiB each would
+  // add 20 MiB per round.
+  ASSERT_GE(churn(20000), 20000);
+  const size_t again = Rss(server->daemon.pid());
+  std::printf("rss after 5,000 watches %zu MiB, after 20,000 more: %zu MiB, after 20,000 more: "
+              "%zu MiB\n",
+              baseline / kMiB, after / kMiB, again / kMiB);
+  EXPECT_LT(after, baseline + 40 * kMiB) << "baseline " << baseline / kMiB << " MiB";
+  EXPECT_LT(again, after + 12 * kMiB)
+      << "after " << after / kMiB << " MiB, again " << again / kMiB << " MiB";
   EXPECT_EQ(server->daemon.Stop(), 0);
 }
 
