@@ -21,7 +21,7 @@ std::string FullMethodName(const char* path) {
 class DecodeErrors : public grpc::experimental::Interceptor {
  public:
   DecodeErrors(grpc::experimental::ServerRpcInfo* info, RpcMetrics* metrics)
-      : info_(info), metrics_(metrics) {}
+      : full_(FullMethodName(info->method())), metrics_(metrics) {}
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     using Hook = grpc::experimental::InterceptionHookPoints;
@@ -36,10 +36,7 @@ class DecodeErrors : public grpc::experimental::Interceptor {
       if (sent.error_code() == grpc::StatusCode::UNIMPLEMENTED && sent.error_message().empty()) {
         grpc::Status status(grpc::StatusCode::INVALID_ARGUMENT, Message());
         methods->ModifySendStatus(status);
-        const std::string full = FullMethodName(info_->method());
-        if (metrics_) {
-          metrics_->ForMethod(full.substr(full.rfind('.') + 1))->Record(status, 0);
-        }
+        if (metrics_) metrics_->ForMethod(full_.substr(full_.rfind('.') + 1))->Record(status, 0);
       }
     }
     methods->Proceed();
@@ -47,10 +44,9 @@ class DecodeErrors : public grpc::experimental::Interceptor {
 
  private:
   std::string Message() const {
-    const std::string full = FullMethodName(info_->method());
     std::string type = "the request message";
     if (const auto* method =
-            google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(full)) {
+            google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(full_)) {
       type = method->input_type()->full_name();
     }
     return "request cannot be decoded as " + type +
@@ -58,7 +54,7 @@ class DecodeErrors : public grpc::experimental::Interceptor {
            "it nests too deeply";
   }
 
-  grpc::experimental::ServerRpcInfo* info_;
+  const std::string full_;  // "kaito.v1.WorkspaceService.CreateWorkspace"
   RpcMetrics* metrics_;
   bool undecodable_ = false;
 };
