@@ -1,5 +1,7 @@
 #include "common/field_errors.h"
 
+#include "common/status_details.h"
+
 namespace kaito {
 
 std::string Abbreviate(absl::string_view s, size_t max) {
@@ -18,7 +20,9 @@ absl::Status FieldErrors::ToStatus(const std::string& subject) const {
     msg += errors_[i].path.empty() ? errors_[i].message
                                    : errors_[i].path + ": " + errors_[i].message;
   }
-  return absl::InvalidArgumentError(msg);
+  absl::Status status = absl::InvalidArgumentError(msg);
+  status.SetPayload(kBadRequestTypeUrl, BadRequestPayload(errors_));
+  return status;
 }
 
 }  // namespace kaito

@@ -12,7 +12,8 @@ namespace kaito {
 
 // Bounds on what an error echoes of the input: a value quoted in a message, one field
 // error's message, and a whole reply's message (gRPC carries it in a header, which has a
-// size limit of its own).
+// size limit of its own; `ToGrpcStatus` counts it percent-encoded, as sent, and an error
+// with details has less: common/status_details.h).
 inline constexpr size_t kMaxEchoedValue = 128;
 inline constexpr size_t kMaxFieldErrorMessage = 1024;
 inline constexpr size_t kMaxErrorMessage = 4096;
@@ -36,7 +37,9 @@ class FieldErrors {
   const std::vector<FieldError>& errors() const { return errors_; }
 
   // INVALID_ARGUMENT listing every problem as "path: message", joined by "; ", with
-  // `subject` (e.g. `Workspace "x"`) in front; OK when there is none.
+  // `subject` (e.g. `Workspace "x"`) in front, and the same problems as a
+  // `google.rpc.BadRequest` payload (`kBadRequestTypeUrl`, bounded: common/status_details.h)
+  // that `ToGrpcStatus` sends as the call's error details; OK when there is none.
   absl::Status ToStatus(const std::string& subject) const;
 
  private:

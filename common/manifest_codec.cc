@@ -958,20 +958,25 @@ void Int64sAsNumbers(nlohmann::ordered_json& j, const google::protobuf::Descript
 
 }  // namespace
 
-std::string MessageToJson(const google::protobuf::Message& message, bool pretty) {
+nlohmann::ordered_json MessageToJsonValue(const google::protobuf::Message& message) {
   std::string out;
   google::protobuf::util::JsonPrintOptions options;
   options.add_whitespace = false;
   options.preserve_proto_field_names = false;
   (void)google::protobuf::util::MessageToJsonString(message, &out, options);
   nlohmann::ordered_json j = nlohmann::ordered_json::parse(out, nullptr, false);
-  if (j.is_discarded()) return out;
+  if (j.is_discarded()) return nlohmann::ordered_json::object();
   Int64sAsNumbers(j, message.GetDescriptor());
+  return j;
+}
+
+std::string MessageToJson(const google::protobuf::Message& message, bool pretty) {
+  nlohmann::ordered_json j = MessageToJsonValue(message);
   return pretty ? j.dump(2) : j.dump();
 }
 
 std::string MessageToYaml(const google::protobuf::Message& message) {
-  nlohmann::ordered_json j = nlohmann::ordered_json::parse(MessageToJson(message, false), nullptr, false);
+  nlohmann::ordered_json j = MessageToJsonValue(message);
   YAML::Emitter out;
   EmitJson(out, j);
   return std::string(out.c_str(), out.size()) + "\n";

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include <google/protobuf/message.h>
+#include <nlohmann/json.hpp>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -74,7 +75,10 @@ absl::StatusOr<std::vector<ManifestDocument>> ParseManifests(const std::string& 
 void YamlToMessage(const YAML::Node& node, google::protobuf::Message* message,
                    FieldErrors& errors);
 
-// Proto3 JSON with the Kubernetes names; `pretty` indents with two spaces.
+// Proto3 JSON with the Kubernetes names, 64-bit integers as numbers (as Kubernetes prints
+// them), as a JSON value; an object that cannot be printed (invalid UTF-8) is `{}`.
+nlohmann::ordered_json MessageToJsonValue(const google::protobuf::Message& message);
+// The same as text; `pretty` indents with two spaces.
 std::string MessageToJson(const google::protobuf::Message& message, bool pretty);
 // YAML with the Kubernetes names, fields in proto order, defaults omitted.
 std::string MessageToYaml(const google::protobuf::Message& message);

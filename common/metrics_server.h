@@ -7,17 +7,13 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <prometheus/collectable.h>
 
 #include "absl/status/statusor.h"
+#include "common/http_listener.h"
 #include "common/tls.h"
-
-namespace httplib {
-class Server;
-}
 
 namespace kaito {
 
@@ -35,15 +31,12 @@ class MetricsServer {
       std::function<std::string()> ready, const TlsServerFiles& tls = {});
   ~MetricsServer();
 
-  int port() const { return port_; }
+  int port() const;
 
  private:
   MetricsServer();
 
-  TlsServerFiles tls_;
-  std::unique_ptr<httplib::Server> server_;
-  std::thread thread_;
-  int port_ = 0;
+  std::unique_ptr<HttpListener> listener_;
 };
 
 }  // namespace kaito

@@ -1,13 +1,39 @@
 #include "common/rpc_metrics.h"
 
 #include "common/field_errors.h"
+#include "common/status_details.h"
 
 namespace kaito {
+namespace {
+
+// gRPC percent-encodes a status message's bytes outside printable ASCII, and '%', three
+// bytes each on the wire, and a client counts the encoded size against its limit.
+size_t WireBytes(char c) {
+  const auto b = static_cast<unsigned char>(c);
+  return b < 0x20 || b > 0x7E || b == '%' ? 3 : 1;
+}
+
+// `message` abbreviated (`Abbreviate`) to at most `max` bytes once percent-encoded.
+std::string AbbreviateForTrailer(absl::string_view message, size_t max) {
+  size_t wire = 0;
+  size_t keep = 0;
+  while (keep < message.size() && wire + WireBytes(message[keep]) <= max) {
+    wire += WireBytes(message[keep]);
+    ++keep;
+  }
+  return keep == message.size() ? std::string(message) : Abbreviate(message, keep);
+}
+
+}  // namespace
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
-                      Abbreviate(status.message(), kMaxErrorMessage));
+  bool has_payloads = false;
+  status.ForEachPayload([&](absl::string_view, const absl::Cord&) { has_payloads = true; });
+  const std::string message = AbbreviateForTrailer(
+      status.message(), has_payloads ? kMaxErrorMessageWithDetails : kMaxErrorMessage);
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), message,
+                      has_payloads ? ErrorDetails(status, message) : std::string());
 }
 
 RpcMetrics::RpcMetrics(prometheus::Registry& registry)

@@ -52,6 +52,10 @@ class RpcMetrics {
   std::map<std::string, std::unique_ptr<Method>> methods_ ABSL_GUARDED_BY(mu_);
 };
 
+// `status` as gRPC sends it: same code; the message abbreviated to `kMaxErrorMessage`
+// bytes as percent-encoded on the wire (`kMaxErrorMessageWithDetails` when it has
+// payloads); its payloads, if any, as the error details (`ErrorDetails`:
+// common/status_details.h), which gRPC sends in the `grpc-status-details-bin` trailer.
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
 // The metrics of method `name`, or null when `metrics` is null.

@@ -13,7 +13,11 @@ PACKAGES=(
   prometheus-cpp-dev libcpp-httplib-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev
   python3-grpcio python3-protobuf grpc-proto curl prometheus
   clang libclang-rt-14-dev
+  python3-kubernetes
 )
+# kubectl for the Kubernetes shim's tests: the machine's own when it has one (any recent
+# release), else Debian's.
+if ! command -v kubectl >/dev/null 2>&1; then PACKAGES+=(kubernetes-client); fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
