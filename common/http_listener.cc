@@ -37,9 +37,16 @@ absl::StatusOr<std::unique_ptr<HttpListener>> HttpListener::Bind(
   listener->tls_ = tls;
   if (tls.enabled()) {
     const TlsServerFiles* files = &listener->tls_;
-    listener->server_ = std::make_unique<httplib::SSLServer>([files](SSL_CTX& ctx) {
+    const bool verify = options.require_client_certificates && !tls.client_ca_file.empty();
+    listener->server_ = std::make_unique<httplib::SSLServer>([files, verify](SSL_CTX& ctx) {
       SSL_CTX_set_min_proto_version(&ctx, TLS1_2_VERSION);
       SSL_CTX_set_cert_cb(&ctx, LoadCertificate, const_cast<TlsServerFiles*>(files));
+      if (verify) {
+        const char* ca = files->client_ca_file.c_str();
+        if (SSL_CTX_load_verify_locations(&ctx, ca, nullptr) != 1) return false;
+        SSL_CTX_set_client_CA_list(&ctx, SSL_load_client_CA_file(ca));
+        SSL_CTX_set_verify(&ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+      }
       return true;
     });
   } else {

@@ -28,6 +28,9 @@ struct HttpListenerOptions {
   int keep_alive_timeout_s = 1;
   int keep_alive_max_requests = 10;
   size_t max_request_bytes = 1 << 20;
+  // With TLS and the files' client_ca_file: every client must present a certificate that
+  // CA signed (the handshake fails otherwise).
+  bool require_client_certificates = false;
 };
 
 class HttpListener {

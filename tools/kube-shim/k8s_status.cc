@@ -123,7 +123,11 @@ ApiError FromGrpc(const grpc::Status& status, const ResourceType& resource,
     case grpc::StatusCode::UNAUTHENTICATED:
       return Make(401, "Unauthorized", msg);
     case grpc::StatusCode::PERMISSION_DENIED:
-      return Make(403, "Forbidden", subject + " is forbidden: " + msg, std::move(details));
+      // kaito-server words its refusals as kube-apiserver does ("... is forbidden: User
+      // ... cannot ..."); another message gets the subject in front.
+      return Make(403, "Forbidden",
+                  absl::StrContains(msg, " is forbidden: ") ? msg : subject + " is forbidden: " + msg,
+                  std::move(details));
     case grpc::StatusCode::UNIMPLEMENTED:
       return Make(405, "MethodNotAllowed", msg);
     default:

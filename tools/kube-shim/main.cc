@@ -45,6 +45,14 @@ int main(int argc, char** argv) {
   app.add_option("--tls-cert-file", options.tls.cert_file,
                  "PEM certificate: serve HTTPS (reloaded when it changes)");
   app.add_option("--tls-key-file", options.tls.key_file, "PEM private key of --tls-cert-file");
+  app.add_option("--client-ca-file", options.tls.client_ca_file,
+                 "Require client certificates signed by this CA (as an aggregated API: "
+                 "kube-apiserver's requestheader/front-proxy CA)");
+  bool aggregated = false;
+  app.add_flag("--aggregated", aggregated,
+               "Serve behind kube-apiserver as an aggregated API: callers are authorized by "
+               "the cluster, and kaito-server sees the shim's own identity (Authorization "
+               "headers are not forwarded)");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
       ->capture_default_str();
   app.add_option("--log-format", log_format, "text|json")->capture_default_str();
@@ -74,6 +82,11 @@ int main(int argc, char** argv) {
       options.request_timeout <= absl::ZeroDuration()) {
     return Fail("--request-timeout \"" + request_timeout +
                 "\": expected a positive duration such as 30s or 1m");
+  }
+  options.forward_authorization = !aggregated;
+  if (aggregated && options.tls.client_ca_file.empty()) {
+    return Fail("--aggregated needs --client-ca-file (kube-apiserver's front-proxy CA), so "
+                "that only the cluster's API server can call the shim");
   }
   if (absl::Status s = kaito::CheckTlsServerFiles(options.tls); !s.ok()) {
     return Fail(std::string(s.message()));

@@ -280,6 +280,7 @@ absl::StatusOr<std::unique_ptr<KubeShim>> KubeShim::Start(
   http.keep_alive_timeout_s = 5;
   http.keep_alive_max_requests = 100000;
   http.max_request_bytes = kMaxRequestBytes;
+  http.require_client_certificates = true;
   auto listener = HttpListener::Bind("kube-shim listener", options.listen, options.tls, http);
   if (!listener.ok()) return listener.status();
   shim->listener_ = std::move(*listener);
@@ -416,7 +417,7 @@ bool KubeShim::ParseTarget(const std::string& path, Target* t) {
 
 CallOptions KubeShim::Call(const httplib::Request& req) const {
   CallOptions call;
-  call.authorization = req.get_header_value("Authorization");
+  if (options_.forward_authorization) call.authorization = req.get_header_value("Authorization");
   call.deadline = absl::Now() + options_.request_timeout;
   return call;
 }

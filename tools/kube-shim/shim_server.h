@@ -35,7 +35,13 @@ namespace kaito::shim {
 
 struct ShimOptions {
   std::string listen = "127.0.0.1:6443";
+  // HTTPS with tls.cert_file; with tls.client_ca_file every client must present a
+  // certificate that CA signed (as an aggregated API, kube-apiserver's front-proxy one).
   TlsServerFiles tls;
+  // Each request's Authorization header goes on to kaito-server, so that its roles apply
+  // to the caller (standalone). Off behind kube-apiserver, which authorizes the caller
+  // itself and sends no credentials of theirs: the shim's own identity is used.
+  bool forward_authorization = true;
   // Connections served at once; each open watch holds one.
   int max_connections = 1200;
   // The deadline of every call to kaito-server but watches.
