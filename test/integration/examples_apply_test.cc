@@ -27,7 +27,7 @@ std::map<std::string, std::string> Outcomes(const RunResult& r) {
     std::string rest(line.substr(10));
     out[rest.substr(0, rest.find(' '))] = "accepted";
   }
-  const std::string marker = "Error from server (InvalidArgument): workspace/";
+  const std::string marker = "Error from server (Invalid): workspace/";
   for (absl::string_view line : absl::StrSplit(r.err, '\n', absl::SkipEmpty())) {
     size_t at = line.find(marker);
     if (at == absl::string_view::npos) continue;

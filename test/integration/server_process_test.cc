@@ -123,7 +123,7 @@ inference:
 )");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-  EXPECT_THAT(r.err, HasSubstr("Error from server (InvalidArgument): workspace/phi-3.5-mini: "));
+  EXPECT_THAT(r.err, HasSubstr("Error from server (Invalid): workspace/phi-3.5-mini: "));
   EXPECT_THAT(r.err, HasSubstr("metadata.name: Invalid value: \"phi-3.5-mini\""));
   r = Ctl({"apply", "-f", "-"}, "apiVersion: kaito.sh/v1beta1\nkind: Workspace\nmetadata: {name: x}\n"
                                 "resource: {instanceTyp: y}\n");
@@ -132,10 +132,10 @@ inference:
                    "field \"instanceTyp\"\n");
   r = Ctl({"apply", "-f", dir_.File("missing.yaml")});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_THAT(r.err, HasSubstr("cannot read"));
+  EXPECT_THAT(r.err, HasSubstr("does not exist"));
   r = RunCommand({BinDir() + "/kaitoctl", "--server", "127.0.0.1:1", "--timeout", "2", "get", "ws"});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_THAT(r.err, HasSubstr("Error from server (Unavailable)"));
+  EXPECT_THAT(r.err, HasSubstr("error: cannot connect to the server at 127.0.0.1:1"));
 }
 
 TEST_F(ServerProcessTest, MultiDocumentApplyContinuesPastUnsupportedKinds) {

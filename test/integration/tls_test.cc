@@ -219,5 +219,88 @@ TEST_F(TlsTest, KaitoctlTakesKubectlsCredentialFlagsAndEnvironment) {
   server.daemon.Stop();
 }
 
+// kaito-kube-shim in front of a secured kaito-server: it serves HTTPS with its certificate,
+// reaches the server over TLS, and forwards each caller's bearer token, so that the
+// server's roles apply to kubectl users as they do to kaitoctl's.
+TEST_F(TlsTest, KubeShimServesHttpsAndForwardsEachCallersToken) {
+  ServerProcess server = StartSecureServer();
+  ASSERT_GT(server.port, 0);
+  const std::string port_file = dir_.File("shim.port");
+  auto shim = Daemon::Start(
+      {BinDir() + "/kaito-kube-shim", "--server", server.address(), "--listen", "127.0.0.1:0",
+       "--port-file", port_file, "--metrics-listen", "", "--tls-cert-file", server_cert_.cert,
+       "--tls-key-file", server_cert_.key, "--certificate-authority", pki_->ca_file()},
+      dir_.File("shim.log"));
+  ASSERT_TRUE(shim.ok()) << shim.status();
+  int port = 0;
+  ASSERT_TRUE(WaitForPortFile(port_file, &port, absl::Seconds(20)))
+      << ReadFile(dir_.File("shim.log"));
+  auto kubectl = [&](const std::string& token, std::vector<std::string> args) {
+    const std::string config = dir_.File("kubeconfig-" + token);
+    std::ofstream(config) << "apiVersion: v1\nkind: Config\nclusters:\n- name: shim\n"
+                             "  cluster:\n    server: https://127.0.0.1:"
+                          << port << "\n    certificate-authority: " << pki_->ca_file()
+                          << "\ncontexts:\n- name: shim\n  context:\n    cluster: shim\n"
+                             "    user: me\ncurrent-context: shim\nusers:\n- name: me\n  user:"
+                             "\n    token: "
+                          << token << "\n";
+    std::string binary = Env("KUBECTL").empty() ? "/usr/bin/kubectl" : Env("KUBECTL");
+    args.insert(args.begin(), {binary, "--kubeconfig", config, "--cache-dir",
+                               dir_.File("kube-cache-" + token)});
+    return RunCommand(args, "", {"HOME=" + dir_.path()});
+  };
+  const std::string manifest = dir_.File("cm.yaml");
+  std::ofstream(manifest) << "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-kubectl\n"
+                             "data:\n  a: b\n";
+  RunResult created = kubectl("admin-token", {"apply", "-f", manifest});
+  EXPECT_EQ(created.exit_code, 0) << created.err;
+  EXPECT_EQ(created.out, "configmap/from-kubectl created\n");
+  RunResult read = kubectl("viewer-token", {"get", "configmap", "from-kubectl", "-o", "name"});
+  EXPECT_EQ(read.exit_code, 0) << read.err;
+  EXPECT_EQ(read.out, "configmap/from-kubectl\n");
+  RunResult denied = kubectl("viewer-token", {"delete", "configmap", "from-kubectl"});
+  EXPECT_EQ(denied.exit_code, 1);
+  EXPECT_THAT(denied.err, HasSubstr("Error from server (Forbidden)"));
+  // (kubectl with no credentials at all would prompt for a user name over HTTPS.)
+  RunResult unknown = kubectl("no-such-token", {"get", "configmaps"});
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_THAT(unknown.err, HasSubstr("You must be logged in to the server (Unauthorized"));
+  shim->Stop();
+  server.daemon.Stop();
+}
+
+// As an aggregated API: only a caller with a certificate of the front-proxy CA gets in
+// (kube-apiserver), and the shim calls kaito-server as itself, whatever the request says.
+TEST_F(TlsTest, AggregatedKubeShimTakesOnlyTheFrontProxyAndActsAsItself) {
+  ServerProcess server = StartSecureServer();
+  ASSERT_GT(server.port, 0);
+  CertificateFiles shim_identity = pki_->Client("shim-client", "ada", {});
+  CertificateFiles front_proxy = pki_->Client("front-proxy", "front-proxy-client", {});
+  const std::string port_file = dir_.File("shim.port");
+  auto shim = Daemon::Start(
+      {BinDir() + "/kaito-kube-shim", "--server", server.address(), "--listen", "127.0.0.1:0",
+       "--port-file", port_file, "--metrics-listen", "", "--tls-cert-file", server_cert_.cert,
+       "--tls-key-file", server_cert_.key, "--client-ca-file", pki_->ca_file(), "--aggregated",
+       "--certificate-authority", pki_->ca_file(), "--client-certificate", shim_identity.cert,
+       "--client-key", shim_identity.key},
+      dir_.File("shim.log"));
+  ASSERT_TRUE(shim.ok()) << shim.status();
+  int port = 0;
+  ASSERT_TRUE(WaitForPortFile(port_file, &port, absl::Seconds(20)))
+      << ReadFile(dir_.File("shim.log"));
+  const std::string url =
+      "https://127.0.0.1:" + std::to_string(port) + "/api/v1/namespaces/default/configmaps";
+  RunResult no_cert = RunCommand({"/usr/bin/curl", "-sS", "--cacert", pki_->ca_file(), url});
+  EXPECT_NE(no_cert.exit_code, 0) << no_cert.out;
+  // The caller's token is not what kaito-server sees: the shim's certificate (ada, admin) is.
+  RunResult listed = RunCommand({"/usr/bin/curl", "-sS", "--cacert", pki_->ca_file(), "--cert",
+                                 front_proxy.cert, "--key", front_proxy.key, "-H",
+                                 "Authorization: Bearer no-such-token", url});
+  EXPECT_EQ(listed.exit_code, 0) << listed.err;
+  EXPECT_THAT(listed.out, HasSubstr("\"kind\":\"ConfigMapList\""));
+  shim->Stop();
+  server.daemon.Stop();
+}
+
 }  // namespace
 }  // namespace kaito::testing

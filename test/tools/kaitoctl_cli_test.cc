@@ -5,9 +5,8 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
-#include <functional>
-
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -67,6 +66,34 @@ class EndedStream : public grpc::ServerWriteReactor<v1::WorkspaceEvent> {
   void OnDone() override { delete this; }
 };
 
+// A watch stream that sends one MODIFIED event with `object`, then ends.
+class OneEventStream : public grpc::ServerWriteReactor<v1::WorkspaceEvent> {
+ public:
+  explicit OneEventStream(const v1::Workspace& object) {
+    event_.set_type(v1::MODIFIED);
+    *event_.mutable_object() = object;
+    event_.set_resource_version("8");
+    StartWrite(&event_);
+  }
+  void OnWriteDone(bool) override { Finish(grpc::Status::OK); }
+  void OnDone() override { delete this; }
+
+ private:
+  v1::WorkspaceEvent event_;
+};
+
+// A workspace "w" with WorkspaceReady `status`.
+v1::Workspace WorkspaceWithReady(const std::string& status) {
+  v1::Workspace ws;
+  ws.mutable_metadata()->set_name("w");
+  ws.mutable_metadata()->set_namespace_("default");
+  ws.mutable_metadata()->set_resource_version("7");
+  auto* c = ws.mutable_status()->add_conditions();
+  c->set_type("WorkspaceReady");
+  c->set_status(status);
+  return ws;
+}
+
 // Deletes leave the workspace waiting for its finalizers, watches end at once
 // (UNAVAILABLE) and Gets are answered or held, as the test sets before kaitoctl runs.
 class FakeWorkspaceService : public v1::WorkspaceService::CallbackService {
@@ -75,7 +102,11 @@ class FakeWorkspaceService : public v1::WorkspaceService::CallbackService {
 
   std::atomic<bool> hold_deletes{false};
   std::atomic<bool> hold_gets{false};
+  // Gets answer "w" not ready yet, and a watch turns it ready.
+  std::atomic<bool> becomes_ready{false};
   std::atomic<int> calls{0};
+  std::atomic<int> gets{0};
+  std::atomic<int> watches{0};
 
   grpc::ServerUnaryReactor* DeleteWorkspace(grpc::CallbackServerContext* ctx,
                                             const v1::DeleteWorkspaceRequest* req,
@@ -92,7 +123,12 @@ class FakeWorkspaceService : public v1::WorkspaceService::CallbackService {
                                          const v1::GetWorkspaceRequest* req,
                                          v1::Workspace* ws) override {
     ++calls;
+    ++gets;
     if (hold_gets) return parked_.Park(ctx);
+    if (becomes_ready) {
+      *ws = WorkspaceWithReady("False");
+      return Answer(ctx, grpc::Status::OK);
+    }
     return Answer(ctx,
                   grpc::Status(grpc::NOT_FOUND, "workspaces \"" + req->name() + "\" not found"));
   }
@@ -106,6 +142,8 @@ class FakeWorkspaceService : public v1::WorkspaceService::CallbackService {
   grpc::ServerWriteReactor<v1::WorkspaceEvent>* WatchWorkspaces(
       grpc::CallbackServerContext* ctx, const v1::WatchWorkspacesRequest* req) override {
     ++calls;
+    ++watches;
+    if (becomes_ready) return new OneEventStream(WorkspaceWithReady("True"));
     return new EndedStream(grpc::Status(grpc::UNAVAILABLE, "watch closed"));
   }
 
@@ -117,6 +155,8 @@ class FakeWorkspaceService : public v1::WorkspaceService::CallbackService {
 class FakeConfigService : public v1::ConfigService::CallbackService {
  public:
   std::atomic<int> calls{0};
+  std::atomic<int> creates{0};
+  std::atomic<bool> last_create_dry_run{false};
 
   grpc::ServerUnaryReactor* GetConfigMap(grpc::CallbackServerContext* ctx, const v1::ObjectKey* key,
                                          v1::ConfigMap*) override {
@@ -128,6 +168,8 @@ class FakeConfigService : public v1::ConfigService::CallbackService {
                                             const v1::WriteConfigMapRequest* req,
                                             v1::ConfigMap* out) override {
     ++calls;
+    ++creates;
+    last_create_dry_run = req->dry_run();
     *out = req->config_map();
     return Answer(ctx, grpc::Status::OK);
   }
@@ -220,8 +262,8 @@ void ExpectDeleteWaitGivesUp(const std::function<RunResult()>& run, const std::s
   RunResult r = run();
   const absl::Duration took = absl::Now() - start;
   EXPECT_EQ(r.exit_code, 1) << r.err;
-  EXPECT_THAT(r.err, HasSubstr("timed out after 1s waiting for workspace \"w\" to be deleted: " +
-                               reason));
+  EXPECT_THAT(r.err,
+              HasSubstr("timed out after 1s waiting for workspace \"w\" to be deleted: " + reason));
   EXPECT_LT(took, absl::Seconds(10)) << took;
 }
 
@@ -252,6 +294,46 @@ TEST_F(KaitoctlCliTest, DeleteWaitEndsWhenTheWorkspaceIsGone) {
   RunResult r = Ctl({"delete", "workspace", "w", "--wait", "--timeout", "30s"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "workspace.kaito.sh \"w\" deleted\n");
+}
+
+TEST_F(KaitoctlCliTest, ClientDryRunOnlyReadsAndABareDryRunIsTheServers) {
+  RunResult r = Ctl({"apply", "--dry-run=client", "-f", "-"}, ConfigMapManifest("cfg", 1));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "configmap/cfg created (dry run)\n");
+  EXPECT_EQ(configs_.calls.load(), 1) << "one Get, no write";
+  EXPECT_EQ(configs_.creates.load(), 0);
+
+  r = Ctl({"apply", "--dry-run", "-f", "-"}, ConfigMapManifest("cfg", 1));
+  EXPECT_EQ(r.out, "configmap/cfg created (server dry run)\n") << r.err;
+  EXPECT_EQ(configs_.creates.load(), 1);
+  EXPECT_TRUE(configs_.last_create_dry_run.load());
+}
+
+TEST_F(KaitoctlCliTest, WaitUsesTheWatchNotPolling) {
+  workspaces_.becomes_ready = true;
+  RunResult r = Ctl({"wait", "--for=condition=WorkspaceReady", "ws/w", "--timeout=30s"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "workspace.kaito.sh/w condition met\n");
+  EXPECT_EQ(workspaces_.gets.load(), 1) << "one Get to start from";
+  EXPECT_EQ(workspaces_.watches.load(), 1) << "then the watch's event";
+}
+
+TEST_F(KaitoctlCliTest, RequestTimeoutBoundsEachCall) {
+  workspaces_.hold_gets = true;
+  for (const char* timeout : {"1s", "1"}) {
+    const absl::Time start = absl::Now();
+    RunResult r = Ctl({"get", "ws", "w", "--request-timeout", timeout}, "", absl::Seconds(20));
+    EXPECT_EQ(r.exit_code, 1) << timeout;
+    EXPECT_EQ(r.err, "error: the server at 127.0.0.1:" + std::to_string(port_) +
+                         " did not answer within 1s (--request-timeout)\n");
+    EXPECT_LT(absl::Now() - start, absl::Seconds(10)) << timeout;
+  }
+  // The older --timeout (before the verb) still sets it.
+  RunResult r = RunCommand({BinDir() + "/kaitoctl", "--timeout", "1", "--server",
+                            "127.0.0.1:" + std::to_string(port_), "get", "ws", "w"},
+                           "", {}, absl::Seconds(20));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("did not answer within 1s"));
 }
 
 }  // namespace

@@ -128,6 +128,9 @@ TEST(OpenApiTest, SchemasFromTheProtos) {
   ASSERT_TRUE(doc.has_value());
   const json& ws = (*doc)["components"]["schemas"]["sh.kaito.v1beta1.Workspace"];
   EXPECT_EQ(ws["x-kubernetes-group-version-kind"][0]["kind"], "Workspace");
+  // Descriptions are the proto comments, one line each without the comment marker.
+  EXPECT_EQ(ws["properties"]["resource"]["properties"]["instanceType"]["description"],
+            "The GPU instance type (SKU), e.g. Standard_NC24ads_A100_v4.");
   const json& patch =
       (*doc)["paths"]["/apis/kaito.sh/v1beta1/namespaces/{namespace}/workspaces/{name}"]["patch"];
   bool field_validation = false;

@@ -9,6 +9,9 @@
 // By default the server runs in this process on 127.0.0.1:0 with the SQLite store in a
 // temporary directory (real gRPC over loopback TCP, real fsync); --server targets a
 // running kaito-server instead (Create/Get/watch only).
+//
+//   kaito-bench shim  the Kubernetes shim over the same in-process server: its GET, POST
+//                     and watches next to the gRPC calls they map onto (shim_bench.h).
 #include <grpcpp/grpcpp.h>
 #include <sqlite3.h>
 #include <sys/resource.h>
@@ -28,101 +31,12 @@
 #include "common/logging.h"
 #include "server/server_app.h"
 #include "server/store/sqlite_store.h"
+#include "tools/bench/api_workload.h"
 #include "tools/bench/reconcile_bench.h"
+#include "tools/bench/shim_bench.h"
 
 namespace kaito::bench {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double Micros(Clock::duration d) {
-  return std::chrono::duration<double, std::micro>(d).count();
-}
-
-struct Figures {
-  std::string name;
-  int64_t ops = 0;
-  int64_t errors = 0;
-  double seconds = 0;
-  std::vector<double> latencies_us;
-
-  nlohmann::json ToJson() {
-    std::sort(latencies_us.begin(), latencies_us.end());
-    auto pct = [&](double p) {
-      if (latencies_us.empty()) return 0.0;
-      size_t i = std::min(latencies_us.size() - 1,
-                          static_cast<size_t>(p * static_cast<double>(latencies_us.size())));
-      return latencies_us[i];
-    };
-    nlohmann::json j;
-    j["name"] = name;
-    j["ops"] = ops;
-    j["errors"] = errors;
-    j["seconds"] = seconds;
-    j["ops_per_second"] = seconds > 0 ? static_cast<double>(ops) / seconds : 0;
-    j["p50_ms"] = pct(0.50) / 1000;
-    j["p99_ms"] = pct(0.99) / 1000;
-    j["max_ms"] = latencies_us.empty() ? 0 : latencies_us.back() / 1000;
-    return j;
-  }
-};
-
-void Print(const nlohmann::json& j) {
-  std::printf("%-28s %10.0f ops/s   p50 %8.3f ms   p99 %8.3f ms   (%lld ops, %lld errors)\n",
-              j["name"].get<std::string>().c_str(), j["ops_per_second"].get<double>(),
-              j["p50_ms"].get<double>(), j["p99_ms"].get<double>(),
-              static_cast<long long>(j["ops"].get<int64_t>()),
-              static_cast<long long>(j["errors"].get<int64_t>()));
-  std::fflush(stdout);
-}
-
-v1::Workspace MakeWorkspace(const std::string& name) {
-  v1::Workspace ws;
-  ws.mutable_metadata()->set_name(name);
-  (*ws.mutable_metadata()->mutable_labels())["bench"] = "api";
-  ws.mutable_resource()->set_instance_type("Standard_NC24ads_A100_v4");
-  (*ws.mutable_resource()->mutable_label_selector()->mutable_match_labels())["apps"] = name;
-  ws.mutable_inference()->mutable_preset()->set_name("phi-4-mini-instruct");
-  return ws;
-}
-
-// Runs `clients` closed loops, each with one RPC outstanding, for `duration`.
-// `start(client, seq, done)` issues one RPC and calls done(ok) when it completes.
-Figures ClosedLoop(const std::string& name, int clients, absl::Duration duration,
-                   const std::function<void(int, int64_t, std::function<void(bool)>)>& start) {
-  Figures f;
-  f.name = name;
-  absl::Mutex mu;
-  std::atomic<bool> stop{false};
-  std::atomic<int> running{clients};
-  std::vector<std::vector<double>> lat(clients);
-  std::vector<int64_t> errors(clients, 0);
-  std::atomic<int64_t> seq{0};
-  std::function<void(int)> issue = [&](int c) {
-    const auto t0 = Clock::now();
-    start(c, seq++, [&, c, t0](bool ok) {
-      lat[c].push_back(Micros(Clock::now() - t0));
-      if (!ok) ++errors[c];
-      if (stop.load()) {
-        --running;
-        return;
-      }
-      issue(c);
-    });
-  };
-  const auto begin = Clock::now();
-  for (int c = 0; c < clients; ++c) issue(c);
-  std::this_thread::sleep_for(absl::ToChronoMilliseconds(duration));
-  stop = true;
-  while (running.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  f.seconds = std::chrono::duration<double>(Clock::now() - begin).count();
-  for (int c = 0; c < clients; ++c) {
-    f.latencies_us.insert(f.latencies_us.end(), lat[c].begin(), lat[c].end());
-    f.errors += errors[c];
-  }
-  f.ops = static_cast<int64_t>(f.latencies_us.size()) - f.errors;
-  return f;
-}
 
 // The floor of durable writes: one row per transaction, WAL, synchronous=FULL.
 Figures SqliteFloor(const std::string& dir, absl::Duration duration) {
@@ -343,6 +257,34 @@ int main(int argc, char** argv) {
   reconcile->add_option("--data-dir", reconcile_options.data_dir, "The server's data directory");
   reconcile->add_flag("--json", json, "Print JSON");
 
+  ShimBenchOptions shim_options;
+  auto* shim = app.add_subcommand(
+      "shim", "The Kubernetes shim's create/get/watch against the gRPC API under it");
+  shim->add_option("--clients", shim_options.clients, "Concurrent clients (one call outstanding each)")
+      ->capture_default_str();
+  shim->add_option("--channels", shim_options.channels,
+                   "gRPC channels of the baseline clients (the shim has its own)")
+      ->capture_default_str();
+  shim->add_option("--seconds", shim_options.seconds, "Duration of each closed-loop phase")
+      ->capture_default_str();
+  shim->add_option("--watches", shim_options.watches, "HTTP watch streams held at once")
+      ->capture_default_str();
+  shim->add_option("--updates", shim_options.updates, "Updates of the watched workspace")
+      ->capture_default_str();
+  shim->add_flag("--paced", shim_options.paced,
+                 "Send each update only after every watcher got the one before");
+  shim->add_option("--watch-connects", shim_options.watch_connects,
+                   "Watch connections opened at a time (0: all at once)")
+      ->capture_default_str();
+  shim->add_option("--accept-encoding", shim_options.accept_encoding,
+                   "Accept-Encoding of the HTTP clients (kubectl: gzip; identity: none)")
+      ->capture_default_str();
+  shim->add_option("--max-connections", shim_options.max_connections,
+                   "The shim's connection (worker) limit")
+      ->capture_default_str();
+  shim->add_option("--data-dir", shim_options.data_dir, "Where the in-process server keeps its store");
+  shim->add_flag("--json", shim_options.json, "Print one JSON document instead of text");
+
   NodeLossOptions loss_options;
   std::string loss_ttl = "5s", loss_heartbeat = "1s";
   auto* loss = app.add_subcommand("nodeloss", "Agents stopped at random: time to NotReady");
@@ -374,6 +316,10 @@ int main(int argc, char** argv) {
     (void)kaito::SetupLogging("warn", "text", "kaito-bench");
     return emit(RunReconcile(reconcile_options));
   }
+  if (shim->parsed()) {
+    (void)kaito::SetupLogging("warn", "text", "kaito-bench");
+    return RunShimBench(shim_options);
+  }
   if (loss->parsed()) {
     (void)kaito::SetupLogging("warn", "text", "kaito-bench");
     duration(loss_ttl, &loss_options.lease_ttl);
@@ -392,13 +338,7 @@ int main(int argc, char** argv) {
       tmp = mkdtemp(pattern);
       data_dir = tmp;
     }
-    kaito::server::ServerOptions options;
-    options.listen = "127.0.0.1:0";
-    options.metrics_listen = "";
-    options.data_dir = data_dir;
-    options.dev = true;  // Node auto-provisioning: the workspaces name an instance type.
-    options.controllers = false;  // The API alone: its floor, without reconciliation.
-    auto started = kaito::server::ServerApp::Start(options);
+    auto started = kaito::server::ServerApp::Start(ApiServerOptions(data_dir));
     if (!started.ok()) {
       std::fprintf(stderr, "cannot start server: %s\n", started.status().ToString().c_str());
       return 1;

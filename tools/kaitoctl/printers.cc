@@ -360,6 +360,74 @@ std::vector<std::string> WorkloadRow(const v1::Workload& workload, absl::Time no
   return r;
 }
 
+std::vector<std::string> DataHeaders(bool with_namespace) {
+  std::vector<std::string> h = {"NAME", "DATA", "AGE"};
+  if (with_namespace) h.insert(h.begin(), "NAMESPACE");
+  return h;
+}
+
+namespace {
+std::vector<std::string> DataRow(const v1::ObjectMeta& m, size_t keys, absl::Time now,
+                                 bool with_namespace) {
+  std::vector<std::string> row;
+  if (with_namespace) row.push_back(m.namespace_());
+  row.push_back(m.name());
+  row.push_back(std::to_string(keys));
+  row.push_back(Age(m, now));
+  return row;
+}
+}  // namespace
+
+std::vector<std::string> ConfigMapRow(const v1::ConfigMap& map, absl::Time now,
+                                      bool with_namespace) {
+  return DataRow(map.metadata(), map.data().size() + map.binary_data().size(), now, with_namespace);
+}
+
+std::vector<std::string> SecretRow(const v1::Secret& secret, absl::Time now, bool with_namespace) {
+  return DataRow(secret.metadata(), secret.data().size(), now, with_namespace);
+}
+
+std::vector<std::string> PresetHeaders(bool wide) {
+  std::vector<std::string> h = {"NAME", "RUNTIMES", "WEIGHTS", "CONTEXT", "TUNING", "GATED"};
+  if (wide) {
+    for (const char* w : {"ID", "ARCHITECTURE", "QUANTIZATION", "DISTRIBUTED"}) h.push_back(w);
+  }
+  return h;
+}
+
+std::vector<std::string> PresetRow(const v1::ModelInfo& m, bool wide) {
+  std::vector<std::string> row = {
+      m.name() + (m.deprecated() ? " (deprecated)" : ""),
+      absl::StrJoin(m.runtimes(), ","),
+      m.weights(),
+      m.context_length() ? std::to_string(m.context_length()) : "<unknown>",
+      m.tuning_methods().empty() ? "-" : absl::StrJoin(m.tuning_methods(), ","),
+      m.gated() ? "yes" : "no"};
+  if (wide) {
+    row.push_back(m.id());
+    row.push_back(m.architecture());
+    row.push_back(m.quantization().empty() ? "-" : m.quantization());
+    row.push_back(m.distributed() ? "yes" : "no");
+  }
+  return row;
+}
+
+std::vector<std::string> SkuHeaders() {
+  return {"NAME", "CLOUD", "GPUS", "GPU", "MEMORY", "PER-GPU", "CC", "NVME", "STATUS"};
+}
+
+std::vector<std::string> SkuRow(const v1::SkuInfo& sku) {
+  return {sku.name(),
+          sku.cloud(),
+          std::to_string(sku.gpu_count()),
+          sku.gpu_model(),
+          sku.gpu_memory(),
+          sku.gpu_memory_per_gpu(),
+          sku.compute_capability().empty() ? "-" : sku.compute_capability(),
+          sku.nvme() ? "yes" : "no",
+          sku.retired() ? "retired" : "available"};
+}
+
 std::string FormatTable(const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> widths;
   for (const auto& row : rows) {

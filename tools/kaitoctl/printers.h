@@ -13,9 +13,11 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "kaito/v1/config.pb.h"
 #include "kaito/v1/event.pb.h"
 #include "kaito/v1/node.pb.h"
 #include "kaito/v1/nodeclaim.pb.h"
+#include "kaito/v1/presets.pb.h"
 #include "kaito/v1/workload.pb.h"
 #include "kaito/v1/workspace.pb.h"
 
@@ -58,6 +60,22 @@ std::vector<std::string> NodeClaimRow(const v1::NodeClaim& claim, absl::Time now
 std::vector<std::string> WorkloadHeaders(bool wide, bool with_namespace);
 std::vector<std::string> WorkloadRow(const v1::Workload& workload, absl::Time now, bool wide,
                                      bool with_namespace);
+
+// NAME DATA AGE, as kubectl's configmaps and secrets; DATA counts the keys (a ConfigMap's
+// `data` and `binaryData` together); `with_namespace` puts NAMESPACE first.
+std::vector<std::string> DataHeaders(bool with_namespace);
+std::vector<std::string> ConfigMapRow(const v1::ConfigMap& map, absl::Time now,
+                                      bool with_namespace);
+std::vector<std::string> SecretRow(const v1::Secret& secret, absl::Time now, bool with_namespace);
+
+// The model catalog: NAME RUNTIMES WEIGHTS CONTEXT TUNING GATED; `wide` adds ID ARCHITECTURE
+// QUANTIZATION DISTRIBUTED.
+std::vector<std::string> PresetHeaders(bool wide);
+std::vector<std::string> PresetRow(const v1::ModelInfo& model, bool wide);
+
+// GPU instance types: NAME CLOUD GPUS GPU MEMORY PER-GPU CC NVME STATUS.
+std::vector<std::string> SkuHeaders();
+std::vector<std::string> SkuRow(const v1::SkuInfo& sku);
 
 // Left-aligned columns separated by three spaces, as kubectl prints.
 std::string FormatTable(const std::vector<std::vector<std::string>>& rows);

@@ -2,10 +2,12 @@
 
 #include <set>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/version.h"
+#include "tools/kaitoctl/explain.h"
 #include "tools/kube-shim/resources.h"
 
 namespace kaito::shim {
@@ -23,9 +25,13 @@ template <typename D>
 std::string Comment(const D* d) {
   google::protobuf::SourceLocation where;
   if (!d->GetSourceLocation(&where)) return "";
-  std::string text = where.leading_comments;
-  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
-  return text;
+  // Each comment line without the space after its `//`.
+  std::vector<std::string> lines;
+  for (absl::string_view line : absl::StrSplit(where.leading_comments, '\n')) {
+    lines.emplace_back(absl::StripAsciiWhitespace(line));
+  }
+  while (!lines.empty() && lines.back().empty()) lines.pop_back();
+  return absl::StrJoin(lines, "\n");
 }
 
 json MessageSchemaAt(const Descriptor* message, int depth);
@@ -111,7 +117,10 @@ json Gvk(const ResourceType& r, const std::string& version) {
 }
 
 json KindSchema(const ResourceType& r, const std::string& version) {
-  json schema = MessageSchema(r.descriptor);
+  // The same message from the descriptors compiled with their comments, for descriptions.
+  const Descriptor* documented =
+      ctl::DocumentedApiPool().FindMessageTypeByName(r.descriptor->full_name());
+  json schema = MessageSchema(documented != nullptr ? documented : r.descriptor);
   schema["x-kubernetes-group-version-kind"] = json::array({Gvk(r, version)});
   return schema;
 }

@@ -17,7 +17,8 @@
 namespace kaito::shim {
 
 // The schema of `message` with every nested message inline; `description` from the
-// proto comments where the binary has them.
+// proto comments where its descriptors carry them (the kinds' schemas are built from
+// kaitoctl's documented descriptor pool, the API compiled with its comments).
 nlohmann::ordered_json MessageSchema(const google::protobuf::Descriptor* message);
 
 nlohmann::ordered_json OpenApiV2();
