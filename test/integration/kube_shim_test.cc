@@ -33,7 +33,8 @@ class KubeShimTest : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new TempDir();
     fs::create_directories(dir_->path() + "/server");
-    auto server = StartServer(dir_->path() + "/server");
+    // A short watch history (100 events), so that a watch from an old version expires.
+    auto server = StartServer(dir_->path() + "/server", {"--watch-history", "100"});
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = new ServerProcess(std::move(*server));
     const std::string port_file = dir_->path() + "/shim.port";
@@ -157,6 +158,12 @@ TEST_F(KubeShimTest, SeedDocumentCommandsAsWritten) {
                         "jsonpath={.tuning.preset.name}"});
   ASSERT_EQ(path.exit_code, 0) << path.err;
   EXPECT_EQ(path.out, "phi-3-mini-128k-instruct");
+
+  // Dev mode's simulated cloud provides the node: kubectl wait follows the watch until then.
+  RunResult ready = Run({"wait", "--for=condition=ResourceReady",
+                         "workspace/workspace-tuning-phi-3", "--timeout=50s"});
+  ASSERT_EQ(ready.exit_code, 0) << ready.err;
+  EXPECT_EQ(ready.out, "workspace.kaito.sh/workspace-tuning-phi-3 condition met\n");
 
   RunResult deleted = Run({"delete", "workspace", "workspace-tuning-phi-3", "--timeout=60s"});
   ASSERT_EQ(deleted.exit_code, 0) << deleted.err;
@@ -307,21 +314,35 @@ TEST_F(KubeShimTest, WatchStreamsChanges) {
 
 TEST_F(KubeShimTest, RawWatchHasBookmarksAndExpiresOldVersions) {
   auto client = Http();
-  // Too old a resourceVersion: an ERROR event with a 410 Expired Status.
+  // More changes than the server's history keeps, then a watch from before them: an ERROR
+  // event with a 410 Expired Status, after which a client lists again.
+  const std::string file = Write("churn.yaml", InferenceManifest("churn"));
+  ASSERT_EQ(Run({"apply", "-f", file}).exit_code, 0);
+  const std::string first_version =
+      json::parse(client.Get("/apis/kaito.sh/v1beta1/namespaces/default/workspaces/churn")->body)
+          ["metadata"]["resourceVersion"];
+  for (int i = 0; i < 120; ++i) {
+    json patch = {{"metadata", {{"labels", {{"round", std::to_string(i)}}}}}};
+    auto res = client.Patch("/apis/kaito.sh/v1beta1/namespaces/default/workspaces/churn",
+                            patch.dump(), "application/merge-patch+json");
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 200) << res->body;
+  }
   std::string body;
   auto res = client.Get(
-      "/apis/kaito.sh/v1beta1/namespaces/default/workspaces?watch=1&resourceVersion=1&"
-      "timeoutSeconds=5",
+      "/apis/kaito.sh/v1beta1/namespaces/default/workspaces?watch=1&timeoutSeconds=5&"
+      "resourceVersion=" + first_version,
       [&](const char* data, size_t n) {
         body.append(data, n);
         return true;
       });
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 200);
-  if (absl::StrContains(body, "ERROR")) {
-    EXPECT_THAT(body, HasSubstr("\"code\":410"));
-    EXPECT_THAT(body, HasSubstr("Expired"));
-  }
+  json event = json::parse(body.substr(0, body.find('\n')));
+  EXPECT_EQ(event["type"], "ERROR");
+  EXPECT_EQ(event["object"]["kind"], "Status");
+  EXPECT_EQ(event["object"]["code"], 410);
+  EXPECT_EQ(event["object"]["reason"], "Expired");
   // From now with bookmarks: the initial state then a BOOKMARK.
   body.clear();
   res = client.Get(
