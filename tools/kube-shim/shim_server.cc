@@ -74,6 +74,13 @@ bool QueryBool(const httplib::Request& req, const char* name) {
   return v == "1" || v == "t" || v == "T" || v == "true" || v == "TRUE" || v == "True";
 }
 
+// A non-negative integer query parameter; absent leaves `*out` as it is. False when it
+// is not one.
+bool QueryCount(const httplib::Request& req, const char* name, int* out) {
+  if (!req.has_param(name)) return true;
+  return absl::SimpleAtoi(req.get_param_value(name), out) && *out >= 0;
+}
+
 bool DryRun(const httplib::Request& req) { return req.get_param_value("dryRun") == "All"; }
 
 // The object as served: apiVersion and kind of the request's version first, then the
@@ -490,8 +497,7 @@ void KubeShim::List(const Target& t, const httplib::Request& req, httplib::Respo
   query.label_selector = req.get_param_value("labelSelector");
   query.page_token = req.get_param_value("continue");
   int limit = 0;
-  if (req.has_param("limit") && (!absl::SimpleAtoi(req.get_param_value("limit"), &limit) ||
-                                 limit < 0)) {
+  if (!QueryCount(req, "limit", &limit)) {
     return ReplyError(res, BadRequest("limit must be a non-negative integer"));
   }
   query.page_size = std::min(limit, kMaxPage);
@@ -550,8 +556,7 @@ void KubeShim::Watch(const Target& t, const httplib::Request& req, httplib::Resp
 
   CallOptions call = Call(req);
   int timeout_s = 0;
-  if (req.has_param("timeoutSeconds") &&
-      (!absl::SimpleAtoi(req.get_param_value("timeoutSeconds"), &timeout_s) || timeout_s < 0)) {
+  if (!QueryCount(req, "timeoutSeconds", &timeout_s)) {
     return ReplyError(res, BadRequest("timeoutSeconds must be a non-negative integer"));
   }
   if (timeout_s > 0) {
