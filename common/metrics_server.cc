@@ -34,9 +34,12 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
     }
     res.set_content(prometheus::TextSerializer().Serialize(families), "text/plain; version=0.0.4");
   });
-  http.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content("ok\n", "text/plain");
-  });
+  // Alive: the process answers (a wedged one does not). GET and HEAD, as every route here.
+  for (const char* path : {"/healthz", "/livez"}) {
+    http.Get(path, [](const httplib::Request&, httplib::Response& res) {
+      res.set_content("ok\n", "text/plain");
+    });
+  }
   http.Get("/readyz", [ready](const httplib::Request&, httplib::Response& res) {
     std::string reason = ready ? ready() : "";
     if (reason.empty()) {

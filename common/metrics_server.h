@@ -1,5 +1,5 @@
 // The HTTP side of every daemon: `/metrics` (Prometheus text format from
-// prometheus-cpp collectables), `/healthz` (the process is alive) and `/readyz` (ready to
+// prometheus-cpp collectables), `/healthz` and `/livez` (the process is alive) and `/readyz` (ready to
 // serve, by an injected check), over cpp-httplib, HTTPS when a certificate is given.
 // Port 0 picks a free port; `port()` tells which.
 #pragma once

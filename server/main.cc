@@ -11,6 +11,7 @@
 #include <map>
 #include <thread>
 
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/daemon.h"
 #include "common/logging.h"
@@ -95,6 +96,10 @@ int main(int argc, char** argv) {
       {"--node-lease-ttl", {&options.node_lease_ttl, "An agent's lease: NotReady when older"}},
       {"--node-heartbeat-interval",
        {&options.node_heartbeat_interval, "How often agents are told to renew"}},
+      {"--shutdown-grace-period",
+       {&options.shutdown_grace_period,
+        "After SIGTERM, serve this long reporting not ready (/readyz 503, gRPC health "
+        "NOT_SERVING) before shutting down"}},
       {"--node-lost-grace",
        {&options.node_lost_grace, "After a lapsed lease, until the node is lost and its "
                                   "workloads are placed again"}},
@@ -192,6 +197,12 @@ int main(int argc, char** argv) {
   }
   std::thread waiter([&] {
     const int sig = signals.Wait();
+    (*server)->Drain();
+    if (options.shutdown_grace_period > absl::ZeroDuration()) {
+      spdlog::info("signal {}: not ready; shutting down in {}", sig,
+                   absl::FormatDuration(options.shutdown_grace_period));
+      absl::SleepFor(options.shutdown_grace_period);
+    }
     spdlog::info("signal {}: shutting down", sig);
     (*server)->Shutdown();
   });

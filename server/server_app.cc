@@ -426,7 +426,12 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
                                {"workload", app->workload_cache_.get()},
                                {"event", app->event_cache_.get()}});
     auto metrics =
-        MetricsServer::Start(options.metrics_listen, {app->prometheus_, state}, nullptr, tls);
+        MetricsServer::Start(options.metrics_listen, {app->prometheus_, state},
+                             [raw = app.get()] {
+                               return raw->draining_.load() ? std::string("shutting down")
+                                                            : std::string();
+                             },
+                             tls);
     if (!metrics.ok()) return metrics.status();
     app->metrics_ = std::move(*metrics);
   }
@@ -566,9 +571,15 @@ void ServerApp::Wait() {
   if (server_) server_->Wait();
 }
 
+void ServerApp::Drain() {
+  if (draining_.exchange(true)) return;
+  if (server_) server_->GetHealthCheckService()->SetServingStatus(false);
+}
+
 void ServerApp::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
+  Drain();
   // Controllers first: nothing new is asked of the store, the provisioner or the agents.
   for (Controller* c : {workspace_controller_.get(), nodeclaim_controller_.get(),
                         node_lifecycle_controller_.get(), gc_controller_.get()}) {

@@ -112,6 +112,10 @@ struct ServerOptions {
   absl::Duration node_lease_ttl = absl::Seconds(20);
   absl::Duration node_heartbeat_interval = absl::Seconds(5);
   absl::Duration node_lost_grace = absl::Seconds(30);
+  // From SIGTERM to the shutdown proper: the server keeps serving while /readyz and the
+  // gRPC health service already say it is going, so that load balancers and clients move
+  // away first.
+  absl::Duration shutdown_grace_period = absl::ZeroDuration();
   // Node claims: create attempts and the backoff between them.
   int claim_max_attempts = 3;
   absl::Duration claim_retry_base = absl::Seconds(10);
@@ -139,6 +143,9 @@ class ServerApp {
   int metrics_port() const { return metrics_ ? metrics_->port() : 0; }
   // Blocks until Shutdown.
   void Wait();
+  // The start of a graceful shutdown: /readyz answers 503 "shutting down" and the gRPC
+  // health service NOT_SERVING; everything else goes on serving until Shutdown.
+  void Drain();
   // Stops accepting RPCs, ends open streams, then closes the store.
   void Shutdown();
 
@@ -219,6 +226,7 @@ class ServerApp {
   std::unique_ptr<MetricsServer> metrics_;
   int grpc_port_ = 0;
   bool shut_down_ = false;
+  std::atomic<bool> draining_{false};
 };
 
 }  // namespace kaito::server

@@ -3,9 +3,14 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+
 #include <filesystem>
 #include <fstream>
 
+#include "absl/synchronization/mutex.h"
 #include "support/process.h"
 #include "support/temp_dir.h"
 
@@ -225,6 +230,11 @@ TEST_F(ServerProcessTest, VersionAndMetricsEndpoints) {
   EXPECT_EQ(r.out, "ok\n");
   r = RunCommand({"/usr/bin/curl", "-sf", "http://127.0.0.1:" + std::to_string(port) + "/readyz"});
   EXPECT_EQ(r.out, "ok\n");
+  r = RunCommand({"/usr/bin/curl", "-sf", "http://127.0.0.1:" + std::to_string(port) + "/livez"});
+  EXPECT_EQ(r.out, "ok\n");
+  // HEAD as well as GET, as probes send either.
+  r = RunCommand({"/usr/bin/curl", "-sfI", "http://127.0.0.1:" + std::to_string(port) + "/livez"});
+  EXPECT_EQ(r.exit_code, 0);
 }
 
 TEST_F(ServerProcessTest, IndependentPythonClient) {
@@ -298,6 +308,62 @@ TEST(BenchSmokeTest, ApiBenchRunsWithoutErrors) {
 
 TEST_F(ServerProcessTest, SigtermStopsCleanly) {
   EXPECT_EQ(server_.daemon.Stop(), 0);
+}
+
+// grpc.health.v1.Health/Check for the whole server, as a generic call (the request is
+// empty; the reply's field 1 is the status): 1 SERVING, 2 NOT_SERVING, 0 when it failed.
+int HealthStatus(const std::string& address) {
+  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  grpc::ByteBuffer request, reply;
+  grpc::Slice empty("", 0);
+  request = grpc::ByteBuffer(&empty, 1);
+  grpc::Status status;
+  absl::Mutex mu;
+  bool done = false;
+  stub.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &reply,
+                 [&](grpc::Status s) {
+                   absl::MutexLock lock(&mu);
+                   status = s;
+                   done = true;
+                 });
+  absl::MutexLock lock(&mu);
+  mu.Await(absl::Condition(&done));
+  std::vector<grpc::Slice> slices;
+  if (!status.ok() || !reply.Dump(&slices).ok()) return 0;
+  std::string bytes;
+  for (const auto& slice : slices) bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  return bytes.size() == 2 && bytes[0] == 0x08 ? bytes[1] : 0;
+}
+
+// SIGTERM with a grace period: the server keeps answering while /readyz says 503
+// "shutting down" and the gRPC health service NOT_SERVING, then exits 0.
+TEST(ServerShutdownTest, NotReadyThroughTheGracePeriodThenExits) {
+  TempDir dir;
+  auto server = StartServer(dir.path(), {"--no-controllers", "--shutdown-grace-period", "4s"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  std::string log = ReadFile(dir.File("server.log"));
+  size_t pos = log.find("metrics on port ");
+  ASSERT_NE(pos, std::string::npos) << log;
+  const std::string readyz =
+      "http://127.0.0.1:" + std::to_string(std::atoi(log.c_str() + pos + 16)) + "/readyz";
+  EXPECT_EQ(HealthStatus(server->address()), 1);
+  EXPECT_EQ(RunCommand({"/usr/bin/curl", "-sf", readyz}).out, "ok\n");
+  ASSERT_EQ(kill(server->daemon.pid(), SIGTERM), 0);
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return RunCommand({"/usr/bin/curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", readyz})
+                   .out == "503";
+      },
+      absl::Seconds(3)));
+  EXPECT_EQ(RunCommand({"/usr/bin/curl", "-s", readyz}).out, "shutting down\n");
+  EXPECT_EQ(HealthStatus(server->address()), 2);
+  // Still serving the API meanwhile.
+  RunResult version = RunCommand({BinDir() + "/kaitoctl", "--server", server->address(), "version"});
+  EXPECT_EQ(version.exit_code, 0) << version.err;
+  EXPECT_EQ(server->daemon.Stop(absl::Seconds(20)), 0);
 }
 
 }  // namespace
