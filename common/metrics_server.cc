@@ -4,6 +4,7 @@
 #include <prometheus/text_serializer.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/process_metrics.h"
 
 namespace kaito {
 
@@ -25,6 +26,8 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
   std::unique_ptr<MetricsServer> server(new MetricsServer());
   server->listener_ = std::move(*listener);
   httplib::Server& http = server->listener_->http();
+  // Every daemon's exposition has the process metrics and kaito_build_info.
+  collectables.push_back(std::make_shared<ProcessCollector>());
   http.Get("/metrics", [collectables](const httplib::Request&, httplib::Response& res) {
     std::vector<prometheus::MetricFamily> families;
     for (const auto& c : collectables) {

@@ -15,6 +15,9 @@
 
 #include <gtest/gtest.h>
 
+#include "absl/time/clock.h"
+#include "common/process_metrics.h"
+#include "common/version.h"
 #include "support/pki.h"
 #include "support/process.h"
 #include "support/temp_dir.h"
@@ -143,6 +146,41 @@ TEST(MetricsServerTest, ServesHttpsOnlyWithTheConfiguredCertificate) {
   testing::RunResult after = curl(other.ca_file());
   EXPECT_EQ(after.exit_code, 0) << after.err;
   EXPECT_NE(curl(pki.ca_file()).exit_code, 0);
+}
+
+}  // namespace
+}  // namespace kaito
+
+namespace kaito {
+namespace {
+
+const prometheus::MetricFamily* Family(const std::vector<prometheus::MetricFamily>& families,
+                                       const std::string& name) {
+  for (const auto& f : families) {
+    if (f.name == name) return &f;
+  }
+  return nullptr;
+}
+
+TEST(ProcessCollectorTest, ReportsThisProcess) {
+  const auto families = ProcessCollector().Collect();
+  const auto* rss = Family(families, "process_resident_memory_bytes");
+  ASSERT_NE(rss, nullptr);
+  EXPECT_GT(rss->metric.at(0).gauge.value, 1 << 20);  // A test binary holds over 1 MiB.
+  const auto* start = Family(families, "process_start_time_seconds");
+  ASSERT_NE(start, nullptr);
+  const double now = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
+  EXPECT_LE(start->metric.at(0).gauge.value, now + 1);
+  EXPECT_GT(start->metric.at(0).gauge.value, now - 3600);  // Started within the hour.
+  const auto* fds = Family(families, "process_open_fds");
+  ASSERT_NE(fds, nullptr);
+  EXPECT_GE(fds->metric.at(0).gauge.value, 3);  // stdin, stdout, stderr at least.
+  const auto* cpu = Family(families, "process_cpu_seconds_total");
+  ASSERT_NE(cpu, nullptr);
+  EXPECT_EQ(cpu->type, prometheus::MetricType::Counter);
+  const auto* build = Family(families, "kaito_build_info");
+  ASSERT_NE(build, nullptr);
+  EXPECT_EQ(build->metric.at(0).label.at(0).value, Version());
 }
 
 }  // namespace

@@ -223,6 +223,11 @@ TEST_F(ServerProcessTest, VersionAndMetricsEndpoints) {
   EXPECT_THAT(r.out, HasSubstr("kaito_grpc_server_handled_total{code=\"OK\",method=\"CreateWorkspace\"} 1"));
   EXPECT_THAT(r.out, HasSubstr("kaito_cache_objects{kind=\"workspace\"} 1"));
   EXPECT_THAT(r.out, HasSubstr("kaito_store_writes_total 1"));
+  EXPECT_THAT(r.out, HasSubstr("process_resident_memory_bytes "));
+  EXPECT_THAT(r.out, HasSubstr("process_cpu_seconds_total "));
+  EXPECT_THAT(r.out, HasSubstr("process_open_fds "));
+  EXPECT_THAT(r.out, HasSubstr("process_start_time_seconds "));
+  EXPECT_THAT(r.out, HasSubstr("kaito_build_info{"));
   // Prometheus' own linter accepts the exposition.
   RunResult lint = RunCommand({"/usr/bin/promtool", "check", "metrics"}, r.out);
   EXPECT_EQ(lint.exit_code, 0) << lint.out << lint.err;
