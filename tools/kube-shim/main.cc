@@ -124,9 +124,11 @@ int main(int argc, char** argv) {
     spdlog::critical("cannot write --port-file {}", port_file);
     return 1;
   }
-  spdlog::info("kaito-kube-shim {} serving the Kubernetes API on port {} ({}) for kaito-server {}",
-               kaito::Version(), (*shim)->port(), options.tls.enabled() ? "https" : "http",
-               server);
+  spdlog::info(
+      "kaito-kube-shim {} serving the Kubernetes API on port {} ({}) for kaito-server {}, "
+      "metrics on port {}",
+      kaito::Version(), (*shim)->port(), options.tls.enabled() ? "https" : "http", server,
+      metrics_server ? metrics_server->port() : 0);
   const int sig = signals.Wait();
   spdlog::info("signal {}: stopping", sig);
   (*shim)->Shutdown();
