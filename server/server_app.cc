@@ -21,6 +21,7 @@
 #include "server/registry/aes_gcm_transformer.h"
 #include "server/registry/object_meta.h"
 #include "server/registry/reseal_stored_values.h"
+#include "server/workspace_metrics.h"
 
 namespace kaito::server {
 namespace {
@@ -426,7 +427,9 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
                                {"workload", app->workload_cache_.get()},
                                {"event", app->event_cache_.get()}});
     auto metrics =
-        MetricsServer::Start(options.metrics_listen, {app->prometheus_, state},
+        MetricsServer::Start(options.metrics_listen,
+                             {app->prometheus_, state,
+                              std::make_shared<WorkspaceCollector>(app->workspace_cache_.get())},
                              [raw = app.get()] {
                                return raw->draining_.load() ? std::string("shutting down")
                                                             : std::string();

@@ -1,0 +1,58 @@
+#include "server/workspace_metrics.h"
+
+#include <map>
+#include <utility>
+
+namespace kaito::server {
+namespace {
+
+using Labels = std::vector<prometheus::ClientMetric::Label>;
+
+prometheus::MetricFamily GaugeFamily(const char* name, const char* help,
+                                     const std::map<Labels, double>& values) {
+  prometheus::MetricFamily family{name, help, prometheus::MetricType::Gauge, {}};
+  for (const auto& [labels, value] : values) {
+    prometheus::ClientMetric metric;
+    metric.label = labels;
+    metric.gauge.value = value;
+    family.metric.push_back(std::move(metric));
+  }
+  return family;
+}
+
+}  // namespace
+
+std::string KaitoWorkspacePhase(const v1::Workspace& ws) {
+  if (ws.metadata().has_deletion_timestamp()) return "deleting";
+  const std::string& state = ws.status().state();
+  if (state == "Ready" || state == "Succeeded") return "succeeded";
+  if (state == "Failed") return "error";
+  return "pending";
+}
+
+std::vector<prometheus::MetricFamily> WorkspaceCollector::Collect() const {
+  // Every phase is present, 0 included, as Kaito's gauge vector has them once seen.
+  std::map<Labels, double> phases = {{{{"phase", "deleting"}}, 0},
+                                     {{{"phase", "error"}}, 0},
+                                     {{{"phase", "pending"}}, 0},
+                                     {{{"phase", "succeeded"}}, 0}};
+  std::map<Labels, double> presets, states;
+  // The filter sees every workspace and keeps none: nothing is copied.
+  workspaces_->List("", "", 0, [&](const google::protobuf::Message& m) {
+    const auto& ws = static_cast<const v1::Workspace&>(m);
+    phases[{{"phase", KaitoWorkspacePhase(ws)}}] += 1;
+    const bool tuning = ws.has_tuning();
+    const std::string& preset =
+        tuning ? ws.tuning().preset().name() : ws.inference().preset().name();
+    if (!preset.empty()) presets[{{"preset_name", preset}}] += 1;
+    const std::string state = ws.status().state().empty() ? "Pending" : ws.status().state();
+    states[{{"kind", tuning ? "tuning" : "inference"}, {"state", state}}] += 1;
+    return false;
+  });
+  return {GaugeFamily("kaito_workspace_count", "Workspaces by Kaito's phase.", phases),
+          GaugeFamily("kaito_workspace_preset_count", "Workspaces by preset.", presets),
+          GaugeFamily("kaito_workspaces", "Workspaces by kind (inference, tuning) and state.",
+                      states)};
+}
+
+}  // namespace kaito::server

@@ -1,0 +1,31 @@
+// Workspace figures for /metrics, counted from the cache at scrape time: Kaito's own
+// controller metrics, so that dashboards built for Kaito keep working
+// (kaito_workspace_count{phase}, kaito_workspace_preset_count{preset_name}), and ours by
+// state and kind (kaito_workspaces{kind,state}).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <prometheus/collectable.h>
+#include <prometheus/metric_family.h>
+
+#include "kaito/v1/workspace.pb.h"
+#include "server/registry/object_cache.h"
+
+namespace kaito::server {
+
+// Kaito's phase of a workspace: "deleting" (deletionTimestamp set), "succeeded" (state
+// Ready or Succeeded), "error" (state Failed), else "pending".
+std::string KaitoWorkspacePhase(const v1::Workspace& ws);
+
+class WorkspaceCollector : public prometheus::Collectable {
+ public:
+  explicit WorkspaceCollector(ObjectCache* workspaces) : workspaces_(workspaces) {}
+  std::vector<prometheus::MetricFamily> Collect() const override;
+
+ private:
+  ObjectCache* workspaces_;
+};
+
+}  // namespace kaito::server
