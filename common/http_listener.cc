@@ -1,7 +1,10 @@
 #include "common/http_listener.h"
 
 #include <httplib.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/ssl.h>
+#include <sys/socket.h>
 
 #include "absl/strings/numbers.h"
 
@@ -61,6 +64,21 @@ absl::StatusOr<std::unique_ptr<HttpListener>> HttpListener::Bind(
   http.set_keep_alive_timeout(options.keep_alive_timeout_s);
   http.set_keep_alive_max_count(options.keep_alive_max_requests);
   http.set_payload_max_length(options.max_request_bytes);
+  // Replies go out as two writes (headers, then body): without TCP_NODELAY the body waits
+  // for the client's delayed ACK of the headers, 40 ms on Linux. Accepted sockets inherit
+  // the option from the listening one.
+  http.set_tcp_nodelay(true);
+  // The listening socket, to raise its backlog after bind: Debian's split cpp-httplib
+  // listens with a backlog of 5, which a burst of connects (1,000 watches) overflows.
+  // SO_REUSEADDR as cpp-httplib sets it by default; no SO_REUSEPORT, so a port in use is
+  // an error rather than shared.
+  auto listening_fd = std::make_shared<int>(-1);
+  http.set_socket_options([listening_fd](int sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
+    *listening_fd = sock;
+  });
 
   if (port == 0) {
     port = http.bind_to_any_port(host);
@@ -68,6 +86,7 @@ absl::StatusOr<std::unique_ptr<HttpListener>> HttpListener::Bind(
   } else if (!http.bind_to_port(host, port)) {
     return absl::UnavailableError(what + " on " + listen + ": cannot bind");
   }
+  if (*listening_fd >= 0) ::listen(*listening_fd, SOMAXCONN);
   listener->port_ = port;
   return listener;
 }

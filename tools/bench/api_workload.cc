@@ -54,13 +54,14 @@ server::ServerOptions ApiServerOptions(const std::string& data_dir) {
   options.listen = "127.0.0.1:0";
   options.metrics_listen = "";
   options.data_dir = data_dir;
-  options.dev = true;  // Node auto-provisioning: the workspaces name an instance type.
+  options.dev = true;           // Node auto-provisioning: the workspaces name an instance type.
   options.controllers = false;  // The API alone: its floor, without reconciliation.
   return options;
 }
 
 Figures ClosedLoop(const std::string& name, int clients, absl::Duration duration,
-                   const std::function<void(int, int64_t, std::function<void(bool)>)>& start) {
+                   const std::function<void(int, int64_t, std::function<void(bool)>)>& start,
+                   const PhaseMark& mark) {
   Figures f;
   f.name = name;
   std::atomic<bool> stop{false};
@@ -80,12 +81,14 @@ Figures ClosedLoop(const std::string& name, int clients, absl::Duration duration
       issue(c);
     });
   };
+  if (mark) mark(true);
   const auto begin = Clock::now();
   for (int c = 0; c < clients; ++c) issue(c);
   std::this_thread::sleep_for(absl::ToChronoMilliseconds(duration));
   stop = true;
   while (running.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   f.seconds = std::chrono::duration<double>(Clock::now() - begin).count();
+  if (mark) mark(false);
   for (int c = 0; c < clients; ++c) {
     f.latencies_us.insert(f.latencies_us.end(), lat[c].begin(), lat[c].end());
     f.errors += errors[c];
@@ -106,7 +109,7 @@ double ThreadCpuSeconds() {
 
 Figures ThreadedClosedLoop(const std::string& name, int clients, absl::Duration duration,
                            const std::function<void(int)>& prepare,
-                           const std::function<bool(int, int64_t)>& call) {
+                           const std::function<bool(int, int64_t)>& call, const PhaseMark& mark) {
   Figures f;
   f.name = name;
   std::atomic<int> prepared{0};
@@ -121,7 +124,7 @@ Figures ThreadedClosedLoop(const std::string& name, int clients, absl::Duration 
       pthread_setname_np(pthread_self(), "bench-client");
       prepare(c);
       ++prepared;
-      while (!go.load()) std::this_thread::sleep_for(std::chrono::microseconds(100));
+      while (!go.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
       const double cpu0 = ThreadCpuSeconds();
       while (!stop.load()) {
         const auto t0 = Clock::now();
@@ -133,12 +136,14 @@ Figures ThreadedClosedLoop(const std::string& name, int clients, absl::Duration 
     });
   }
   while (prepared.load() < clients) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  if (mark) mark(true);
   const auto begin = Clock::now();
   go = true;
   std::this_thread::sleep_for(absl::ToChronoMilliseconds(duration));
   stop = true;
   for (auto& t : threads) t.join();
   f.seconds = std::chrono::duration<double>(Clock::now() - begin).count();
+  if (mark) mark(false);
   for (int c = 0; c < clients; ++c) {
     f.latencies_us.insert(f.latencies_us.end(), lat[c].begin(), lat[c].end());
     f.errors += errors[c];

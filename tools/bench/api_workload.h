@@ -6,10 +6,9 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/time/time.h"
 #include "kaito/v1/workspace.pb.h"
@@ -49,11 +48,17 @@ v1::Workspace MakeWorkspace(const std::string& name);
 // alone, its floor).
 server::ServerOptions ApiServerOptions(const std::string& data_dir);
 
+// Called with true just before a loop's clock starts and with false once its last call
+// has completed, on the thread that runs the loop: where a caller samples what the phase
+// cost (CPU time, memory).
+using PhaseMark = std::function<void(bool begin)>;
+
 // Runs `clients` closed loops, each with one RPC outstanding, for `duration`.
 // `start(client, seq, done)` issues one RPC and calls done(ok) when it completes; nothing
 // blocks, so that the loops cost the client threads of gRPC's callback API only.
 Figures ClosedLoop(const std::string& name, int clients, absl::Duration duration,
-                   const std::function<void(int, int64_t, std::function<void(bool)>)>& start);
+                   const std::function<void(int, int64_t, std::function<void(bool)>)>& start,
+                   const PhaseMark& mark = nullptr);
 
 // Runs `clients` threads, each a closed loop of blocking calls, one outstanding, for
 // `duration`. `prepare(client)` runs on the client's thread before the clock starts
@@ -61,6 +66,7 @@ Figures ClosedLoop(const std::string& name, int clients, absl::Duration duration
 // succeeded. The threads' CPU time during the timed part is `client_cpu_seconds`.
 Figures ThreadedClosedLoop(const std::string& name, int clients, absl::Duration duration,
                            const std::function<void(int)>& prepare,
-                           const std::function<bool(int, int64_t)>& call);
+                           const std::function<bool(int, int64_t)>& call,
+                           const PhaseMark& mark = nullptr);
 
 }  // namespace kaito::bench

@@ -5,13 +5,17 @@
 //   create   gRPC CreateWorkspace, then the shim's POST of the same workspace as JSON;
 //   get      gRPC GetWorkspace, then the shim's GET of the same objects, at `clients` and
 //            again at one client (at 64 clients a latency is mostly queueing);
+//   floors   the two halves of the shim's GET alone: an `HttpListener` set up as the
+//            shim's returning the same JSON with no gRPC call, and the shim's own
+//            `KindBackend` (blocking gRPC calls) driven from as many threads;
 //   codec    the shim's own steps on one workspace, one thread, no network: protobuf to
 //            JSON and back the way the shim does it, next to protobuf's binary codec;
 //   watch    `watches` kubectl-style watch streams of one workspace (raw sockets, one
 //            epoll thread), `updates` gRPC updates of it, delivery latency per event, the
 //            process's RSS and threads before and after, and the drain after closing.
-// HTTP clients are cpp-httplib clients, one per thread, with keep-alive; gRPC clients are
-// the `api` benchmark's callback loops. The text output is the `api` benchmark's, and
+// HTTP clients are cpp-httplib clients, one per thread, with keep-alive and TCP_NODELAY
+// (as kubectl's); gRPC clients are the `api` benchmark's callback loops. Each phase also
+// reports its CPU time per op, split by thread name. The text output is the `api` benchmark's, and
 // `json` prints one document in its layout (machine, config, results, max_rss_kib).
 #pragma once
 
@@ -33,7 +37,7 @@ struct ShimBenchOptions {
   // What the HTTP clients accept: kubectl (Go's transport) sends "gzip".
   std::string accept_encoding = "gzip";
   int max_connections = 1200;  // The shim's `ShimOptions.max_connections`.
-  std::string data_dir;  // Empty: a temporary directory, removed at the end.
+  std::string data_dir;        // Empty: a temporary directory, removed at the end.
   bool json = false;
 };
 
