@@ -322,6 +322,15 @@ void KubeShim::Shutdown() {
   if (listener_) listener_->Stop();
 }
 
+bool KubeShim::ReplyIfFailed(const std::string& verb, const Target& t, const std::string& name,
+                             const grpc::Status& status, httplib::Response& res) {
+  if (status.ok()) return false;
+  const ApiError error = FromGrpc(status, *t.resource, name);
+  Count(verb, t, error.http_code);
+  ReplyError(res, error);
+  return true;
+}
+
 void KubeShim::Count(const std::string& verb, const Target& t, int code) {
   requests_
       ->Add({{"verb", verb},
@@ -469,8 +478,8 @@ void KubeShim::ServeResource(const httplib::Request& req, httplib::Response& res
 void KubeShim::Get(const Target& t, const httplib::Request& req, httplib::Response& res) {
   std::unique_ptr<Message> object;
   grpc::Status s = t.backend->Get(Call(req), t.namespace_, t.name, &object);
-  Count("get", t, s.ok() ? 200 : FromGrpc(s, *t.resource, t.name).http_code);
-  if (!s.ok()) return ReplyError(res, FromGrpc(s, *t.resource, t.name));
+  if (ReplyIfFailed("get", t, t.name, s, res)) return;
+  Count("get", t, 200);
   json body = ObjectJson(*t.resource, t.version, *object);
   switch (WantedShape(req)) {
     case Shape::kTable: {
@@ -503,8 +512,8 @@ void KubeShim::List(const Target& t, const httplib::Request& req, httplib::Respo
   query.page_size = std::min(limit, kMaxPage);
   ListResult result;
   grpc::Status s = t.backend->List(Call(req), query, &result);
-  Count("list", t, s.ok() ? 200 : FromGrpc(s, *t.resource, "").http_code);
-  if (!s.ok()) return ReplyError(res, FromGrpc(s, *t.resource, ""));
+  if (ReplyIfFailed("list", t, "", s, res)) return;
+  Count("list", t, 200);
 
   const Shape shape = WantedShape(req);
   const RowObject include = IncludeObject(req);
@@ -668,8 +677,8 @@ void KubeShim::Create(const Target& t, const httplib::Request& req, httplib::Res
   WriteResult result;
   const std::string name = ObjectName(*object);
   grpc::Status s = t.backend->Create(Call(req), *object, DryRun(req), &result);
-  Count("create", t, s.ok() ? 201 : FromGrpc(s, *t.resource, name).http_code);
-  if (!s.ok()) return ReplyError(res, FromGrpc(s, *t.resource, name));
+  if (ReplyIfFailed("create", t, name, s, res)) return;
+  Count("create", t, 201);
   AddWarnings(res, result.warnings);
   Reply(res, 201, ObjectJson(*t.resource, t.version, *result.object));
 }
@@ -684,8 +693,8 @@ void KubeShim::Update(const Target& t, const httplib::Request& req, httplib::Res
   }
   WriteResult result;
   grpc::Status s = t.backend->Update(Call(req), *object, DryRun(req), &result);
-  Count("update", t, s.ok() ? 200 : FromGrpc(s, *t.resource, t.name).http_code);
-  if (!s.ok()) return ReplyError(res, FromGrpc(s, *t.resource, t.name));
+  if (ReplyIfFailed("update", t, t.name, s, res)) return;
+  Count("update", t, 200);
   AddWarnings(res, result.warnings);
   Reply(res, 200, ObjectJson(*t.resource, t.version, *result.object));
 }
@@ -725,16 +734,16 @@ void KubeShim::Patch(const Target& t, const httplib::Request& req, httplib::Resp
     std::unique_ptr<Message> current;
     grpc::Status s = t.backend->Get(call, t.namespace_, t.name, &current);
     if (!s.ok() && !(type == PatchType::kApply && s.error_code() == grpc::StatusCode::NOT_FOUND)) {
-      Count("patch", t, FromGrpc(s, *t.resource, t.name).http_code);
-      return ReplyError(res, FromGrpc(s, *t.resource, t.name));
+      ReplyIfFailed("patch", t, t.name, s, res);
+      return;
     }
     if (!s.ok()) {  // Server-side apply of an object that does not exist: a create.
       std::unique_ptr<Message> object;
       if (auto error = Decode(t, applied, t.name, &object)) return ReplyError(res, *error);
       WriteResult result;
       s = t.backend->Create(call, *object, DryRun(req), &result);
-      Count("patch", t, s.ok() ? 201 : FromGrpc(s, *t.resource, t.name).http_code);
-      if (!s.ok()) return ReplyError(res, FromGrpc(s, *t.resource, t.name));
+      if (ReplyIfFailed("patch", t, t.name, s, res)) return;
+      Count("patch", t, 201);
       AddWarnings(res, result.warnings);
       return Reply(res, 201, ObjectJson(*t.resource, t.version, *result.object));
     }
@@ -764,8 +773,8 @@ void KubeShim::Patch(const Target& t, const httplib::Request& req, httplib::Resp
     if (s.error_code() == grpc::StatusCode::ABORTED && !pinned && attempt < kPatchAttempts) {
       continue;
     }
-    Count("patch", t, s.ok() ? 200 : FromGrpc(s, *t.resource, t.name).http_code);
-    if (!s.ok()) return ReplyError(res, FromGrpc(s, *t.resource, t.name));
+    if (ReplyIfFailed("patch", t, t.name, s, res)) return;
+    Count("patch", t, 200);
     AddWarnings(res, result.warnings);
     return Reply(res, 200, ObjectJson(*t.resource, t.version, *result.object));
   }
@@ -815,8 +824,8 @@ void KubeShim::Delete(const Target& t, const httplib::Request& req, httplib::Res
   }
   DeleteResult result;
   grpc::Status s = t.backend->Delete(call, t.namespace_, t.name, resource_version, &result);
-  Count("delete", t, s.ok() ? 200 : FromGrpc(s, *t.resource, t.name).http_code);
-  if (!s.ok()) return ReplyError(res, FromGrpc(s, *t.resource, t.name));
+  if (ReplyIfFailed("delete", t, t.name, s, res)) return;
+  Count("delete", t, 200);
   if (result.object) return Reply(res, 200, ObjectJson(*t.resource, t.version, *result.object));
   Reply(res, 200, SuccessStatus(*t.resource, t.name));
 }

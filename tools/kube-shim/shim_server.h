@@ -92,6 +92,10 @@ class KubeShim {
   void DeleteCollection(const Target& t, const httplib::Request& req, httplib::Response& res);
 
   void Count(const std::string& verb, const Target& t, int code);
+  // When `status` failed: counts the request under `verb` with the HTTP code its Status
+  // maps to, answers with that Status, and returns true.
+  bool ReplyIfFailed(const std::string& verb, const Target& t, const std::string& name,
+                     const grpc::Status& status, httplib::Response& res);
 
   ShimOptions options_;
   std::shared_ptr<grpc::Channel> channel_;
