@@ -9,29 +9,13 @@
 #include <sstream>
 #include <string>
 
+#include "common/metric_families.h"
 #include "common/version.h"
 
 namespace kaito {
 namespace {
 
 using prometheus::MetricFamily;
-using prometheus::MetricType;
-
-MetricFamily Gauge(const char* name, const char* help, double value) {
-  MetricFamily family{name, help, MetricType::Gauge, {}};
-  prometheus::ClientMetric metric;
-  metric.gauge.value = value;
-  family.metric.push_back(metric);
-  return family;
-}
-
-MetricFamily Counter(const char* name, const char* help, double value) {
-  MetricFamily family{name, help, MetricType::Counter, {}};
-  prometheus::ClientMetric metric;
-  metric.counter.value = value;
-  family.metric.push_back(metric);
-  return family;
-}
 
 // Fields 14 (utime), 15 (stime), 22 (starttime) and 23 (vsize) of /proc/self/stat, counted
 // from after the command name's closing parenthesis (the name may hold spaces).
@@ -98,32 +82,28 @@ std::vector<MetricFamily> ProcessCollector::Collect() const {
   const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
   const Stat stat = ReadStat();
   if (stat.ok && ticks > 0) {
-    families.push_back(Counter("process_cpu_seconds_total",
-                               "Total user and system CPU time spent in seconds.",
-                               (stat.utime_ticks + stat.stime_ticks) / ticks));
-    families.push_back(Gauge("process_start_time_seconds",
-                             "Start time of the process since unix epoch in seconds.",
-                             BootTime() + stat.start_ticks / ticks));
-    families.push_back(Gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.",
-                             stat.vsize_bytes));
+    families.push_back(CounterFamily("process_cpu_seconds_total",
+                                     "Total user and system CPU time spent in seconds.",
+                                     (stat.utime_ticks + stat.stime_ticks) / ticks));
+    families.push_back(GaugeFamily("process_start_time_seconds",
+                                   "Start time of the process since unix epoch in seconds.",
+                                   {{{}, BootTime() + stat.start_ticks / ticks}}));
+    families.push_back(GaugeFamily("process_virtual_memory_bytes",
+                                   "Virtual memory size in bytes.", {{{}, stat.vsize_bytes}}));
   }
+  families.push_back(GaugeFamily("process_resident_memory_bytes",
+                                 "Resident memory size in bytes.", {{{}, ResidentBytes()}}));
   families.push_back(
-      Gauge("process_resident_memory_bytes", "Resident memory size in bytes.", ResidentBytes()));
-  families.push_back(Gauge("process_open_fds", "Number of open file descriptors.", OpenFds()));
+      GaugeFamily("process_open_fds", "Number of open file descriptors.", {{{}, OpenFds()}}));
   rlimit limit{};
   if (getrlimit(RLIMIT_NOFILE, &limit) == 0) {
-    families.push_back(Gauge("process_max_fds", "Maximum number of open file descriptors.",
-                             static_cast<double>(limit.rlim_cur)));
+    families.push_back(GaugeFamily("process_max_fds", "Maximum number of open file descriptors.",
+                                   {{{}, static_cast<double>(limit.rlim_cur)}}));
   }
-  MetricFamily build{"kaito_build_info",
-                     "The version and source revision of this build; the value is always 1.",
-                     MetricType::Gauge,
-                     {}};
-  prometheus::ClientMetric info;
-  info.label = {{"version", Version()}, {"revision", Revision()}};
-  info.gauge.value = 1;
-  build.metric.push_back(info);
-  families.push_back(build);
+  families.push_back(
+      GaugeFamily("kaito_build_info",
+                  "The version and source revision of this build; the value is always 1.",
+                  {{{{"version", Version()}, {"revision", Revision()}}, 1}}));
   return families;
 }
 

@@ -27,6 +27,7 @@
 #include "common/reflection_v1.h"
 #include "common/tls.h"
 #include "common/logging.h"
+#include "common/metric_families.h"
 #include "common/metrics_server.h"
 #include "common/version.h"
 #include "presets/catalog.h"
@@ -45,17 +46,12 @@ class NodePhaseCollector : public prometheus::Collectable {
       : provider_(provider) {}
 
   std::vector<prometheus::MetricFamily> Collect() const override {
-    prometheus::MetricFamily family{"kaito_provisioner_nodes",
-                                    "Node claims known to the provider, by phase.",
-                                    prometheus::MetricType::Gauge,
-                                    {}};
+    std::vector<std::pair<kaito::MetricLabels, double>> phases;
     for (const auto& [phase, count] : provider_->CountByPhase()) {
-      prometheus::ClientMetric metric;
-      metric.label.push_back({"phase", phase});
-      metric.gauge.value = count;
-      family.metric.push_back(std::move(metric));
+      phases.push_back({{{"phase", phase}}, static_cast<double>(count)});
     }
-    return {family};
+    return {kaito::GaugeFamily("kaito_provisioner_nodes",
+                               "Node claims known to the provider, by phase.", phases)};
   }
 
  private:

@@ -22,6 +22,7 @@
 #include "server/registry/object_meta.h"
 #include "server/registry/reseal_stored_values.h"
 #include "server/workspace_metrics.h"
+#include "common/metric_families.h"
 
 namespace kaito::server {
 namespace {
@@ -34,57 +35,37 @@ class StateCollector : public prometheus::Collectable {
 
   std::vector<prometheus::MetricFamily> Collect() const override {
     std::vector<prometheus::MetricFamily> families;
-    families.push_back(Gauge("kaito_store_revision", "The store's current revision.",
-                             {{{}, static_cast<double>(store_->CurrentRevision())}}));
-    families.push_back(Gauge("kaito_store_compacted_revision",
-                             "Revisions up to this one have no watch history.",
-                             {{{}, static_cast<double>(store_->CompactedRevision())}}));
+    families.push_back(GaugeFamily("kaito_store_revision", "The store's current revision.",
+                                   {{{}, static_cast<double>(store_->CurrentRevision())}}));
+    families.push_back(GaugeFamily("kaito_store_compacted_revision",
+                                   "Revisions up to this one have no watch history.",
+                                   {{{}, static_cast<double>(store_->CompactedRevision())}}));
     if (auto* sqlite = dynamic_cast<store::SqliteStore*>(store_)) {
       store::SqliteStoreStats s = sqlite->stats();
-      families.push_back(Counter("kaito_store_commits_total",
-                                 "Transactions committed by the store writer (group commits).",
-                                 static_cast<double>(s.commits)));
-      families.push_back(Counter("kaito_store_writes_total",
-                                 "Writes made durable by the store writer.",
-                                 static_cast<double>(s.writes)));
-      families.push_back(Counter("kaito_store_failed_commits_total",
-                                 "Transactions that failed and were rolled back.",
-                                 static_cast<double>(s.failed_commits)));
+      families.push_back(CounterFamily("kaito_store_commits_total",
+                                       "Transactions committed by the store writer (group "
+                                       "commits).",
+                                       static_cast<double>(s.commits)));
+      families.push_back(CounterFamily("kaito_store_writes_total",
+                                       "Writes made durable by the store writer.",
+                                       static_cast<double>(s.writes)));
+      families.push_back(CounterFamily("kaito_store_failed_commits_total",
+                                       "Transactions that failed and were rolled back.",
+                                       static_cast<double>(s.failed_commits)));
     }
-    std::vector<std::pair<prometheus::ClientMetric::Label, double>> objects, watchers;
+    std::vector<std::pair<MetricLabels, double>> objects, watchers;
     for (const auto& [kind, cache] : caches_) {
-      objects.push_back({{"kind", kind}, static_cast<double>(cache->size())});
-      watchers.push_back({{"kind", kind}, static_cast<double>(cache->watchers())});
+      objects.push_back({{{"kind", kind}}, static_cast<double>(cache->size())});
+      watchers.push_back({{{"kind", kind}}, static_cast<double>(cache->watchers())});
     }
-    families.push_back(Gauge("kaito_cache_objects", "Objects held by the cache, by kind.",
-                             objects));
-    families.push_back(Gauge("kaito_cache_watchers",
-                             "Watch streams attached to the cache, by kind.", watchers));
+    families.push_back(
+        GaugeFamily("kaito_cache_objects", "Objects held by the cache, by kind.", objects));
+    families.push_back(GaugeFamily("kaito_cache_watchers",
+                                   "Watch streams attached to the cache, by kind.", watchers));
     return families;
   }
 
  private:
-  static prometheus::MetricFamily Gauge(
-      const std::string& name, const std::string& help,
-      const std::vector<std::pair<prometheus::ClientMetric::Label, double>>& values) {
-    prometheus::MetricFamily f{name, help, prometheus::MetricType::Gauge, {}};
-    for (const auto& [label, value] : values) {
-      prometheus::ClientMetric m;
-      if (!label.name.empty()) m.label.push_back(label);
-      m.gauge.value = value;
-      f.metric.push_back(m);
-    }
-    return f;
-  }
-  static prometheus::MetricFamily Counter(const std::string& name, const std::string& help,
-                                          double value) {
-    prometheus::MetricFamily f{name, help, prometheus::MetricType::Counter, {}};
-    prometheus::ClientMetric m;
-    m.counter.value = value;
-    f.metric.push_back(m);
-    return f;
-  }
-
   store::Store* store_;
   std::vector<std::pair<std::string, ObjectCache*>> caches_;
 };

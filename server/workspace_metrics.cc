@@ -3,21 +3,14 @@
 #include <map>
 #include <utility>
 
+#include "common/metric_families.h"
+
 namespace kaito::server {
 namespace {
 
-using Labels = std::vector<prometheus::ClientMetric::Label>;
-
-prometheus::MetricFamily GaugeFamily(const char* name, const char* help,
-                                     const std::map<Labels, double>& values) {
-  prometheus::MetricFamily family{name, help, prometheus::MetricType::Gauge, {}};
-  for (const auto& [labels, value] : values) {
-    prometheus::ClientMetric metric;
-    metric.label = labels;
-    metric.gauge.value = value;
-    family.metric.push_back(std::move(metric));
-  }
-  return family;
+// One series per key, in key order.
+std::vector<std::pair<MetricLabels, double>> Series(const std::map<MetricLabels, double>& counts) {
+  return {counts.begin(), counts.end()};
 }
 
 }  // namespace
@@ -32,11 +25,11 @@ std::string KaitoWorkspacePhase(const v1::Workspace& ws) {
 
 std::vector<prometheus::MetricFamily> WorkspaceCollector::Collect() const {
   // Every phase is present, 0 included, as Kaito's gauge vector has them once seen.
-  std::map<Labels, double> phases = {{{{"phase", "deleting"}}, 0},
+  std::map<MetricLabels, double> phases = {{{{"phase", "deleting"}}, 0},
                                      {{{"phase", "error"}}, 0},
                                      {{{"phase", "pending"}}, 0},
                                      {{{"phase", "succeeded"}}, 0}};
-  std::map<Labels, double> presets, states;
+  std::map<MetricLabels, double> presets, states;
   // The filter sees every workspace and keeps none: nothing is copied.
   workspaces_->List("", "", 0, [&](const google::protobuf::Message& m) {
     const auto& ws = static_cast<const v1::Workspace&>(m);
@@ -49,10 +42,10 @@ std::vector<prometheus::MetricFamily> WorkspaceCollector::Collect() const {
     states[{{"kind", tuning ? "tuning" : "inference"}, {"state", state}}] += 1;
     return false;
   });
-  return {GaugeFamily("kaito_workspace_count", "Workspaces by Kaito's phase.", phases),
-          GaugeFamily("kaito_workspace_preset_count", "Workspaces by preset.", presets),
+  return {GaugeFamily("kaito_workspace_count", "Workspaces by Kaito's phase.", Series(phases)),
+          GaugeFamily("kaito_workspace_preset_count", "Workspaces by preset.", Series(presets)),
           GaugeFamily("kaito_workspaces", "Workspaces by kind (inference, tuning) and state.",
-                      states)};
+                      Series(states))};
 }
 
 }  // namespace kaito::server
