@@ -19,21 +19,6 @@ namespace {
 
 using json = nlohmann::json;
 
-// The port a daemon's log line "... metrics on port N ..." names; 0 when none.
-int MetricsPortFromLog(const std::string& log_path) {
-  int port = 0;
-  WaitFor(
-      [&] {
-        const std::string log = ReadFile(log_path);
-        const size_t at = log.find("metrics on port ");
-        if (at == std::string::npos) return false;
-        port = std::atoi(log.c_str() + at + 16);
-        return port > 0;
-      },
-      absl::Seconds(20));
-  return port;
-}
-
 // A port the kernel hands out now. Prometheus cannot listen on port 0 and say which it
 // got, so this is the one place a port is chosen before its listener binds it.
 int FreePort() {

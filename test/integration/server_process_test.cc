@@ -214,11 +214,8 @@ TEST_F(ServerProcessTest, VersionAndMetricsEndpoints) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("Client Version: "));
   EXPECT_THAT(r.out, HasSubstr("store sqlite"));
-  std::string log = ReadFile(dir_.File("server.log"));
-  size_t pos = log.find("metrics on port ");
-  ASSERT_NE(pos, std::string::npos) << log;
-  int port = std::atoi(log.c_str() + pos + 16);
-  ASSERT_GT(port, 0);
+  int port = MetricsPortFromLog(dir_.File("server.log"));
+  ASSERT_GT(port, 0) << ReadFile(dir_.File("server.log"));
   ASSERT_EQ(Ctl({"apply", "-f", "-"}, kSeed).exit_code, 0);
   r = RunCommand({"/usr/bin/curl", "-sf", "http://127.0.0.1:" + std::to_string(port) + "/metrics"});
   ASSERT_EQ(r.exit_code, 0);
@@ -362,11 +359,9 @@ TEST(ServerShutdownTest, NotReadyThroughTheGracePeriodThenExits) {
   TempDir dir;
   auto server = StartServer(dir.path(), {"--no-controllers", "--shutdown-grace-period", "4s"});
   ASSERT_TRUE(server.ok()) << server.status();
-  std::string log = ReadFile(dir.File("server.log"));
-  size_t pos = log.find("metrics on port ");
-  ASSERT_NE(pos, std::string::npos) << log;
-  const std::string readyz =
-      "http://127.0.0.1:" + std::to_string(std::atoi(log.c_str() + pos + 16)) + "/readyz";
+  const int metrics_port = MetricsPortFromLog(dir.File("server.log"));
+  ASSERT_GT(metrics_port, 0) << ReadFile(dir.File("server.log"));
+  const std::string readyz = "http://127.0.0.1:" + std::to_string(metrics_port) + "/readyz";
   EXPECT_EQ(HealthStatus(server->address()), 1);
   EXPECT_EQ(RunCommand({"/usr/bin/curl", "-sf", readyz}).out, "ok\n");
   ASSERT_EQ(kill(server->daemon.pid(), SIGTERM), 0);

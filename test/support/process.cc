@@ -202,6 +202,20 @@ std::string ReadFile(const std::string& path) {
   return s.str();
 }
 
+int MetricsPortFromLog(const std::string& log_path, absl::Duration deadline) {
+  int port = 0;
+  WaitFor(
+      [&] {
+        const std::string log = ReadFile(log_path);
+        const size_t at = log.find("metrics on port ");
+        if (at == std::string::npos) return false;
+        port = std::atoi(log.c_str() + at + 16);
+        return port > 0;
+      },
+      deadline);
+  return port;
+}
+
 bool WaitForPortFile(const std::string& path, int* port, absl::Duration deadline) {
   return WaitFor(
       [&] {

@@ -55,6 +55,10 @@ std::string BinDir();
 std::string Env(const char* name);
 std::string ReadFile(const std::string& path);
 
+// The port of a daemon's log line "... metrics on port N ..." (every daemon logs one at
+// start), waiting up to `deadline` for it; 0 when none appears.
+int MetricsPortFromLog(const std::string& log_path, absl::Duration deadline = absl::Seconds(20));
+
 // Waits until a daemon's --port-file holds a port; false at the deadline.
 bool WaitForPortFile(const std::string& path, int* port, absl::Duration deadline);
 
