@@ -241,12 +241,22 @@ TEST_F(KubeShimTest, ConflictsAndPreconditionsAre409) {
   ASSERT_EQ(got->status, 200);
   json ws = json::parse(got->body);
   json stale = ws;
-  ws["metadata"]["labels"] = {{"round", "1"}};
-  auto put = client.Put(path, ws.dump(), "application/json");
-  ASSERT_TRUE(put);
-  ASSERT_EQ(put->status, 200) << put->body;
+  // The controller writes the status meanwhile (dev mode), which moves the resourceVersion:
+  // re-read and retry on a conflict, as a client does.
+  int put_status = 0;
+  std::string put_body;
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    ws["metadata"]["labels"] = {{"round", "1"}};
+    auto put = client.Put(path, ws.dump(), "application/json");
+    ASSERT_TRUE(put);
+    put_status = put->status;
+    put_body = put->body;
+    if (put_status != 409) break;
+    ws = json::parse(client.Get(path)->body);
+  }
+  ASSERT_EQ(put_status, 200) << put_body;
   stale["metadata"]["labels"] = {{"round", "stale"}};
-  put = client.Put(path, stale.dump(), "application/json");
+  auto put = client.Put(path, stale.dump(), "application/json");
   ASSERT_TRUE(put);
   EXPECT_EQ(put->status, 409);
   EXPECT_EQ(json::parse(put->body)["reason"], "Conflict");
