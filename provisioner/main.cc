@@ -14,6 +14,8 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <functional>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -32,6 +34,10 @@
 #include "common/version.h"
 #include "presets/catalog.h"
 #include "provisioner/fleet_bootstrapper.h"
+#include "provisioner/azure/arm_client.h"
+#include "provisioner/azure/azure_provider.h"
+#include "provisioner/azure/credentials.h"
+#include "common/http/http_client.h"
 #include "provisioner/provider/simulated_provider.h"
 #include "common/rpc_metrics.h"
 #include "provisioner/provisioner_service.h"
@@ -39,23 +45,55 @@
 namespace {
 
 
-// `kaito_provisioner_nodes{phase}`, read from the simulated provider at scrape time.
-class NodePhaseCollector : public prometheus::Collectable {
+// `kaito_provisioner_nodes{phase}` (and, for Azure, the ARM client's counters), read
+// from the provider at scrape time.
+class ProviderCollector : public prometheus::Collectable {
  public:
-  explicit NodePhaseCollector(kaito::provisioner::SimulatedProvider* provider)
-      : provider_(provider) {}
+  ProviderCollector(std::function<std::map<std::string, int>()> phases,
+                    std::shared_ptr<kaito::provisioner::azure::ArmClient> arm)
+      : phases_(std::move(phases)), arm_(std::move(arm)) {}
 
   std::vector<prometheus::MetricFamily> Collect() const override {
     std::vector<std::pair<kaito::MetricLabels, double>> phases;
-    for (const auto& [phase, count] : provider_->CountByPhase()) {
+    for (const auto& [phase, count] : phases_()) {
       phases.push_back({{{"phase", phase}}, static_cast<double>(count)});
     }
-    return {kaito::GaugeFamily("kaito_provisioner_nodes",
-                               "Node claims known to the provider, by phase.", phases)};
+    std::vector<prometheus::MetricFamily> families = {kaito::GaugeFamily(
+        "kaito_provisioner_nodes", "Node claims known to the provider, by phase.", phases)};
+    if (arm_ != nullptr) {
+      const kaito::provisioner::azure::ArmClientStats stats = arm_->stats();
+      std::vector<std::pair<kaito::MetricLabels, double>> responses;
+      for (const auto& [key, count] : stats.responses) {
+        const size_t space = key.find(' ');
+        responses.push_back({{{"method", key.substr(0, space)}, {"code", key.substr(space + 1)}},
+                             static_cast<double>(count)});
+      }
+      prometheus::MetricFamily by_code = kaito::GaugeFamily(
+          "kaito_provisioner_arm_responses_total",
+          "Azure Resource Manager responses by method and HTTP status (error = no response).",
+          responses);
+      by_code.type = prometheus::MetricType::Counter;
+      for (auto& metric : by_code.metric) {
+        metric.counter.value = metric.gauge.value;
+      }
+      families.push_back(std::move(by_code));
+      families.push_back(kaito::CounterFamily("kaito_provisioner_arm_retries_total",
+                                              "ARM requests tried again (transient failures).",
+                                              static_cast<double>(stats.retries)));
+      families.push_back(kaito::CounterFamily("kaito_provisioner_arm_throttled_total",
+                                              "ARM responses that were 429 (throttled).",
+                                              static_cast<double>(stats.throttled)));
+      families.push_back(kaito::GaugeFamily(
+          "kaito_provisioner_arm_requests", "ARM requests waiting for the rate limit, and in flight.",
+          {{{{"state", "queued"}}, static_cast<double>(stats.queued)},
+           {{{"state", "in_flight"}}, static_cast<double>(stats.in_flight)}}));
+    }
+    return families;
   }
 
  private:
-  kaito::provisioner::SimulatedProvider* provider_;
+  std::function<std::map<std::string, int>()> phases_;
+  std::shared_ptr<kaito::provisioner::azure::ArmClient> arm_;
 };
 
 int Fail(const std::string& message) {
@@ -120,6 +158,44 @@ int main(int argc, char** argv) {
   app.add_option("--imds-endpoint", imds_endpoint,
                  "Instance metadata endpoint URL (managed identity)")
       ->group(azure);
+  std::string poll_interval = "15s", create_timeout = "30m", retry_delay = "2s";
+  double requests_per_second = 20;
+  int burst = 100, max_concurrency = 64, max_retries = 10;
+  std::string arm_ca_file;
+  app.add_option("--azure-poll-interval", poll_interval,
+                 "Between polls of an ARM operation when ARM sends no Retry-After")
+      ->capture_default_str()
+      ->group(azure);
+  app.add_option("--azure-create-timeout", create_timeout,
+                 "A node claim not running after this fails (CreateTimeout) and its pool is "
+                 "deleted")
+      ->capture_default_str()
+      ->group(azure);
+  app.add_option("--azure-requests-per-second", requests_per_second,
+                 "Client-side rate limit of ARM requests (token bucket)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.01, 10000.0))
+      ->group(azure);
+  app.add_option("--azure-burst", burst, "Burst of the ARM rate limit")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000))
+      ->group(azure);
+  app.add_option("--azure-max-concurrency", max_concurrency, "ARM requests in flight at most")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000))
+      ->group(azure);
+  app.add_option("--azure-max-retries", max_retries,
+                 "Retries of an ARM request on 408, 429, 5xx and connection faults")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100))
+      ->group(azure);
+  app.add_option("--azure-retry-delay", retry_delay,
+                 "Base of the exponential backoff between retries without Retry-After")
+      ->capture_default_str()
+      ->group(azure);
+  app.add_option("--azure-ca-file", arm_ca_file,
+                 "PEM CAs trusted for the ARM, AAD and IMDS endpoints (default: the system's)")
+      ->group(azure);
 
   const std::string simulated = "Simulated provider";
   app.add_option("--simulated-create-delay", create_delay,
@@ -152,12 +228,6 @@ int main(int argc, char** argv) {
 
   if (absl::Status s = kaito::SetupLogging(log_level, log_format, "kaito-provisioner"); !s.ok()) {
     return Fail(std::string(s.message()));
-  }
-  if (provider_name == "azure") {
-    spdlog::critical(
-        "--provider azure: the azure provider is not part of this build yet; use --provider "
-        "simulated");
-    return 2;
   }
 
   kaito::provisioner::SimulatedProviderOptions options;
@@ -205,18 +275,94 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  // Declared in dependency order: destroyed in reverse, the provider (and its timers)
-  // before the agents it starts, the agents before the clock that drives them.
-  kaito::RealClock clock;
-  kaito::agent::SimulatedFleet fleet(&clock, runtime);
-  kaito::provisioner::FleetBootstrapper bootstrapper(&fleet);
-  kaito::provisioner::SimulatedProvider provider(&clock, &*catalog, cloud, options, &bootstrapper);
-  provider.SetFaults(faults);
+  // Composition. Teardown (at the end) runs in the reverse order: the provider and its
+  // timers before the agents it starts or the ARM client it calls, the clock before the
+  // HTTP client whose callbacks it no longer serves.
+  auto clock = std::make_unique<kaito::RealClock>();
+  std::unique_ptr<kaito::agent::SimulatedFleet> fleet;
+  std::unique_ptr<kaito::provisioner::FleetBootstrapper> bootstrapper;
+  std::unique_ptr<kaito::provisioner::SimulatedProvider> simulated_provider;
+  std::unique_ptr<kaito::http::CurlHttpClient> http;
+  std::shared_ptr<kaito::provisioner::azure::ArmClient> arm;
+  std::shared_ptr<kaito::provisioner::azure::AzureProvider> azure_provider;
+  kaito::provisioner::NodeProvider* provider = nullptr;
+  std::function<std::map<std::string, int>()> phases;
+  if (provider_name == "azure") {
+    kaito::provisioner::azure::AzureProviderOptions azure_options;
+    for (const auto& [flag, value] :
+         {std::pair<const char*, const std::string*>{"--subscription-id", &subscription_id},
+          {"--resource-group", &resource_group},
+          {"--cluster-name", &cluster_name}}) {
+      if (value->empty()) return Fail(std::string(flag) + " is required with --provider azure");
+    }
+    azure_options.arm_endpoint = arm_endpoint;
+    azure_options.subscription_id = subscription_id;
+    azure_options.resource_group = resource_group;
+    azure_options.cluster_name = cluster_name;
+    azure_options.location = location;
+    if (!api_version.empty()) azure_options.api_version = api_version;
+    kaito::provisioner::azure::ArmClientOptions arm_options;
+    arm_options.requests_per_second = requests_per_second;
+    arm_options.burst = burst;
+    arm_options.max_concurrency = max_concurrency;
+    arm_options.max_retries = max_retries;
+    arm_options.ca_file = arm_ca_file;
+    arm_options.user_agent = std::string("kaito-provisioner/") + kaito::Version();
+    for (const DurationFlag& flag :
+         {DurationFlag{"--azure-poll-interval", poll_interval, &azure_options.poll_interval},
+          DurationFlag{"--azure-create-timeout", create_timeout, &azure_options.create_timeout},
+          DurationFlag{"--azure-retry-delay", retry_delay, &arm_options.retry_delay}}) {
+      if (!absl::ParseDuration(flag.text, flag.out) || *flag.out <= absl::ZeroDuration() ||
+          *flag.out == absl::InfiniteDuration()) {
+        return Fail(std::string(flag.name) + " \"" + flag.text +
+                    "\": expected a positive duration such as 15s or 30m");
+      }
+    }
+    azure_options.min_poll_interval = std::min(azure_options.min_poll_interval,
+                                               azure_options.poll_interval);
+    auto credential_config = kaito::provisioner::azure::CredentialConfigFromEnvironment(
+        [](const char* name) { return std::getenv(name); }, imds_endpoint,
+        // The ARM audience: the public cloud's unless --arm-endpoint names another.
+        arm_endpoint == "https://management.azure.com" ? "https://management.azure.com/"
+                                                        : arm_endpoint + "/");
+    if (!credential_config.ok()) return Fail(std::string(credential_config.status().message()));
+    credential_config->ca_file = arm_ca_file;
+    http = std::make_unique<kaito::http::CurlHttpClient>();
+    auto credential = kaito::provisioner::azure::AzureCredential::Create(*credential_config,
+                                                                         http.get(), clock.get());
+    spdlog::info("azure: credential {}; ARM {}; cluster {}/{}/{}", credential->Describe(),
+                 arm_endpoint, subscription_id, resource_group, cluster_name);
+    arm = kaito::provisioner::azure::ArmClient::Create(arm_options, http.get(), clock.get(),
+                                                       credential);
+    azure_provider =
+        kaito::provisioner::azure::AzureProvider::Create(azure_options, arm, clock.get());
+    azure_provider->Start([](absl::Status s) {
+      if (!s.ok()) {
+        spdlog::error("azure: cannot list the cluster's agent pools: {} (claims are adopted "
+                      "as the control plane asks for them)",
+                      s.ToString());
+      }
+    });
+    provider = azure_provider.get();
+    phases = [p = azure_provider.get()] { return p->CountByPhase(); };
+  } else {
+    fleet = std::make_unique<kaito::agent::SimulatedFleet>(clock.get(), runtime);
+    bootstrapper = std::make_unique<kaito::provisioner::FleetBootstrapper>(fleet.get());
+    simulated_provider = std::make_unique<kaito::provisioner::SimulatedProvider>(
+        clock.get(), &*catalog, cloud, options, bootstrapper.get());
+    simulated_provider->SetFaults(faults);
+    provider = simulated_provider.get();
+    phases = [p = simulated_provider.get()] { return p->CountByPhase(); };
+  }
 
   auto registry = std::make_shared<prometheus::Registry>();
   kaito::RpcMetrics metrics(*registry);
-  kaito::provisioner::ProvisionerGrpcService provisioner_service(&provider, &metrics);
-  kaito::provisioner::SimulatedCloudGrpcService simulated_cloud_service(&provider);
+  kaito::provisioner::ProvisionerGrpcService provisioner_service(provider, &metrics);
+  std::unique_ptr<kaito::provisioner::SimulatedCloudGrpcService> simulated_cloud_service;
+  if (simulated_provider) {
+    simulated_cloud_service =
+        std::make_unique<kaito::provisioner::SimulatedCloudGrpcService>(simulated_provider.get());
+  }
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -225,11 +371,15 @@ int main(int argc, char** argv) {
   kaito::ApplyServerDefaults(builder, &metrics);
   builder.AddListeningPort(listen, kaito::GrpcServerCredentials(tls), &port);
   builder.RegisterService(&provisioner_service);
-  builder.RegisterService(&simulated_cloud_service);
-  kaito::ReflectionV1Service reflection_v1(
-      {kaito::v1::ProvisionerService::service_full_name(),
-       kaito::v1::SimulatedCloudService::service_full_name(), "grpc.health.v1.Health",
-       "grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection"});
+  std::vector<std::string> services = {kaito::v1::ProvisionerService::service_full_name(),
+                                       "grpc.health.v1.Health",
+                                       "grpc.reflection.v1alpha.ServerReflection",
+                                       "grpc.reflection.v1.ServerReflection"};
+  if (simulated_cloud_service) {
+    builder.RegisterService(simulated_cloud_service.get());
+    services.push_back(kaito::v1::SimulatedCloudService::service_full_name());
+  }
+  kaito::ReflectionV1Service reflection_v1(services);
   builder.RegisterService(&reflection_v1);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) {
@@ -240,7 +390,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<kaito::MetricsServer> metrics_server;
   if (!metrics_listen.empty()) {
     auto started = kaito::MetricsServer::Start(
-        metrics_listen, {registry, std::make_shared<NodePhaseCollector>(&provider)}, nullptr,
+        metrics_listen, {registry, std::make_shared<ProviderCollector>(phases, arm)}, nullptr,
         tls);
     if (!started.ok()) {
       spdlog::critical("cannot serve metrics: {}", started.status().ToString());
@@ -251,10 +401,12 @@ int main(int argc, char** argv) {
 
   spdlog::info("kaito-provisioner {} serving gRPC on port {} (listen {}), metrics on port {}",
                kaito::Version(), port, listen, metrics_server ? metrics_server->port() : 0);
-  spdlog::warn(
-      "SIMULATION: provider \"simulated\" (cloud {}): no cloud resources are created; each "
-      "node is a simulated agent in this process",
-      cloud);
+  if (simulated_provider) {
+    spdlog::warn(
+        "SIMULATION: provider \"simulated\" (cloud {}): no cloud resources are created; each "
+        "node is a simulated agent in this process",
+        cloud);
+  }
   if (!port_file.empty() && !kaito::WritePortFile(port_file, port)) {
     spdlog::critical("cannot write --port-file {}", port_file);
     return 1;
@@ -269,6 +421,14 @@ int main(int argc, char** argv) {
   waiter.join();
   metrics_server.reset();
   server.reset();
+  if (azure_provider) azure_provider->Stop();
+  if (arm) arm->Stop();
+  simulated_cloud_service.reset();
+  simulated_provider.reset();
+  bootstrapper.reset();
+  fleet.reset();
+  clock.reset();
+  http.reset();
   spdlog::info("stopped");
   return 0;
 }

@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "provisioner/azure/vm_size.h"
 #include "provisioner/provider/request_validation.h"
 
 namespace kaito::provisioner {
@@ -28,31 +29,6 @@ uint64_t Fnv1a64(absl::string_view text, uint64_t seed = 14695981039346656037ull
     hash *= 1099511628211ull;
   }
   return hash;
-}
-
-// "Standard_NC24ads_A100_v4" -> {"standardNCADSA100v4Family", 24}: Azure's quota family
-// and the vCPUs of one VM, read from the size name.
-std::pair<std::string, int> VmFamilyAndCores(const std::string& instance_type) {
-  absl::string_view name = instance_type;
-  if (absl::StartsWithIgnoreCase(name, "Standard_")) name.remove_prefix(9);
-  std::vector<absl::string_view> parts = absl::StrSplit(name, '_');
-  std::string family = "standard";
-  int cores = 0;
-  for (size_t i = 0; i < parts.size(); ++i) {
-    if (i == 0) {
-      // Series letters, vCPU digits, feature letters: "NC" "24" "ads".
-      for (char c : parts[0]) {
-        if (std::isdigit(static_cast<unsigned char>(c))) {
-          cores = cores * 10 + (c - '0');
-        } else {
-          family += absl::ascii_toupper(static_cast<unsigned char>(c));
-        }
-      }
-    } else {
-      family += std::string(parts[i]);
-    }
-  }
-  return {family + "Family", cores > 0 ? cores : 1};
 }
 
 bool FaultMatches(const v1::SimulatedFault& fault, const std::string& instance_type) {
@@ -100,7 +76,9 @@ absl::StatusOr<v1::SimulatedFault> ParseSimulatedFault(const std::string& text) 
 std::string SimulatedCloudMessage(const std::string& error_code, const std::string& instance_type,
                                   const std::string& location) {
   if (error_code == "QuotaExceeded" || error_code == "OperationNotAllowed") {
-    auto [family, cores] = VmFamilyAndCores(instance_type);
+    const VmSizeFacts facts = AzureVmSizeFacts(instance_type);
+    const std::string& family = facts.family;
+    const int cores = facts.vcpus;
     return absl::StrFormat(
         "Operation could not be completed as it results in exceeding approved %s Cores quota. "
         "Additional details - Deployment Model: Resource Manager, Location: %s, Current "

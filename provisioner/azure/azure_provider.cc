@@ -1,0 +1,787 @@
+#include "provisioner/azure/azure_provider.h"
+
+#include <spdlog/spdlog.h>
+
+#include <regex>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "provisioner/azure/arm_error.h"
+
+namespace kaito::provisioner::azure {
+namespace {
+
+constexpr char kCreating[] = "Creating";
+constexpr char kRunning[] = "Running";
+constexpr char kFailed[] = "Failed";
+constexpr char kDeleting[] = "Deleting";
+
+nlohmann::json Parse(const std::string& body) {
+  return nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+}
+
+const nlohmann::json& Field(const nlohmann::json& object, const char* key) {
+  static const nlohmann::json kNull;
+  if (!object.is_object()) return kNull;
+  auto it = object.find(key);
+  return it == object.end() ? kNull : *it;
+}
+
+std::string StringAt(const nlohmann::json& object, const char* key) {
+  const nlohmann::json& value = Field(object, key);
+  return value.is_string() ? value.get<std::string>() : "";
+}
+
+std::string PoolState(const nlohmann::json& pool) {
+  return StringAt(Field(pool, "properties"), "provisioningState");
+}
+
+// The message of a failed request: ARM's error, or the transport's.
+ArmError ErrorOf(const absl::StatusOr<http::Response>& response) {
+  if (response.ok()) return ParseArmError(*response);
+  ArmError error;
+  error.code = absl::IsUnauthenticated(response.status()) ? "AuthenticationFailed"
+                                                           : "ConnectionFailed";
+  error.message = std::string(response.status().message());
+  return error;
+}
+
+}  // namespace
+
+bool IsValidPoolName(const std::string& name) {
+  static const std::regex kPoolName("^[a-z][a-z0-9]{0,11}$");
+  return std::regex_match(name, kPoolName);
+}
+
+nlohmann::json PoolBody(const v1::CreateNodeRequest& request, absl::Time now) {
+  const v1::NodeClaimSpec& spec = request.spec();
+  nlohmann::json labels = nlohmann::json::object();
+  for (const auto& [key, value] : spec.labels()) labels[key] = value;
+  labels[kLabelNodeClaim] = request.claim_name();
+  labels["karpenter.sh/nodepool"] = "kaito";
+  labels["kaito.sh/machine-type"] =
+      absl::StrContains(spec.instance_type(), "Standard_N") ? "gpu" : "cpu";
+  labels[kLabelCreationTimestamp] = absl::FormatTime("%Y-%m-%dT%H-%M-%SZ", now, absl::UTCTimeZone());
+  nlohmann::json taints = nlohmann::json::array();
+  for (const v1::Taint& taint : spec.taints()) {
+    taints.push_back(absl::StrCat(taint.key(), "=", taint.value(), ":", taint.effect()));
+  }
+  nlohmann::json properties = {
+      {"count", 1},
+      {"vmSize", spec.instance_type()},
+      {"type", "VirtualMachineScaleSets"},
+      {"mode", "User"},
+      {"osType", "Linux"},
+      {"osSKU", absl::EqualsIgnoreCase(spec.image_family(), "AzureLinux") ? "AzureLinux" : "Ubuntu"},
+      {"nodeLabels", labels},
+      {"nodeTaints", taints},
+      {"tags", {{kTagManagedBy, kTagManagedByValue}, {"kaito-nodeclaim", request.claim_name()}}}};
+  if (spec.disk_size_gib() > 0) {
+    // AKS accepts 30..2048 GB OS disks.
+    properties["osDiskSizeGB"] = std::clamp<int64_t>(spec.disk_size_gib(), 30, 2048);
+  }
+  return {{"properties", properties}};
+}
+
+bool IsOwnedPool(const nlohmann::json& pool, const std::string& name) {
+  const nlohmann::json& properties = Field(pool, "properties");
+  return StringAt(Field(properties, "nodeLabels"), kLabelNodeClaim) == name &&
+         StringAt(Field(properties, "tags"), kTagManagedBy) == kTagManagedByValue;
+}
+
+std::shared_ptr<AzureProvider> AzureProvider::Create(AzureProviderOptions options,
+                                                     std::shared_ptr<ArmClient> arm,
+                                                     Clock* clock) {
+  return std::shared_ptr<AzureProvider>(new AzureProvider(std::move(options), std::move(arm), clock));
+}
+
+AzureProvider::AzureProvider(AzureProviderOptions options, std::shared_ptr<ArmClient> arm,
+                             Clock* clock)
+    : options_(std::move(options)), arm_(std::move(arm)), clock_(clock) {}
+
+std::string AzureProvider::ClusterUrl() const {
+  std::string base = options_.arm_endpoint;
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  return absl::StrCat(base, "/subscriptions/", options_.subscription_id, "/resourceGroups/",
+                      options_.resource_group,
+                      "/providers/Microsoft.ContainerService/managedClusters/",
+                      options_.cluster_name);
+}
+
+std::string AzureProvider::PoolUrl(const std::string& name) const {
+  return absl::StrCat(ClusterUrl(), "/agentPools/", name);
+}
+
+std::string AzureProvider::WithApiVersion(const std::string& url,
+                                          const std::string& version) const {
+  return absl::StrCat(url, absl::StrContains(url, "?") ? "&" : "?", "api-version=", version);
+}
+
+AzureProvider::Claim* AzureProvider::CurrentLocked(const std::string& name, uint64_t generation) {
+  if (stopped_) return nullptr;
+  auto it = claims_.find(name);
+  if (it == claims_.end() || it->second.generation != generation) return nullptr;
+  return &it->second;
+}
+
+void AzureProvider::ScheduleLocked(const std::string& name, Claim& claim, absl::Duration delay,
+                                   Step step) {
+  if (stopped_) return;
+  if (claim.step_timer != 0) clock_->Cancel(claim.step_timer);
+  const uint64_t generation = claim.generation;
+  claim.step_timer = clock_->RunAfter(delay, [self = shared_from_this(), name, generation, step] {
+    {
+      absl::MutexLock lock(&self->mu_);
+      Claim* claim = self->CurrentLocked(name, generation);
+      if (claim == nullptr) return;
+      claim->step_timer = 0;
+    }
+    ((*self).*step)(name, generation);
+  });
+}
+
+void AzureProvider::CancelTimersLocked(Claim& claim) {
+  if (claim.step_timer != 0) clock_->Cancel(claim.step_timer);
+  if (claim.deadline_timer != 0) clock_->Cancel(claim.deadline_timer);
+  claim.step_timer = claim.deadline_timer = 0;
+}
+
+absl::Duration AzureProvider::PollDelay(const http::Response& response) const {
+  std::optional<absl::Duration> asked = RetryAfter(response, clock_->Now());
+  const absl::Duration delay = asked ? *asked : options_.poll_interval;
+  return std::max(options_.min_poll_interval, delay);
+}
+
+uint64_t AzureProvider::BeginAttemptLocked(const std::string& name, Claim& claim) {
+  CancelTimersLocked(claim);
+  claim.generation = next_generation_++;
+  claim.node.Clear();
+  claim.node.set_claim_name(name);
+  claim.node.set_phase(kCreating);
+  claim.node.set_instance_type(claim.request->spec().instance_type());
+  claim.node.set_message("creating agent pool " + name);
+  const uint64_t generation = claim.generation;
+  if (!stopped_) {
+    claim.deadline_timer =
+        clock_->RunAfter(options_.create_timeout, [self = shared_from_this(), name, generation] {
+          {
+            absl::MutexLock lock(&self->mu_);
+            Claim* claim = self->CurrentLocked(name, generation);
+            if (claim == nullptr || claim->node.phase() != kCreating) return;
+            claim->deadline_timer = 0;
+          }
+          self->Fail(name, generation, "CreateTimeout", true,
+                     absl::StrCat("agent pool ", name, " was not running ",
+                                  absl::FormatDuration(self->options_.create_timeout),
+                                  " after its create began; it is deleted"),
+                     /*delete_pool=*/true);
+        });
+  }
+  return generation;
+}
+
+void AzureProvider::Fail(const std::string& name, uint64_t generation, const std::string& reason,
+                         bool retryable, const std::string& message, bool delete_pool) {
+  {
+    absl::MutexLock lock(&mu_);
+    Claim* claim = CurrentLocked(name, generation);
+    if (claim == nullptr) return;
+    CancelTimersLocked(*claim);
+    claim->node.set_phase(kFailed);
+    claim->node.set_error_code(reason);
+    claim->node.set_retryable(retryable);
+    claim->node.set_message(message);
+  }
+  spdlog::warn("node claim {}: create failed: {}: {}", name, reason, message);
+  if (delete_pool) {
+    // The pool of a failed create holds quota and costs money: it goes (only if ours).
+    arm_->Send("GET", WithApiVersion(PoolUrl(name), options_.api_version), "",
+               [self = shared_from_this(), name](absl::StatusOr<http::Response> response) {
+                 if (!response.ok() || response->status != 200) return;
+                 if (!IsOwnedPool(Parse(response->body), name)) return;
+                 self->arm_->Send("DELETE",
+                                  self->WithApiVersion(self->PoolUrl(name),
+                                                       self->options_.api_version),
+                                  "", [name](absl::StatusOr<http::Response> deleted) {
+                                    if (!deleted.ok() || deleted->status >= 300) {
+                                      spdlog::warn("node claim {}: cannot delete the pool of a "
+                                                   "failed create: {}",
+                                                   name, ErrorOf(deleted).Describe());
+                                    }
+                                  });
+               });
+  }
+}
+
+void AzureProvider::CreateNode(const v1::CreateNodeRequest& request, NodeDone done) {
+  const std::string& name = request.claim_name();
+  if (!IsValidPoolName(name)) {
+    return std::move(done)(absl::InvalidArgumentError(absl::StrCat(
+        "claim_name: \"", name,
+        "\" cannot name an AKS agent pool: it must match ^[a-z][a-z0-9]{0,11}$")));
+  }
+  if (request.spec().instance_type().empty()) {
+    return std::move(done)(absl::InvalidArgumentError("spec.instance_type: Required value"));
+  }
+  v1::ProvisionedNode node;
+  uint64_t generation = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopped_) return std::move(done)(absl::UnavailableError("the provisioner is stopping"));
+    Claim& claim = claims_[name];
+    if (claim.generation != 0 && claim.node.phase() != kFailed) {
+      // Creating, Running or Deleting: report it as it is (idempotent by name).
+      if (!claim.request) claim.request = request;
+      node = claim.node;
+    } else {
+      claim.request = request;
+      generation = BeginAttemptLocked(name, claim);
+      node = claim.node;
+    }
+  }
+  std::move(done)(std::move(node));
+  if (generation != 0) LookUpPool(name, generation);
+}
+
+void AzureProvider::LookUpPool(const std::string& name, uint64_t generation) {
+  arm_->Send(
+      "GET", WithApiVersion(PoolUrl(name), options_.api_version), "",
+      [self = shared_from_this(), name, generation](absl::StatusOr<http::Response> response) {
+        if (response.ok() && response->status == 404) return self->PutPool(name, generation);
+        if (!response.ok() || response->status != 200) {
+          const ArmError error = ErrorOf(response);
+          const ErrorClass cls = ClassifyArmError(error);
+          return self->Fail(name, generation, cls.reason, cls.retryable, error.Describe(), false);
+        }
+        const nlohmann::json pool = Parse(response->body);
+        if (!IsOwnedPool(pool, name)) {
+          return self->Fail(name, generation, "PoolNameConflict", false,
+                            absl::StrCat("agent pool ", name,
+                                         " exists and was not created by kaito-provisioner; it "
+                                         "is left alone"),
+                            false);
+        }
+        const std::string state = PoolState(pool);
+        if (absl::EqualsIgnoreCase(state, "Deleting")) {
+          // A previous attempt's pool is going: create once it is gone.
+          absl::MutexLock lock(&self->mu_);
+          if (Claim* claim = self->CurrentLocked(name, generation)) {
+            claim->node.set_message("waiting for the previous agent pool " + name +
+                                    " to be deleted");
+            self->ScheduleLocked(name, *claim, self->options_.poll_interval,
+                                 &AzureProvider::LookUpPool);
+          }
+          return;
+        }
+        if (ProvisioningState(state) == OperationState::kFailed) {
+          // A failed pool is created again by a new PUT (ARM reconciles it).
+          return self->PutPool(name, generation);
+        }
+        spdlog::info("node claim {}: resuming agent pool {} ({})", name, name, state);
+        self->OnCreateProgress(name, generation, pool);
+      });
+}
+
+void AzureProvider::OnCreateProgress(const std::string& name, uint64_t generation,
+                                     const nlohmann::json& pool) {
+  const OperationState state = ProvisioningState(PoolState(pool));
+  if (state == OperationState::kSucceeded) return ResolveVm(name, generation);
+  absl::MutexLock lock(&mu_);
+  Claim* claim = CurrentLocked(name, generation);
+  if (claim == nullptr) return;
+  // Poll the pool itself (the operation of another process, or of our previous life).
+  claim->op = Operation{};
+  claim->op.kind = PollerKind::kBody;
+  claim->op.method = "PUT";
+  claim->op.resource_url = claim->op.poll_url =
+      WithApiVersion(PoolUrl(name), options_.api_version);
+  ScheduleLocked(name, *claim, options_.poll_interval, &AzureProvider::PollCreate);
+}
+
+void AzureProvider::PutPool(const std::string& name, uint64_t generation) {
+  std::string body;
+  {
+    absl::MutexLock lock(&mu_);
+    Claim* claim = CurrentLocked(name, generation);
+    if (claim == nullptr || !claim->request) return;
+    body = PoolBody(*claim->request, clock_->Now()).dump();
+  }
+  const std::string url = WithApiVersion(PoolUrl(name), options_.api_version);
+  arm_->Send("PUT", url, std::move(body),
+             [self = shared_from_this(), name, generation,
+              url](absl::StatusOr<http::Response> response) {
+               if (response.ok() && (response->status == 200 || response->status == 201)) {
+                 Operation op = StartOperation("PUT", url, *response);
+                 if (op.state == OperationState::kFailed) {
+                   const ErrorClass cls = ClassifyArmError(op.error);
+                   return self->Fail(name, generation, cls.reason, cls.retryable,
+                                     op.error.Describe(), true);
+                 }
+                 if (op.state == OperationState::kSucceeded && op.kind == PollerKind::kBody) {
+                   return self->ResolveVm(name, generation);
+                 }
+                 absl::MutexLock lock(&self->mu_);
+                 Claim* claim = self->CurrentLocked(name, generation);
+                 if (claim == nullptr) return;
+                 claim->op = std::move(op);
+                 claim->node.set_message("agent pool " + name + " is being created");
+                 self->ScheduleLocked(name, *claim, self->PollDelay(*response),
+                                      &AzureProvider::PollCreate);
+                 return;
+               }
+               const ArmError error = ErrorOf(response);
+               if (IsOperationInProgress(error)) {
+                 // Our own earlier create (a restart, a lost reply): follow the pool.
+                 return self->OnCreateProgress(name, generation,
+                                               {{"properties", {{"provisioningState", kCreating}}}});
+               }
+               const ErrorClass cls = ClassifyArmError(error);
+               self->Fail(name, generation, cls.reason, cls.retryable, error.Describe(), false);
+             });
+}
+
+void AzureProvider::PollCreate(const std::string& name, uint64_t generation) {
+  std::string url;
+  {
+    absl::MutexLock lock(&mu_);
+    Claim* claim = CurrentLocked(name, generation);
+    if (claim == nullptr) return;
+    url = claim->op.poll_url;
+  }
+  arm_->Send("GET", url, "",
+             [self = shared_from_this(), name, generation](absl::StatusOr<http::Response> response) {
+               if (!response.ok()) {
+                 const ArmError error = ErrorOf(response);
+                 const ErrorClass cls = ClassifyArmError(error);
+                 return self->Fail(name, generation, cls.reason, cls.retryable, error.Describe(),
+                                   false);
+               }
+               Operation op;
+               {
+                 absl::MutexLock lock(&self->mu_);
+                 Claim* claim = self->CurrentLocked(name, generation);
+                 if (claim == nullptr) return;
+                 ReadPollResponse(*response, &claim->op);
+                 op = claim->op;
+                 if (op.state == OperationState::kInProgress) {
+                   self->ScheduleLocked(name, *claim, self->PollDelay(*response),
+                                        &AzureProvider::PollCreate);
+                   return;
+                 }
+               }
+               if (op.state == OperationState::kFailed) {
+                 const ErrorClass cls = ClassifyArmError(op.error);
+                 return self->Fail(name, generation, cls.reason, cls.retryable,
+                                   op.error.Describe(), true);
+               }
+               if (op.kind == PollerKind::kBody) return self->ResolveVm(name, generation);
+               self->FinalGet(name, generation);
+             });
+}
+
+void AzureProvider::FinalGet(const std::string& name, uint64_t generation) {
+  arm_->Send(
+      "GET", WithApiVersion(PoolUrl(name), options_.api_version), "",
+      [self = shared_from_this(), name, generation](absl::StatusOr<http::Response> response) {
+        if (!response.ok() || response->status != 200) {
+          const ArmError error = ErrorOf(response);
+          const ErrorClass cls = ClassifyArmError(error);
+          return self->Fail(name, generation, cls.reason, cls.retryable, error.Describe(), false);
+        }
+        const nlohmann::json pool = Parse(response->body);
+        const OperationState state = ProvisioningState(PoolState(pool));
+        if (state == OperationState::kFailed) {
+          return self->Fail(name, generation, "CloudError", true,
+                            "agent pool " + name + " ended " + PoolState(pool), true);
+        }
+        self->OnCreateProgress(name, generation, pool);
+      });
+}
+
+void AzureProvider::WithNodeResourceGroup(
+    absl::AnyInvocable<void(absl::StatusOr<std::string>) &&> done) {
+  std::string known;
+  {
+    absl::MutexLock lock(&mu_);
+    known = node_resource_group_;
+  }
+  if (!known.empty()) return std::move(done)(std::move(known));
+  arm_->Send("GET", WithApiVersion(ClusterUrl(), options_.api_version), "",
+             [self = shared_from_this(),
+              done = std::move(done)](absl::StatusOr<http::Response> response) mutable {
+               if (!response.ok() || response->status != 200) {
+                 return std::move(done)(absl::UnavailableError(
+                     "reading the cluster: " + ErrorOf(response).Describe()));
+               }
+               std::string group =
+                   StringAt(Field(Parse(response->body), "properties"), "nodeResourceGroup");
+               if (group.empty()) {
+                 return std::move(done)(
+                     absl::UnavailableError("the cluster has no properties.nodeResourceGroup"));
+               }
+               {
+                 absl::MutexLock lock(&self->mu_);
+                 self->node_resource_group_ = group;
+               }
+               std::move(done)(std::move(group));
+             });
+}
+
+void AzureProvider::ResolveVm(const std::string& name, uint64_t generation) {
+  auto retry_later = [self = shared_from_this(), name, generation](const std::string& why) {
+    absl::MutexLock lock(&self->mu_);
+    Claim* claim = self->CurrentLocked(name, generation);
+    if (claim == nullptr) return;
+    claim->node.set_message("agent pool " + name + " succeeded; " + why);
+    self->ScheduleLocked(name, *claim, self->options_.vm_lookup_interval,
+                         &AzureProvider::ResolveVm);
+  };
+  WithNodeResourceGroup([self = shared_from_this(), name, generation,
+                         retry_later](absl::StatusOr<std::string> group) mutable {
+    if (!group.ok()) return retry_later(std::string(group.status().message()));
+    std::string base = self->options_.arm_endpoint;
+    while (!base.empty() && base.back() == '/') base.pop_back();
+    const std::string scale_sets =
+        absl::StrCat(base, "/subscriptions/", self->options_.subscription_id, "/resourceGroups/",
+                     *group, "/providers/Microsoft.Compute/virtualMachineScaleSets");
+    self->ListAll(
+        self->WithApiVersion(scale_sets, self->options_.compute_api_version), {},
+        [self, name, generation, retry_later, scale_sets](
+            absl::StatusOr<std::vector<nlohmann::json>> sets) mutable {
+          if (!sets.ok()) return retry_later(std::string(sets.status().message()));
+          std::string vmss;
+          for (const nlohmann::json& set : *sets) {
+            if (StringAt(Field(set, "tags"), "aks-managed-poolName") == name) {
+              vmss = StringAt(set, "name");
+            }
+          }
+          if (vmss.empty()) return retry_later("waiting for its scale set");
+          self->ListAll(
+              self->WithApiVersion(absl::StrCat(scale_sets, "/", vmss, "/virtualMachines"),
+                                   self->options_.compute_api_version),
+              {},
+              [self, name, generation, retry_later](
+                  absl::StatusOr<std::vector<nlohmann::json>> vms) mutable {
+                if (!vms.ok()) return retry_later(std::string(vms.status().message()));
+                for (const nlohmann::json& vm : *vms) {
+                  const std::string computer =
+                      StringAt(Field(Field(vm, "properties"), "osProfile"), "computerName");
+                  const std::string id = StringAt(vm, "id");
+                  if (computer.empty() || id.empty()) continue;
+                  {
+                    absl::MutexLock lock(&self->mu_);
+                    Claim* claim = self->CurrentLocked(name, generation);
+                    if (claim == nullptr) return;
+                    self->CancelTimersLocked(*claim);
+                    claim->node.set_phase(kRunning);
+                    // Kubernetes' provider id of an Azure VM: "azure://" + its resource id.
+                    claim->node.set_provider_id("azure://" + id);
+                    claim->node.set_node_name(absl::AsciiStrToLower(computer));
+                    claim->node.set_message("agent pool " + name + " is running VM " + computer);
+                  }
+                  spdlog::info("node claim {}: agent pool running, node {}", name, computer);
+                  return;
+                }
+                retry_later("waiting for its VM");
+              });
+        });
+  });
+}
+
+void AzureProvider::ListAll(
+    std::string url, std::vector<nlohmann::json> items,
+    absl::AnyInvocable<void(absl::StatusOr<std::vector<nlohmann::json>>) &&> done) {
+  arm_->Send("GET", url, "",
+             [self = shared_from_this(), items = std::move(items),
+              done = std::move(done)](absl::StatusOr<http::Response> response) mutable {
+               if (!response.ok() || response->status != 200) {
+                 return std::move(done)(
+                     absl::UnavailableError("LIST: " + ErrorOf(response).Describe()));
+               }
+               const nlohmann::json page = Parse(response->body);
+               const nlohmann::json& value = Field(page, "value");
+               if (!value.is_array()) {
+                 return std::move(done)(
+                     absl::UnavailableError("LIST: the reply has no \"value\" array"));
+               }
+               for (const nlohmann::json& item : value) items.push_back(item);
+               const std::string next = StringAt(page, "nextLink");
+               if (next.empty()) return std::move(done)(std::move(items));
+               // ARM's nextLink is absolute and carries the api-version.
+               self->ListAll(next, std::move(items), std::move(done));
+             });
+}
+
+void AzureProvider::GetNode(const std::string& claim_name, NodeDone done) {
+  std::optional<v1::ProvisionedNode> node;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = claims_.find(claim_name);
+    if (it != claims_.end() && it->second.generation != 0) node = it->second.node;
+  }
+  if (!node) {
+    return std::move(done)(absl::NotFoundError("node claim " + claim_name + " is not known"));
+  }
+  std::move(done)(*std::move(node));
+}
+
+void AzureProvider::DeleteNode(const std::string& claim_name, DeleteDone done) {
+  if (!IsValidPoolName(claim_name)) return std::move(done)(true);  // No pool can have it.
+  uint64_t generation = 0;
+  bool stopped = false, deleting = false;
+  {
+    absl::MutexLock lock(&mu_);
+    stopped = stopped_;
+    Claim& claim = claims_[claim_name];
+    deleting = claim.generation != 0 && claim.node.phase() == kDeleting;
+    if (stopped || deleting) {
+      if (claim.generation == 0) claims_.erase(claim_name);
+    } else {
+      CancelTimersLocked(claim);
+      claim.generation = generation = next_generation_++;
+      claim.node.set_claim_name(claim_name);
+      claim.node.set_phase(kDeleting);
+      claim.node.set_message("deleting agent pool " + claim_name);
+    }
+  }
+  if (stopped) return std::move(done)(absl::UnavailableError("the provisioner is stopping"));
+  if (deleting) return std::move(done)(false);
+  // Read first: only a pool that is ours is deleted.
+  arm_->Send(
+      "GET", WithApiVersion(PoolUrl(claim_name), options_.api_version), "",
+      [self = shared_from_this(), claim_name, generation,
+       done = std::move(done)](absl::StatusOr<http::Response> response) mutable {
+        if (response.ok() && response->status == 404) {
+          self->Forget(claim_name, generation);
+          return std::move(done)(true);
+        }
+        if (!response.ok() || response->status != 200) {
+          // Unknown: try again on the next DeleteNode.
+          {
+            absl::MutexLock lock(&self->mu_);
+            if (Claim* claim = self->CurrentLocked(claim_name, generation)) {
+              claim->node.set_phase(kFailed);
+              claim->node.set_error_code("DeleteFailed");
+              claim->node.set_retryable(true);
+            }
+          }
+          return std::move(done)(
+              absl::UnavailableError("reading agent pool " + claim_name + ": " +
+                                     ErrorOf(response).Describe()));
+        }
+        const nlohmann::json pool = Parse(response->body);
+        if (!IsOwnedPool(pool, claim_name)) {
+          spdlog::warn("node claim {}: agent pool {} was not created by kaito-provisioner; it is "
+                       "not deleted",
+                       claim_name, claim_name);
+          self->Forget(claim_name, generation);
+          return std::move(done)(true);
+        }
+        std::move(done)(false);
+        if (absl::EqualsIgnoreCase(PoolState(pool), "Deleting")) {
+          absl::MutexLock lock(&self->mu_);
+          if (Claim* claim = self->CurrentLocked(claim_name, generation)) {
+            claim->op = Operation{};
+            claim->op.kind = PollerKind::kBody;
+            claim->op.method = "DELETE";
+            claim->op.resource_url = claim->op.poll_url =
+                self->WithApiVersion(self->PoolUrl(claim_name), self->options_.api_version);
+            self->ScheduleLocked(claim_name, *claim, self->options_.poll_interval,
+                                 &AzureProvider::PollDelete);
+          }
+          return;
+        }
+        self->StartDelete(claim_name, generation);
+      });
+}
+
+void AzureProvider::StartDelete(const std::string& name, uint64_t generation) {
+  const std::string url = WithApiVersion(PoolUrl(name), options_.api_version);
+  arm_->Send(
+      "DELETE", url, "",
+      [self = shared_from_this(), name, generation, url](absl::StatusOr<http::Response> response) {
+        if (response.ok() && (response->status == 204 || response->status == 404 ||
+                              response->status == 200)) {
+          return self->Forget(name, generation);
+        }
+        absl::MutexLock lock(&self->mu_);
+        Claim* claim = self->CurrentLocked(name, generation);
+        if (claim == nullptr) return;
+        if (response.ok() && response->status == 202) {
+          claim->op = StartOperation("DELETE", url, *response);
+          self->ScheduleLocked(name, *claim, self->PollDelay(*response),
+                               &AzureProvider::PollDelete);
+          return;
+        }
+        // A create in progress that ARM will not preempt, throttling past the retries, a
+        // fault: the delete is tried again.
+        const ArmError error = ErrorOf(response);
+        claim->node.set_message("deleting agent pool " + name + ": " + error.Describe());
+        spdlog::warn("node claim {}: delete: {}; trying again", name, error.Describe());
+        self->ScheduleLocked(name, *claim, self->options_.poll_interval,
+                             &AzureProvider::StartDelete);
+      });
+}
+
+void AzureProvider::PollDelete(const std::string& name, uint64_t generation) {
+  std::string url;
+  {
+    absl::MutexLock lock(&mu_);
+    Claim* claim = CurrentLocked(name, generation);
+    if (claim == nullptr) return;
+    url = claim->op.poll_url;
+  }
+  arm_->Send("GET", url, "",
+             [self = shared_from_this(), name, generation](absl::StatusOr<http::Response> response) {
+               OperationState state = OperationState::kInProgress;
+               absl::Duration delay = self->options_.poll_interval;
+               {
+                 absl::MutexLock lock(&self->mu_);
+                 Claim* claim = self->CurrentLocked(name, generation);
+                 if (claim == nullptr) return;
+                 if (response.ok()) {
+                   ReadPollResponse(*response, &claim->op);
+                   state = claim->op.state;
+                   delay = self->PollDelay(*response);
+                 }
+                 if (state == OperationState::kInProgress) {
+                   self->ScheduleLocked(name, *claim, delay, &AzureProvider::PollDelete);
+                   return;
+                 }
+                 if (state == OperationState::kFailed) {
+                   spdlog::warn("node claim {}: delete failed: {}; trying again", name,
+                                claim->op.error.Describe());
+                   self->ScheduleLocked(name, *claim, self->options_.poll_interval,
+                                        &AzureProvider::StartDelete);
+                   return;
+                 }
+               }
+               self->Forget(name, generation);
+             });
+}
+
+void AzureProvider::Forget(const std::string& name, uint64_t generation) {
+  absl::MutexLock lock(&mu_);
+  auto it = claims_.find(name);
+  if (it == claims_.end() || it->second.generation != generation) return;
+  CancelTimersLocked(it->second);
+  claims_.erase(it);
+  spdlog::info("node claim {}: agent pool deleted", name);
+}
+
+void AzureProvider::ListNodes(ListDone done) {
+  ListAll(WithApiVersion(absl::StrCat(ClusterUrl(), "/agentPools"), options_.api_version), {},
+          [self = shared_from_this(),
+           done = std::move(done)](absl::StatusOr<std::vector<nlohmann::json>> pools) mutable {
+            if (!pools.ok()) return std::move(done)(pools.status());
+            std::map<std::string, v1::ProvisionedNode> nodes;
+            {
+              absl::MutexLock lock(&self->mu_);
+              for (const nlohmann::json& pool : *pools) {
+                const std::string name = StringAt(pool, "name");
+                if (!IsOwnedPool(pool, name)) continue;
+                auto known = self->claims_.find(name);
+                if (known != self->claims_.end() && known->second.generation != 0) {
+                  nodes[name] = known->second.node;
+                  continue;
+                }
+                v1::ProvisionedNode node;
+                node.set_claim_name(name);
+                node.set_instance_type(StringAt(Field(pool, "properties"), "vmSize"));
+                const std::string state = PoolState(pool);
+                if (absl::EqualsIgnoreCase(state, "Deleting")) {
+                  node.set_phase(kDeleting);
+                } else if (ProvisioningState(state) == OperationState::kSucceeded) {
+                  node.set_phase(kRunning);
+                } else if (ProvisioningState(state) == OperationState::kFailed) {
+                  node.set_phase(kFailed);
+                  node.set_error_code("CloudError");
+                  node.set_retryable(true);
+                } else {
+                  node.set_phase(kCreating);
+                }
+                node.set_message("agent pool " + name + " is " + state);
+                nodes[name] = std::move(node);
+              }
+              // Creates whose pool does not show yet.
+              for (const auto& [name, claim] : self->claims_) {
+                if (claim.generation != 0 && claim.node.phase() == kCreating) {
+                  nodes.try_emplace(name, claim.node);
+                }
+              }
+            }
+            std::vector<v1::ProvisionedNode> out;
+            for (auto& [name, node] : nodes) out.push_back(std::move(node));
+            std::move(done)(std::move(out));
+          });
+}
+
+void AzureProvider::Adopt(const nlohmann::json& pool) {
+  const std::string name = StringAt(pool, "name");
+  const std::string state = PoolState(pool);
+  uint64_t generation = 0;
+  bool deleting = absl::EqualsIgnoreCase(state, "Deleting");
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopped_ || claims_.contains(name)) return;
+    Claim& claim = claims_[name];
+    claim.generation = generation = next_generation_++;
+    claim.node.set_claim_name(name);
+    claim.node.set_instance_type(StringAt(Field(pool, "properties"), "vmSize"));
+    if (deleting) {
+      claim.node.set_phase(kDeleting);
+      claim.op.kind = PollerKind::kBody;
+      claim.op.method = "DELETE";
+      claim.op.resource_url = claim.op.poll_url =
+          WithApiVersion(PoolUrl(name), options_.api_version);
+      ScheduleLocked(name, claim, options_.min_poll_interval, &AzureProvider::PollDelete);
+      return;
+    }
+    if (ProvisioningState(state) == OperationState::kFailed) {
+      claim.node.set_phase(kFailed);
+      claim.node.set_error_code("CloudError");
+      claim.node.set_retryable(true);
+      claim.node.set_message("agent pool " + name + " is " + state);
+      return;
+    }
+    claim.node.set_phase(kCreating);
+    claim.node.set_message("adopting agent pool " + name + " (" + state + ")");
+  }
+  spdlog::info("node claim {}: adopting agent pool {} ({})", name, name, state);
+  OnCreateProgress(name, generation, pool);
+}
+
+void AzureProvider::Start(absl::AnyInvocable<void(absl::Status) &&> done) {
+  ListAll(WithApiVersion(absl::StrCat(ClusterUrl(), "/agentPools"), options_.api_version), {},
+          [self = shared_from_this(),
+           done = std::move(done)](absl::StatusOr<std::vector<nlohmann::json>> pools) mutable {
+            if (!pools.ok()) return std::move(done)(pools.status());
+            int adopted = 0;
+            for (const nlohmann::json& pool : *pools) {
+              if (!IsOwnedPool(pool, StringAt(pool, "name"))) continue;
+              self->Adopt(pool);
+              ++adopted;
+            }
+            spdlog::info("azure: {} agent pools listed, {} of them ours", pools->size(), adopted);
+            std::move(done)(absl::OkStatus());
+          });
+}
+
+void AzureProvider::Stop() {
+  absl::MutexLock lock(&mu_);
+  stopped_ = true;
+  for (auto& [name, claim] : claims_) CancelTimersLocked(claim);
+}
+
+std::map<std::string, int> AzureProvider::CountByPhase() {
+  absl::MutexLock lock(&mu_);
+  std::map<std::string, int> counts;
+  for (const auto& [name, claim] : claims_) {
+    if (claim.generation != 0) ++counts[claim.node.phase()];
+  }
+  return counts;
+}
+
+}  // namespace kaito::provisioner::azure

@@ -1,0 +1,168 @@
+#include "provisioner/azure/lro.h"
+
+#include <curl/curl.h>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+
+namespace kaito::provisioner::azure {
+namespace {
+
+nlohmann::json ParseBody(const std::string& body) {
+  return nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+}
+
+std::optional<std::string> BodyProvisioningState(const nlohmann::json& body) {
+  if (!body.is_object()) return std::nullopt;
+  auto properties = body.find("properties");
+  if (properties == body.end() || !properties->is_object()) return std::nullopt;
+  auto state = properties->find("provisioningState");
+  if (state == properties->end() || !state->is_string()) return std::nullopt;
+  return state->get<std::string>();
+}
+
+bool IsKeepPolling(int status) {
+  return status == 408 || status == 429 || status == 500 || status == 502 || status == 503 ||
+         status == 504;
+}
+
+}  // namespace
+
+OperationState ProvisioningState(const std::string& state) {
+  const std::string lower = absl::AsciiStrToLower(state);
+  if (lower == "succeeded" || lower == "completed") return OperationState::kSucceeded;
+  if (lower == "failed" || lower == "canceled" || lower == "cancelled") {
+    return OperationState::kFailed;
+  }
+  return OperationState::kInProgress;
+}
+
+Operation StartOperation(const std::string& method, const std::string& resource_url,
+                         const http::Response& response) {
+  Operation op;
+  op.method = method;
+  op.resource_url = resource_url;
+  if (std::string url = response.Header("azure-asyncoperation"); !url.empty()) {
+    op.kind = PollerKind::kAsyncOperation;
+    op.poll_url = url;
+  } else if (std::string url = response.Header("operation-location"); !url.empty()) {
+    op.kind = PollerKind::kAsyncOperation;
+    op.poll_url = url;
+  } else if (std::string url = response.Header("location"); !url.empty()) {
+    op.kind = PollerKind::kLocation;
+    op.poll_url = url;
+  } else {
+    op.kind = PollerKind::kBody;
+    op.poll_url = resource_url;
+  }
+  const nlohmann::json body = ParseBody(response.body);
+  if (std::optional<std::string> state = BodyProvisioningState(body)) {
+    op.state = ProvisioningState(*state);
+  } else if (op.kind == PollerKind::kBody) {
+    // Nothing to poll and nothing that says "in progress": done (a 204 DELETE, a 200 PUT).
+    op.state = response.status == 202 ? OperationState::kInProgress : OperationState::kSucceeded;
+  }
+  if (op.state == OperationState::kFailed) {
+    op.error.http_status = response.status;
+    op.error.code = "ProvisioningFailed";
+    op.error.message = "the resource's provisioningState is " + BodyProvisioningState(body).value();
+  }
+  return op;
+}
+
+void ReadPollResponse(const http::Response& response, Operation* op) {
+  const int status = response.status;
+  const nlohmann::json body = ParseBody(response.body);
+  switch (op->kind) {
+    case PollerKind::kAsyncOperation: {
+      if (status != 200 && status != 201 && status != 202 && status != 204) {
+        if (IsKeepPolling(status)) return;
+        op->state = OperationState::kFailed;
+        op->error = ParseArmError(response);
+        return;
+      }
+      if (!body.is_object() || !body.contains("status") || !body["status"].is_string()) {
+        op->state = OperationState::kFailed;
+        op->error.http_status = status;
+        op->error.code = "InvalidOperationStatus";
+        op->error.message = "the operation status did not contain a status";
+        return;
+      }
+      op->state = ProvisioningState(body["status"].get<std::string>());
+      if (op->state == OperationState::kFailed) {
+        op->error = body.contains("error")
+                        ? ParseArmErrorObject(body["error"], status)
+                        : ArmError{status, "Canceled", "the operation ended " +
+                                                           body["status"].get<std::string>()};
+        if (op->error.code.empty()) op->error.code = body["status"].get<std::string>();
+      }
+      return;
+    }
+    case PollerKind::kLocation: {
+      if (std::string moved = response.Header("location"); !moved.empty()) op->poll_url = moved;
+      if (status >= 200 && status < 300) {
+        if (std::optional<std::string> state = BodyProvisioningState(body)) {
+          op->state = ProvisioningState(*state);
+        } else {
+          op->state = status == 202 ? OperationState::kInProgress : OperationState::kSucceeded;
+        }
+        if (op->state == OperationState::kFailed) {
+          op->error = ArmError{status, "ProvisioningFailed", "the operation failed"};
+        }
+        return;
+      }
+      if (IsKeepPolling(status)) return;
+      op->state = OperationState::kFailed;
+      op->error = ParseArmError(response);
+      return;
+    }
+    case PollerKind::kBody: {
+      if (status == 404 && op->method == "DELETE") {
+        op->state = OperationState::kSucceeded;
+        return;
+      }
+      if (status >= 200 && status < 300) {
+        if (std::optional<std::string> state = BodyProvisioningState(body)) {
+          op->state = ProvisioningState(*state);
+        } else {
+          op->state = status == 202 ? OperationState::kInProgress : OperationState::kSucceeded;
+        }
+        if (op->state == OperationState::kFailed) {
+          op->error = ArmError{status, "ProvisioningFailed",
+                               "the resource's provisioningState is " +
+                                   BodyProvisioningState(body).value_or("Failed")};
+        }
+        return;
+      }
+      if (IsKeepPolling(status)) return;
+      op->state = OperationState::kFailed;
+      op->error = ParseArmError(response);
+      return;
+    }
+  }
+}
+
+std::optional<absl::Duration> RetryAfter(const http::Response& response, absl::Time now) {
+  for (const char* header : {"retry-after-ms", "x-ms-retry-after-ms"}) {
+    int64_t ms = 0;
+    if (std::string value = response.Header(header);
+        !value.empty() && absl::SimpleAtoi(value, &ms) && ms >= 0) {
+      return absl::Milliseconds(ms);
+    }
+  }
+  const std::string value = response.Header("retry-after");
+  if (value.empty()) return std::nullopt;
+  int64_t seconds = 0;
+  if (absl::SimpleAtoi(value, &seconds)) {
+    if (seconds < 0) return std::nullopt;
+    return absl::Seconds(seconds);
+  }
+  // An HTTP date (RFC 1123 and the older forms), read by libcurl.
+  const time_t when = curl_getdate(value.c_str(), nullptr);
+  if (when < 0) return std::nullopt;
+  return std::max(absl::ZeroDuration(), absl::FromTimeT(when) - now);
+}
+
+}  // namespace kaito::provisioner::azure
