@@ -485,7 +485,8 @@ absl::Status ServerApp::StartControllers(const ServerOptions& options) {
   two.workers = 2;
   node_lifecycle_controller_ = std::make_unique<Controller>(
       "node-lifecycle", node_lifecycle_reconciler_.get(), clock, two, prometheus_.get());
-  garbage_collector_ = std::make_unique<GarbageCollector>(objects_, clock, GarbageCollectorOptions{});
+  garbage_collector_ =
+      std::make_unique<GarbageCollector>(objects_, clock, GarbageCollectorOptions{}, provisioner_);
   ControllerOptions one;
   one.workers = 1;
   gc_controller_ = std::make_unique<Controller>("garbage-collector", garbage_collector_.get(),

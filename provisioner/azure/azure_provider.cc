@@ -34,6 +34,15 @@ std::string StringAt(const nlohmann::json& object, const char* key) {
   return value.is_string() ? value.get<std::string>() : "";
 }
 
+void SetTime(absl::Time t, google::protobuf::Timestamp* out) {
+  const int64_t ns = absl::ToUnixNanos(t);
+  out->set_seconds(ns / 1000000000);
+  out->set_nanos(static_cast<int32_t>(ns % 1000000000));
+}
+
+// The pool's `kaito.sh/creation-timestamp` label into `node` (left unset when unreadable).
+void SetCreatedFromLabel(const nlohmann::json& pool, v1::ProvisionedNode* node);
+
 std::string PoolState(const nlohmann::json& pool) {
   return StringAt(Field(pool, "properties"), "provisioningState");
 }
@@ -46,6 +55,17 @@ ArmError ErrorOf(const absl::StatusOr<http::Response>& response) {
                                                            : "ConnectionFailed";
   error.message = std::string(response.status().message());
   return error;
+}
+
+void SetCreatedFromLabel(const nlohmann::json& pool, v1::ProvisionedNode* node) {
+  const std::string label =
+      StringAt(Field(Field(pool, "properties"), "nodeLabels"), kLabelCreationTimestamp);
+  absl::Time created;
+  std::string error;
+  if (!label.empty() &&
+      absl::ParseTime("%Y-%m-%dT%H-%M-%SZ", label, absl::UTCTimeZone(), &created, &error)) {
+    SetTime(created, node->mutable_created_time());
+  }
 }
 
 }  // namespace
@@ -162,6 +182,7 @@ uint64_t AzureProvider::BeginAttemptLocked(const std::string& name, Claim& claim
   claim.node.set_phase(kCreating);
   claim.node.set_instance_type(claim.request->spec().instance_type());
   claim.node.set_message("creating agent pool " + name);
+  SetTime(clock_->Now(), claim.node.mutable_created_time());
   const uint64_t generation = claim.generation;
   if (!stopped_) {
     claim.deadline_timer =
@@ -703,6 +724,7 @@ void AzureProvider::ListNodes(ListDone done) {
                   node.set_phase(kCreating);
                 }
                 node.set_message("agent pool " + name + " is " + state);
+                SetCreatedFromLabel(pool, &node);
                 nodes[name] = std::move(node);
               }
               // Creates whose pool does not show yet.
@@ -730,6 +752,7 @@ void AzureProvider::Adopt(const nlohmann::json& pool) {
     claim.generation = generation = next_generation_++;
     claim.node.set_claim_name(name);
     claim.node.set_instance_type(StringAt(Field(pool, "properties"), "vmSize"));
+    SetCreatedFromLabel(pool, &claim.node);
     if (deleting) {
       claim.node.set_phase(kDeleting);
       claim.op.kind = PollerKind::kBody;

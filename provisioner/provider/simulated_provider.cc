@@ -200,6 +200,9 @@ void SimulatedProvider::StartAttemptLocked(const std::string& claim_name, Claim&
   claim.node.set_claim_name(claim_name);
   claim.node.set_phase(kCreating);
   claim.node.set_instance_type(claim.request.spec().instance_type());
+  const int64_t now_ns = absl::ToUnixNanos(clock_->Now());
+  claim.node.mutable_created_time()->set_seconds(now_ns / 1000000000);
+  claim.node.mutable_created_time()->set_nanos(static_cast<int32_t>(now_ns % 1000000000));
   claim.timer_token = ArmLocked(options_.create_delay, claim.attempt, claim_name, true);
   spdlog::info("simulated cloud: node claim {} ({}): Creating, outcome in {}", claim_name,
                claim.request.spec().instance_type(), absl::FormatDuration(options_.create_delay));

@@ -48,7 +48,38 @@ absl::StatusOr<ReconcileResult> GarbageCollector::Reconcile(const std::string&) 
     if (r.ok()) ++removed;
   }
   if (removed > 0) spdlog::info("garbage collector: removed {} objects", removed);
+  if (provisioner_ != nullptr) CollectOrphanedMachines();
   return ReconcileResult::RequeueAfter(options_.period);
+}
+
+void GarbageCollector::CollectOrphanedMachines() {
+  if (listing_.exchange(true)) return;
+  provisioner_->ListNodes([this](absl::StatusOr<std::vector<v1::ProvisionedNode>> nodes) {
+    if (!nodes.ok()) {
+      spdlog::debug("garbage collector: listing the provisioner's machines: {}",
+                    nodes.status().ToString());
+      listing_ = false;
+      return;
+    }
+    const absl::Time cutoff = clock_->Now() - options_.orphan_grace;
+    for (const v1::ProvisionedNode& node : *nodes) {
+      if (node.phase() == "Deleting" || !node.has_created_time() ||
+          FromTimestamp(node.created_time()) > cutoff ||
+          objects_.nodeclaims->GetShared("", node.claim_name()) != nullptr) {
+        continue;
+      }
+      spdlog::warn("garbage collector: machine {} ({}) has no node claim; deleting it",
+                   node.claim_name(), node.instance_type());
+      provisioner_->DeleteNode(node.claim_name(), [name = node.claim_name()](
+                                                      absl::StatusOr<bool> gone) {
+        if (!gone.ok()) {
+          spdlog::warn("garbage collector: deleting machine {}: {}", name,
+                       gone.status().ToString());
+        }
+      });
+    }
+    listing_ = false;
+  });
 }
 
 }  // namespace kaito::server

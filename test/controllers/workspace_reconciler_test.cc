@@ -419,6 +419,38 @@ TEST(GarbageCollectorTest, RemovesWhatNoWorkspaceOwnsAndEventsPastTheirTtl) {
   EXPECT_EQ(w.events_.ListShared("").size(), 0u);
 }
 
+TEST(GarbageCollectorTest, DeletesMachinesThatNoClaimNamesAfterTheGrace) {
+  World w;
+  w.CreateWorkspace("phi", "Standard_NC24ads_A100_v4", "phi-3-mini-128k-instruct");
+  w.ReconcileWorkspace("phi");
+  const auto claims = w.claims_.ListShared("");
+  ASSERT_EQ(claims.size(), 1u);
+  auto machine = [&](const std::string& name, std::optional<absl::Duration> age) {
+    v1::ProvisionedNode node;
+    node.set_claim_name(name);
+    node.set_phase("Running");
+    if (age) *node.mutable_created_time() = ToTimestamp(w.clock_.Now() - *age);
+    w.provisioner_.SetNode(name, node);
+  };
+  machine(claims[0]->metadata().name(), absl::Hours(1));  // Claimed: stays.
+  machine("wsorphanold1", absl::Minutes(10));             // Orphan past the grace: goes.
+  machine("wsorphannew1", absl::Seconds(30));             // Orphan, young: stays for now.
+  machine("wsnotime0001", std::nullopt);                  // No creation time: never.
+  GarbageCollectorOptions options;
+  options.orphan_grace = absl::Minutes(2);
+  GarbageCollector gc(w.objects_, &w.clock_, options, &w.provisioner_);
+  ASSERT_TRUE(gc.Reconcile("sweep").ok());
+  EXPECT_EQ(w.provisioner_.deletes(), std::vector<std::string>{"wsorphanold1"});
+  w.clock_.Advance(absl::Minutes(2));
+  ASSERT_TRUE(gc.Reconcile("sweep").ok());
+  EXPECT_EQ(w.provisioner_.deletes(),
+            (std::vector<std::string>{"wsorphanold1", "wsorphannew1"}));
+
+  GarbageCollector without_provisioner(w.objects_, &w.clock_, options);
+  ASSERT_TRUE(without_provisioner.Reconcile("sweep").ok());
+  EXPECT_EQ(w.provisioner_.deletes().size(), 2u);
+}
+
 TEST(WorkspaceReconcilerTest, ClaimNamesAreValidAgentPoolNamesAndStable) {
   v1::Workspace ws;
   ws.mutable_metadata()->set_name("a-very-long-workspace-name-that-goes-on");
