@@ -1,5 +1,7 @@
 #include "presets/workspace_validator.h"
 
+#include "presets/offerings.h"
+
 #include <arpa/inet.h>
 #include <google/protobuf/util/message_differencer.h>
 #include <yaml-cpp/yaml.h>
@@ -256,6 +258,7 @@ void WorkspaceValidator::Validate(const v1::Workspace& ws, const v1::Workspace* 
 }
 
 void WorkspaceValidator::ValidateAnnotations(const v1::Workspace& ws, FieldErrors& errors) const {
+  ValidateOfferingAnnotations(*catalog_, options_, ws, errors);
   if (const std::string* v = Annotation(ws, kAnnotationNodeImageFamily)) {
     if (*v != "ubuntu" && *v != "azurelinux") {
       errors.Add(AnnotationPath(kAnnotationNodeImageFamily),

@@ -98,6 +98,13 @@ nlohmann::json PoolBody(const v1::CreateNodeRequest& request, absl::Time now) {
       {"nodeLabels", labels},
       {"nodeTaints", taints},
       {"tags", {{kTagManagedBy, kTagManagedByValue}, {"kaito-nodeclaim", request.claim_name()}}}};
+  if (spec.capacity_type() == "spot") {
+    // Evicted spot VMs are deleted (a lost node, replaced by the control plane); pay at
+    // most the on-demand price.
+    properties["scaleSetPriority"] = "Spot";
+    properties["scaleSetEvictionPolicy"] = "Delete";
+    properties["spotMaxPrice"] = -1;
+  }
   if (spec.disk_size_gib() > 0) {
     // AKS accepts 30..2048 GB OS disks.
     properties["osDiskSizeGB"] = std::clamp<int64_t>(spec.disk_size_gib(), 30, 2048);

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
+#include "presets/offerings.h"
 #include "server/controllers/conditions.h"
 #include "server/controllers/workspace_reconciler.h"
 #include "server/registry/sync_writes.h"
@@ -148,7 +149,11 @@ void NodeClaimReconciler::Observe(const std::string& name, const v1::Provisioned
     s->set_error_code(node.error_code().empty() ? "ProvisioningFailed" : node.error_code());
     s->set_message(node.message());
     s->set_retryable(node.retryable());
-    if (node.retryable() && s->attempts() < options_.max_attempts) {
+    // With capacity fallback a capacity or quota failure ends the claim at once: the
+    // workspace moves to another offering instead of waiting for this one.
+    const bool fall_back = presets::IsCapacityError(s->error_code()) &&
+                           current->metadata().annotations().contains(kAnnotationCapacityFallback);
+    if (node.retryable() && !fall_back && s->attempts() < options_.max_attempts) {
       s->set_phase("Pending");
       *s->mutable_next_attempt_time() = ToTimestamp(now + Backoff(s->attempts()));
     } else {

@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "common/label_selector.h"
 #include "presets/planner.h"
+#include "presets/offerings.h"
 #include "server/controllers/conditions.h"
 #include "server/registry/sync_writes.h"
 
@@ -132,8 +133,18 @@ absl::StatusOr<ReconcileResult> WorkspaceReconciler::Reconcile(const std::string
   auto* conditions = status.mutable_conditions();
   const std::string old_state = ws.status().state();
 
+  // The offering in use: the workspace's own, or the one capacity fallback moved to.
+  v1::Workspace sized = ws;
+  if (!status.instance_type().empty()) {
+    sized.mutable_resource()->set_instance_type(status.instance_type());
+  }
+  const presets::Offering offering{
+      presets::EffectiveInstanceType(sized),
+      status.capacity_type().empty() ? presets::FirstCapacityType(ws) : status.capacity_type()};
+
   // Sizing: the target node count is recorded once (Kaito: only while 0).
-  v1::WorkspacePlan plan = presets::PlanWorkspace(*catalog_, options_.validation, *context_, ws);
+  v1::WorkspacePlan plan =
+      presets::PlanWorkspace(*catalog_, options_.validation, *context_, sized);
   if (status.target_node_count() == 0 && plan.sizing_error().empty()) {
     status.set_target_node_count(std::max(1, plan.target_node_count()));
   }
@@ -220,6 +231,8 @@ absl::StatusOr<ReconcileResult> WorkspaceReconciler::Reconcile(const std::string
     std::vector<std::shared_ptr<const v1::NodeClaim>> live;
     int ready_claims = 0;
     std::string claim_reason = kReasonNodeClaimNotReady, claim_message;
+    // A claim that failed for capacity or quota (its class and message).
+    std::string capacity_failure;
     for (const auto& c : claims) {
       used_names.insert(c->metadata().name());
       if (IsDeleting(c->metadata())) continue;
@@ -238,6 +251,9 @@ absl::StatusOr<ReconcileResult> WorkspaceReconciler::Reconcile(const std::string
         continue;
       }
       if (failed) {
+        if (presets::IsCapacityError(cs.error_code())) {
+          capacity_failure = absl::StrCat(cs.error_code(), ": ", cs.message());
+        }
         resources_failed = true;
         claim_reason = cs.error_code().empty() ? "NodeClaimFailed" : cs.error_code();
         claim_message = absl::StrCat("node claim ", c->metadata().name(), " failed after ",
@@ -250,6 +266,60 @@ absl::StatusOr<ReconcileResult> WorkspaceReconciler::Reconcile(const std::string
       }
       if (cs.phase() == "Ready") ++ready_claims;
       live.push_back(c);
+    }
+    // Capacity fallback: the offering failed (or is known to be unavailable and nothing
+    // was asked of it yet): move to the next one in rank that is not known unavailable.
+    if (presets::HasFallback(ws)) {
+      std::optional<std::string> unavailable;
+      if (!capacity_failure.empty()) {
+        unavailable_offerings_.Mark(offering.Key(), capacity_failure);
+        unavailable = capacity_failure;
+      } else if (live.empty()) {
+        unavailable = unavailable_offerings_.Reason(offering.Key());
+      }
+      if (unavailable) {
+        std::optional<presets::Offering> next;
+        std::vector<std::string> skipped;
+        for (const presets::Offering& o :
+             presets::RankOfferings(*catalog_, options_.validation, *context_, ws)) {
+          if (o == offering) continue;
+          if (std::optional<std::string> reason = unavailable_offerings_.Reason(o.Key())) {
+            skipped.push_back(absl::StrCat("Skipped ", o.Describe(),
+                                           ": recently unavailable (", *reason, ")"));
+            continue;
+          }
+          next = o;
+          break;
+        }
+        if (next) {
+          events_->Warning(ws, "OfferingUnavailable",
+                           absl::StrCat(offering.Describe(), " is unavailable: ", *unavailable));
+          for (const std::string& line : skipped) events_->Warning(ws, "OfferingSkipped", line);
+          events_->Normal(ws, "OfferingChosen",
+                          absl::StrCat("Trying ", next->Describe(), " (capacity fallback)"));
+          // The claims of the old offering go (their finalizers release any machine).
+          for (const auto& c : claims) {
+            if (IsDeleting(c->metadata())) continue;
+            auto deleted = DeleteSync(*objects_.nodeclaims, "", c->metadata().name());
+            if (!deleted.ok() && !absl::IsNotFound(deleted.status())) return deleted.status();
+          }
+          status.set_instance_type(next->instance_type);
+          status.set_capacity_type(next->capacity_type);
+          status.set_target_node_count(0);  // Sized again for the new instance type.
+          const std::string message =
+              absl::StrCat(offering.Describe(), " is unavailable (", *unavailable,
+                           "); trying ", next->Describe());
+          SetCondition(conditions, kConditionNodeClaimReady, false, "OfferingUnavailable",
+                       message, generation, now);
+          SetCondition(conditions, kConditionResourceReady, false, "OfferingUnavailable",
+                       message, generation, now);
+          return write_status(ReconcileResult::RequeueAfter(absl::Seconds(1)));
+        }
+        if (!capacity_failure.empty()) {
+          claim_message += "; no other offering allowed by kaito.sh/instance-type-fallback or "
+                           "kaito.sh/capacity-type is available";
+        }
+      }
     }
     int ready_unclaimed = 0;
     for (const auto& n : ready) {
@@ -268,8 +338,14 @@ absl::StatusOr<ReconcileResult> WorkspaceReconciler::Reconcile(const std::string
       claim.mutable_metadata()->add_finalizers(kNodeClaimFinalizer);
       (*claim.mutable_metadata()->mutable_annotations())[kAnnotationRetryRequested] =
           std::to_string(retries);
+      if (presets::HasFallback(ws)) {
+        (*claim.mutable_metadata()->mutable_annotations())[kAnnotationCapacityFallback] = "true";
+      }
       auto* spec = claim.mutable_spec();
-      spec->set_instance_type(presets::EffectiveInstanceType(ws));
+      spec->set_instance_type(offering.instance_type);
+      if (offering.capacity_type == presets::kCapacitySpot) {
+        spec->set_capacity_type(presets::kCapacitySpot);
+      }
       for (const auto& [k, v] : ws.resource().label_selector().match_labels()) {
         (*spec->mutable_labels())[k] = v;
       }
@@ -294,7 +370,9 @@ absl::StatusOr<ReconcileResult> WorkspaceReconciler::Reconcile(const std::string
       --missing;
       events_->Normal(ws, "NodeClaimCreated",
                       absl::StrCat("Created node claim ", claim_name, " for a ",
-                                   presets::EffectiveInstanceType(ws), " node"));
+                                   offering.instance_type,
+                                   offering.capacity_type == presets::kCapacitySpot ? " spot" : "",
+                                   " node"));
     }
     if (resources_failed) {
       SetCondition(conditions, kConditionNodeClaimReady, false, claim_reason, claim_message,

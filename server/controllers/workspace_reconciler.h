@@ -20,6 +20,7 @@
 #include "server/controller/reconciler.h"
 #include "server/controllers/event_recorder.h"
 #include "server/controllers/objects.h"
+#include "server/controllers/unavailable_offerings.h"
 
 namespace kaito::server {
 
@@ -33,7 +34,13 @@ struct WorkspaceControllerOptions {
   absl::Duration resync = absl::Seconds(30);
   // Inference workloads' default stop grace, as Kubernetes' pods.
   int64_t default_termination_grace_seconds = 30;
+  // How long an offering that failed for capacity or quota is skipped by capacity fallback.
+  absl::Duration unavailable_offering_ttl = absl::Minutes(3);
 };
+
+// Node claims of a workspace with capacity fallback carry this annotation ("true"): a
+// capacity or quota failure then ends the claim at once, so the next offering is tried.
+inline constexpr char kAnnotationCapacityFallback[] = "kaito.sh/capacity-fallback";
 
 class WorkspaceReconciler : public Reconciler {
  public:
@@ -45,7 +52,8 @@ class WorkspaceReconciler : public Reconciler {
         context_(context),
         events_(events),
         clock_(clock),
-        options_(std::move(options)) {}
+        options_(std::move(options)),
+        unavailable_offerings_(clock, options_.unavailable_offering_ttl) {}
 
   // `key` is "namespace/name".
   absl::StatusOr<ReconcileResult> Reconcile(const std::string& key) override;
@@ -65,6 +73,7 @@ class WorkspaceReconciler : public Reconciler {
   EventRecorder* events_;
   Clock* clock_;
   const WorkspaceControllerOptions options_;
+  UnavailableOfferings unavailable_offerings_;
 };
 
 // What the controllers consider a usable node: Ready and not being deleted.

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <google/protobuf/util/message_differencer.h>
 
+#include "presets/offerings.h"
 #include "server/controllers/garbage_collector.h"
 #include "test/controllers/world.h"
 
@@ -449,6 +450,117 @@ TEST(GarbageCollectorTest, DeletesMachinesThatNoClaimNamesAfterTheGrace) {
   GarbageCollector without_provisioner(w.objects_, &w.clock_, options);
   ASSERT_TRUE(without_provisioner.Reconcile("sweep").ok());
   EXPECT_EQ(w.provisioner_.deletes().size(), 2u);
+}
+
+// Capacity fallback across three instance types: the first fails for quota, the second
+// for SKU availability, the third serves; a second workspace with the same fallback skips
+// the first two at once (the unavailable offerings are shared) and only asks for the third.
+TEST(CapacityFallbackTest, WalksTheOfferingsAndTheNextWorkspaceSkipsTheUnavailable) {
+  World w;
+  auto create = [&](const std::string& name) {
+    v1::Workspace ws;
+    ws.mutable_metadata()->set_name(name);
+    (*ws.mutable_metadata()->mutable_annotations())[presets::kAnnotationInstanceTypeFallback] =
+        "Standard_NC48ads_A100_v4, Standard_NC96ads_A100_v4";
+    ws.mutable_resource()->set_instance_type("Standard_NC24ads_A100_v4");
+    (*ws.mutable_resource()->mutable_label_selector()->mutable_match_labels())["app"] = name;
+    ws.mutable_inference()->mutable_preset()->set_name("phi-3-mini-128k-instruct");
+    ASSERT_TRUE(CreateSync(w.workspaces_, ws).ok());
+  };
+  auto live_claims = [&](const std::string& ws) {
+    return w.claims_.ListShared("", [&](const v1::NodeClaim& c) {
+      return c.metadata().labels().at(kLabelWorkspace) == ws &&
+             !c.metadata().has_deletion_timestamp();
+    });
+  };
+  // Fails the workspace's one live claim with `code` and lets both controllers act on it.
+  auto fail_claim = [&](const std::string& ws, const std::string& code) {
+    auto claims = live_claims(ws);
+    ASSERT_EQ(claims.size(), 1u);
+    v1::ProvisionedNode failed;
+    failed.set_phase("Failed");
+    failed.set_error_code(code);
+    failed.set_retryable(code != "SkuNotAvailable");  // Fallback must not wait for retries.
+    failed.set_message(code + " for " + claims[0]->spec().instance_type());
+    w.provisioner_.SetNode(claims[0]->metadata().name(), failed);
+    w.ReconcileClaims();
+    ASSERT_EQ(w.claims_.GetShared("", claims[0]->metadata().name())->status().phase(), "Failed")
+        << "a capacity failure with fallback ends the claim at once";
+    w.ReconcileWorkspace(ws);
+    w.ReconcileClaims();  // The old claim releases its machine.
+    w.ReconcileClaims();
+  };
+
+  create("first");
+  w.ReconcileWorkspace("first");
+  ASSERT_EQ(live_claims("first").size(), 1u);
+  EXPECT_EQ(live_claims("first")[0]->spec().instance_type(), "Standard_NC24ads_A100_v4");
+  EXPECT_EQ(live_claims("first")[0]->metadata().annotations().at(kAnnotationCapacityFallback),
+            "true");
+  fail_claim("first", "QuotaExceeded");
+  EXPECT_EQ(w.Get("first").status().instance_type(), "Standard_NC48ads_A100_v4");
+  w.ReconcileWorkspace("first");
+  ASSERT_EQ(live_claims("first").size(), 1u);
+  EXPECT_EQ(live_claims("first")[0]->spec().instance_type(), "Standard_NC48ads_A100_v4");
+  fail_claim("first", "SkuNotAvailable");
+  EXPECT_EQ(w.Get("first").status().instance_type(), "Standard_NC96ads_A100_v4");
+  w.ReconcileWorkspace("first");
+  ASSERT_EQ(live_claims("first").size(), 1u);
+  EXPECT_EQ(live_claims("first")[0]->spec().instance_type(), "Standard_NC96ads_A100_v4");
+  EXPECT_EQ(w.Get("first").status().target_node_count(), 1) << "sized again for the new type";
+  std::vector<std::string> reasons = w.EventReasons();
+  EXPECT_EQ(std::count(reasons.begin(), reasons.end(), "OfferingUnavailable"), 2);
+  EXPECT_EQ(std::count(reasons.begin(), reasons.end(), "OfferingChosen"), 2);
+
+  const size_t creates_before = w.provisioner_.creates().size();
+  create("second");
+  w.ReconcileWorkspace("second");
+  EXPECT_EQ(w.Get("second").status().instance_type(), "Standard_NC96ads_A100_v4")
+      << "the unavailable offerings are skipped before any claim";
+  EXPECT_TRUE(live_claims("second").empty());
+  w.ReconcileWorkspace("second");
+  ASSERT_EQ(live_claims("second").size(), 1u);
+  EXPECT_EQ(live_claims("second")[0]->spec().instance_type(), "Standard_NC96ads_A100_v4");
+  w.ReconcileClaims();
+  for (size_t i = creates_before; i < w.provisioner_.creates().size(); ++i) {
+    EXPECT_EQ(w.provisioner_.creates()[i].spec().instance_type(), "Standard_NC96ads_A100_v4");
+  }
+  int skipped = 0;
+  for (const auto& e : w.events_.ListShared("")) {
+    if (e->reason() == "OfferingSkipped" && e->involved_object().name() == "second") {
+      ++skipped;
+      EXPECT_NE(e->message().find("Standard_NC48ads_A100_v4"), std::string::npos);
+      EXPECT_NE(e->message().find("SkuNotAvailable"), std::string::npos);
+    }
+  }
+  EXPECT_EQ(skipped, 1);
+
+  // Past the TTL the workspace's own offering may be tried again by a new workspace.
+  w.clock_.Advance(absl::Minutes(4));
+  create("third");
+  w.ReconcileWorkspace("third");
+  w.ReconcileWorkspace("third");
+  ASSERT_EQ(live_claims("third").size(), 1u);
+  EXPECT_EQ(live_claims("third")[0]->spec().instance_type(), "Standard_NC24ads_A100_v4");
+}
+
+// Without fallback a capacity failure is retried by the claim and then fails the workspace.
+TEST(CapacityFallbackTest, WithoutTheAnnotationNothingFallsBack) {
+  World w;
+  w.CreateWorkspace("plain", "Standard_NC24ads_A100_v4", "phi-3-mini-128k-instruct");
+  w.ReconcileWorkspace("plain");
+  auto claim = *w.claims_.ListShared("")[0];
+  EXPECT_FALSE(claim.metadata().annotations().contains(kAnnotationCapacityFallback));
+  v1::ProvisionedNode failed;
+  failed.set_phase("Failed");
+  failed.set_error_code("AllocationFailed");
+  failed.set_retryable(true);
+  w.provisioner_.SetNode(claim.metadata().name(), failed);
+  w.ReconcileClaims();
+  EXPECT_EQ(w.claims_.GetShared("", claim.metadata().name())->status().phase(), "Pending")
+      << "retried after a backoff";
+  w.ReconcileWorkspace("plain");
+  EXPECT_TRUE(w.Get("plain").status().instance_type().empty());
 }
 
 TEST(WorkspaceReconcilerTest, ClaimNamesAreValidAgentPoolNamesAndStable) {

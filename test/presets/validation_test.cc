@@ -11,6 +11,7 @@
 #include "absl/strings/str_replace.h"
 #include "common/manifest_codec.h"
 #include "presets/tuning_defaults.h"
+#include "presets/offerings.h"
 #include "presets/workspace_validator.h"
 #include "common/image_reference.h"
 
@@ -207,6 +208,49 @@ TEST_F(ValidationTest, PerformanceMode) {
   ExpectError(Inference(kNapResource, "  preset: {name: phi-4-mini-instruct}\n",
                         "    kaito.sh/performance-mode: turbo\n"),
               "metadata.annotations[kaito.sh/performance-mode]: Unsupported value: \"turbo\"");
+}
+
+TEST_F(ValidationTest, CapacityFallbackAnnotations) {
+  const std::string preset = "  preset: {name: phi-4-mini-instruct}\n";
+  for (const char* capacity : {"on-demand", "spot", "spot-then-on-demand"}) {
+    ExpectOk(Inference(kNapResource, preset, std::string("    kaito.sh/capacity-type: ") + capacity + "\n"));
+  }
+  ExpectError(Inference(kNapResource, preset, "    kaito.sh/capacity-type: cheap\n"),
+              "metadata.annotations[kaito.sh/capacity-type]: Unsupported value: \"cheap\"");
+  ExpectOk(Inference(kNapResource, preset, "    kaito.sh/instance-type-fallback: auto\n"));
+  ExpectOk(Inference(kNapResource, preset,
+                     "    kaito.sh/instance-type-fallback: Standard_NC48ads_A100_v4, Standard_NC40ads_H100_v5\n"));
+  ExpectError(Inference(kNapResource, preset,
+                        "    kaito.sh/instance-type-fallback: Standard_NC48ads_A100_v4,Standard_Nope\n"),
+              "metadata.annotations[kaito.sh/instance-type-fallback]: Unsupported instance type "
+              "\"Standard_Nope\": not in the azure SKU catalog");
+  ExpectError(Inference(kNapResource, preset,
+                        "    kaito.sh/instance-type-fallback: Standard_NC48ads_A100_v4,standard_nc48ads_a100_v4\n"),
+              "Duplicate value");
+  ExpectError(Inference(kNapResource, preset, "    kaito.sh/instance-type-fallback: ' , '\n"),
+              "expected \"auto\" or a comma-separated list");
+}
+
+TEST_F(ValidationTest, RankedOfferingsFitTheModelFewestGpusFirst) {
+  v1::Workspace ws = Parse(Inference(kNapResource, "  preset: {name: phi-4-mini-instruct}\n",
+                                     "    kaito.sh/instance-type-fallback: auto\n"
+                                     "    kaito.sh/capacity-type: spot-then-on-demand\n"));
+  std::vector<Offering> ranked = RankOfferings(TheCatalog(), options_, ctx_, ws);
+  ASSERT_GE(ranked.size(), 4u);
+  EXPECT_EQ(ranked[0].instance_type, EffectiveInstanceType(ws)) << "the workspace's own first";
+  EXPECT_EQ(ranked[0].capacity_type, "spot");
+  EXPECT_EQ(ranked[1].instance_type, ranked[0].instance_type);
+  EXPECT_EQ(ranked[1].capacity_type, "on-demand");
+  int previous_gpus = 0;
+  for (size_t i = 2; i < ranked.size(); i += 2) {
+    const Sku* sku = TheCatalog().FindSku("azure", ranked[i].instance_type);
+    ASSERT_NE(sku, nullptr);
+    EXPECT_FALSE(sku->retired);
+    EXPECT_GE(sku->gpu_count, previous_gpus) << ranked[i].instance_type;
+    previous_gpus = sku->gpu_count;
+  }
+  EXPECT_TRUE(HasFallback(ws));
+  EXPECT_FALSE(HasFallback(Parse(Inference())));
 }
 
 TEST_F(ValidationTest, UseLocalWeights) {
