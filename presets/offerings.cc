@@ -59,12 +59,11 @@ void ValidateOfferingAnnotations(const Catalog& catalog, const ValidationOptions
   std::set<std::string> seen;
   for (const std::string& name : names) {
     if (catalog.FindSku(options.cloud, name) == nullptr) {
-      errors.Add(PathOf(kAnnotationInstanceTypeFallback),
-                 "Unsupported instance type \"" + name + "\": not in the " + options.cloud +
-                     " SKU catalog");
+      errors.Add(PathOf(kAnnotationInstanceTypeFallback), "Unsupported instance type \"" + name +
+                                                              "\": not in the " + options.cloud +
+                                                              " SKU catalog");
     } else if (!seen.insert(absl::AsciiStrToLower(name)).second) {
-      errors.Add(PathOf(kAnnotationInstanceTypeFallback),
-                 "Duplicate value: \"" + name + "\"");
+      errors.Add(PathOf(kAnnotationInstanceTypeFallback), "Duplicate value: \"" + name + "\"");
     }
   }
 }

@@ -162,6 +162,12 @@ int main(int argc, char** argv) {
   double requests_per_second = 20;
   int burst = 100, max_concurrency = 64, max_retries = 10;
   std::string arm_ca_file;
+  bool quota_check = true;
+  app.add_option("--azure-quota-check", quota_check,
+                 "Read the subscription's vCPU quota (compute usages, needs --location) and "
+                 "refuse a create that exceeds it before any PUT")
+      ->capture_default_str()
+      ->group(azure);
   app.add_option("--azure-poll-interval", poll_interval,
                  "Between polls of an ARM operation when ARM sends no Retry-After")
       ->capture_default_str()
@@ -300,6 +306,10 @@ int main(int argc, char** argv) {
     azure_options.resource_group = resource_group;
     azure_options.cluster_name = cluster_name;
     azure_options.location = location;
+    azure_options.quota_check = quota_check;
+    if (location.empty()) {
+      spdlog::warn("azure: no --location: creates proceed without a vCPU quota check");
+    }
     if (!api_version.empty()) azure_options.api_version = api_version;
     kaito::provisioner::azure::ArmClientOptions arm_options;
     arm_options.requests_per_second = requests_per_second;

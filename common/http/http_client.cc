@@ -141,8 +141,11 @@ void CurlHttpClient::StartQueued() {
       curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
     } else if (r.method != "GET" || !r.body.empty()) {
       curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, r.method.c_str());
-      curl_easy_setopt(easy, CURLOPT_POSTFIELDS, r.body.data());
-      curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r.body.size()));
+      // A body (possibly empty, for PUT, POST and PATCH); DELETE and GET send none.
+      if (!r.body.empty() || (r.method != "GET" && r.method != "DELETE")) {
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, r.body.data());
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r.body.size()));
+      }
     }
     for (const auto& [name, value] : r.headers) {
       transfer->header_list =
@@ -151,18 +154,18 @@ void CurlHttpClient::StartQueued() {
     // No "Expect: 100-continue" round trip before a body.
     transfer->header_list = curl_slist_append(transfer->header_list, "Expect:");
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, transfer->header_list);
-    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION,
-                     +[](char* data, size_t size, size_t count, void* user) -> size_t {
-                       auto* t = static_cast<Transfer*>(user);
-                       const size_t n = size * count;
-                       if (static_cast<int64_t>(t->body.size() + n) >
-                           t->request.max_response_bytes) {
-                         t->too_big = true;
-                         return 0;  // Aborts the transfer with CURLE_WRITE_ERROR.
-                       }
-                       t->body.append(data, n);
-                       return n;
-                     });
+    curl_easy_setopt(
+        easy, CURLOPT_WRITEFUNCTION,
+        +[](char* data, size_t size, size_t count, void* user) -> size_t {
+          auto* t = static_cast<Transfer*>(user);
+          const size_t n = size * count;
+          if (static_cast<int64_t>(t->body.size() + n) > t->request.max_response_bytes) {
+            t->too_big = true;
+            return 0;  // Aborts the transfer with CURLE_WRITE_ERROR.
+          }
+          t->body.append(data, n);
+          return n;
+        });
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, transfer.get());
     curl_easy_setopt(easy, CURLOPT_PRIVATE, transfer.get());
     curl_multi_add_handle(multi_, easy);

@@ -62,7 +62,8 @@ struct ArmClientStats {
 class ArmClient : public std::enable_shared_from_this<ArmClient> {
  public:
   static std::shared_ptr<ArmClient> Create(ArmClientOptions options, http::HttpClient* http,
-                                           Clock* clock, std::shared_ptr<TokenCredential> credential);
+                                           Clock* clock,
+                                           std::shared_ptr<TokenCredential> credential);
 
   // `url` is absolute. `body` empty for GET and DELETE.
   void Send(std::string method, std::string url, std::string body, ArmDone done);

@@ -40,9 +40,8 @@ bool ClassifyCode(const std::string& code, const std::string& message, ErrorClas
   if (code == "AllocationFailed" || code == "ZonalAllocationFailed" ||
       code == "OverconstrainedAllocationRequest" ||
       code == "OverconstrainedZonalAllocationRequest") {
-    out->reason = code == "OverconstrainedZonalAllocationRequest"
-                      ? "OverconstrainedAllocationRequest"
-                      : code;
+    out->reason =
+        code == "OverconstrainedZonalAllocationRequest" ? "OverconstrainedAllocationRequest" : code;
     out->retryable = true;
     out->offering_unavailable = true;
     return true;
@@ -133,8 +132,7 @@ ErrorClass ClassifyArmError(const ArmError& error) {
   ErrorClass out;
   // A wrapper (ResourceOperationFailure, DeploymentFailed, ...) is classified by the first
   // detail that has a class of its own; the code itself decides otherwise.
-  if (!ClassifyCode(error.code, error.message, &out) ||
-      error.code == "ResourceOperationFailure") {
+  if (!ClassifyCode(error.code, error.message, &out) || error.code == "ResourceOperationFailure") {
     for (const ArmError& detail : error.details) {
       ErrorClass nested = ClassifyArmError(detail);
       if (nested.reason != "CloudError") return nested;

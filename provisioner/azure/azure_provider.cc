@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "provisioner/azure/arm_error.h"
+#include "provisioner/azure/vm_size.h"
 
 namespace kaito::provisioner::azure {
 namespace {
@@ -17,6 +18,8 @@ constexpr char kCreating[] = "Creating";
 constexpr char kRunning[] = "Running";
 constexpr char kFailed[] = "Failed";
 constexpr char kDeleting[] = "Deleting";
+// Scale-set lists are sent at most this often (a batch of claims shares one).
+constexpr absl::Duration kScaleSetCoalesce = absl::Milliseconds(20);
 
 nlohmann::json Parse(const std::string& body) {
   return nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
@@ -51,8 +54,8 @@ std::string PoolState(const nlohmann::json& pool) {
 ArmError ErrorOf(const absl::StatusOr<http::Response>& response) {
   if (response.ok()) return ParseArmError(*response);
   ArmError error;
-  error.code = absl::IsUnauthenticated(response.status()) ? "AuthenticationFailed"
-                                                           : "ConnectionFailed";
+  error.code =
+      absl::IsUnauthenticated(response.status()) ? "AuthenticationFailed" : "ConnectionFailed";
   error.message = std::string(response.status().message());
   return error;
 }
@@ -83,7 +86,8 @@ nlohmann::json PoolBody(const v1::CreateNodeRequest& request, absl::Time now) {
   labels["karpenter.sh/nodepool"] = "kaito";
   labels["kaito.sh/machine-type"] =
       absl::StrContains(spec.instance_type(), "Standard_N") ? "gpu" : "cpu";
-  labels[kLabelCreationTimestamp] = absl::FormatTime("%Y-%m-%dT%H-%M-%SZ", now, absl::UTCTimeZone());
+  labels[kLabelCreationTimestamp] =
+      absl::FormatTime("%Y-%m-%dT%H-%M-%SZ", now, absl::UTCTimeZone());
   nlohmann::json taints = nlohmann::json::array();
   for (const v1::Taint& taint : spec.taints()) {
     taints.push_back(absl::StrCat(taint.key(), "=", taint.value(), ":", taint.effect()));
@@ -94,7 +98,8 @@ nlohmann::json PoolBody(const v1::CreateNodeRequest& request, absl::Time now) {
       {"type", "VirtualMachineScaleSets"},
       {"mode", "User"},
       {"osType", "Linux"},
-      {"osSKU", absl::EqualsIgnoreCase(spec.image_family(), "AzureLinux") ? "AzureLinux" : "Ubuntu"},
+      {"osSKU",
+       absl::EqualsIgnoreCase(spec.image_family(), "AzureLinux") ? "AzureLinux" : "Ubuntu"},
       {"nodeLabels", labels},
       {"nodeTaints", taints},
       {"tags", {{kTagManagedBy, kTagManagedByValue}, {"kaito-nodeclaim", request.claim_name()}}}};
@@ -119,9 +124,9 @@ bool IsOwnedPool(const nlohmann::json& pool, const std::string& name) {
 }
 
 std::shared_ptr<AzureProvider> AzureProvider::Create(AzureProviderOptions options,
-                                                     std::shared_ptr<ArmClient> arm,
-                                                     Clock* clock) {
-  return std::shared_ptr<AzureProvider>(new AzureProvider(std::move(options), std::move(arm), clock));
+                                                     std::shared_ptr<ArmClient> arm, Clock* clock) {
+  return std::shared_ptr<AzureProvider>(
+      new AzureProvider(std::move(options), std::move(arm), clock));
 }
 
 AzureProvider::AzureProvider(AzureProviderOptions options, std::shared_ptr<ArmClient> arm,
@@ -217,6 +222,8 @@ void AzureProvider::Fail(const std::string& name, uint64_t generation, const std
     Claim* claim = CurrentLocked(name, generation);
     if (claim == nullptr) return;
     CancelTimersLocked(*claim);
+    // Requests of this attempt still in flight find the claim moved on.
+    claim->generation = next_generation_++;
     claim->node.set_phase(kFailed);
     claim->node.set_error_code(reason);
     claim->node.set_retryable(retryable);
@@ -229,16 +236,17 @@ void AzureProvider::Fail(const std::string& name, uint64_t generation, const std
                [self = shared_from_this(), name](absl::StatusOr<http::Response> response) {
                  if (!response.ok() || response->status != 200) return;
                  if (!IsOwnedPool(Parse(response->body), name)) return;
-                 self->arm_->Send("DELETE",
-                                  self->WithApiVersion(self->PoolUrl(name),
-                                                       self->options_.api_version),
-                                  "", [name](absl::StatusOr<http::Response> deleted) {
-                                    if (!deleted.ok() || deleted->status >= 300) {
-                                      spdlog::warn("node claim {}: cannot delete the pool of a "
-                                                   "failed create: {}",
-                                                   name, ErrorOf(deleted).Describe());
-                                    }
-                                  });
+                 self->arm_->Send(
+                     "DELETE",
+                     self->WithApiVersion(self->PoolUrl(name), self->options_.api_version), "",
+                     [name](absl::StatusOr<http::Response> deleted) {
+                       if (!deleted.ok() || deleted->status >= 300) {
+                         spdlog::warn(
+                             "node claim {}: cannot delete the pool of a "
+                             "failed create: {}",
+                             name, ErrorOf(deleted).Describe());
+                       }
+                     });
                });
   }
 }
@@ -246,9 +254,9 @@ void AzureProvider::Fail(const std::string& name, uint64_t generation, const std
 void AzureProvider::CreateNode(const v1::CreateNodeRequest& request, NodeDone done) {
   const std::string& name = request.claim_name();
   if (!IsValidPoolName(name)) {
-    return std::move(done)(absl::InvalidArgumentError(absl::StrCat(
-        "claim_name: \"", name,
-        "\" cannot name an AKS agent pool: it must match ^[a-z][a-z0-9]{0,11}$")));
+    return std::move(done)(absl::InvalidArgumentError(
+        absl::StrCat("claim_name: \"", name,
+                     "\" cannot name an AKS agent pool: it must match ^[a-z][a-z0-9]{0,11}$")));
   }
   if (request.spec().instance_type().empty()) {
     return std::move(done)(absl::InvalidArgumentError("spec.instance_type: Required value"));
@@ -277,7 +285,7 @@ void AzureProvider::LookUpPool(const std::string& name, uint64_t generation) {
   arm_->Send(
       "GET", WithApiVersion(PoolUrl(name), options_.api_version), "",
       [self = shared_from_this(), name, generation](absl::StatusOr<http::Response> response) {
-        if (response.ok() && response->status == 404) return self->PutPool(name, generation);
+        if (response.ok() && response->status == 404) return self->CheckQuota(name, generation);
         if (!response.ok() || response->status != 200) {
           const ArmError error = ErrorOf(response);
           const ErrorClass cls = ClassifyArmError(error);
@@ -312,6 +320,122 @@ void AzureProvider::LookUpPool(const std::string& name, uint64_t generation) {
       });
 }
 
+absl::StatusOr<std::map<std::string, QuotaUsage>> ParseUsages(const std::string& body) {
+  const nlohmann::json page = Parse(body);
+  const nlohmann::json& value = Field(page, "value");
+  if (!value.is_array())
+    return absl::InvalidArgumentError("the usages reply has no \"value\" array");
+  std::map<std::string, QuotaUsage> out;
+  for (const nlohmann::json& item : value) {
+    const std::string name = StringAt(Field(item, "name"), "value");
+    const nlohmann::json& used = Field(item, "currentValue");
+    const nlohmann::json& limit = Field(item, "limit");
+    if (name.empty() || !used.is_number() || !limit.is_number()) continue;
+    out[name] = QuotaUsage{used.get<int64_t>(), limit.get<int64_t>()};
+  }
+  return out;
+}
+
+void AzureProvider::WithUsages(QuotaDone done) {
+  std::optional<UsageSnapshot> fresh;
+  bool fetch = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (usages_ && clock_->Monotonic() - usages_->taken < options_.quota_cache_ttl) {
+      fresh = usages_;
+    } else {
+      usage_waiters_.push_back(std::move(done));
+      fetch = !usages_loading_;
+      usages_loading_ = true;
+    }
+  }
+  if (fresh) return std::move(done)(*std::move(fresh));
+  if (!fetch) return;
+  std::string base = options_.arm_endpoint;
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  const std::string url = WithApiVersion(
+      absl::StrCat(base, "/subscriptions/", options_.subscription_id,
+                   "/providers/Microsoft.Compute/locations/", options_.location, "/usages"),
+      options_.compute_api_version);
+  arm_->Send("GET", url, "", [self = shared_from_this()](absl::StatusOr<http::Response> response) {
+    absl::StatusOr<UsageSnapshot> snapshot;
+    if (!response.ok() || response->status != 200) {
+      snapshot = absl::UnavailableError(ErrorOf(response).Describe());
+    } else if (auto families = ParseUsages(response->body); !families.ok()) {
+      snapshot = families.status();
+    } else {
+      snapshot = UsageSnapshot{*std::move(families), self->clock_->Monotonic()};
+    }
+    std::vector<QuotaDone> waiters;
+    {
+      absl::MutexLock lock(&self->mu_);
+      self->usages_loading_ = false;
+      if (snapshot.ok()) self->usages_ = *snapshot;
+      waiters.swap(self->usage_waiters_);
+    }
+    for (QuotaDone& waiter : waiters) std::move(waiter)(snapshot);
+  });
+}
+
+void AzureProvider::CheckQuota(const std::string& name, uint64_t generation) {
+  if (!options_.quota_check || options_.location.empty()) return PutPool(name, generation);
+  WithUsages([self = shared_from_this(), name, generation](absl::StatusOr<UsageSnapshot> snapshot) {
+    if (!snapshot.ok()) {
+      {
+        absl::MutexLock lock(&self->mu_);
+        if (!self->quota_unreadable_logged_) {
+          spdlog::warn(
+              "azure: cannot read the compute usages of {} ({}): creates proceed "
+              "without a quota check",
+              self->options_.location, std::string(snapshot.status().message()));
+        }
+        self->quota_unreadable_logged_ = true;
+      }
+      return self->PutPool(name, generation);
+    }
+    std::string refusal;
+    {
+      absl::MutexLock lock(&self->mu_);
+      Claim* claim = self->CurrentLocked(name, generation);
+      if (claim == nullptr || !claim->request) return;
+      const std::string& vm_size = claim->request->spec().instance_type();
+      const VmSizeFacts need = AzureVmSizeFacts(vm_size);
+      // vCPUs of our creates accepted after the snapshot, by family and in total.
+      int64_t reserved_family = 0, reserved_total = 0;
+      for (const auto& [other_name, other] : self->claims_) {
+        if (other_name == name || other.node.phase() != kCreating || !other.request ||
+            other.quota_held_since <= snapshot->taken) {
+          continue;
+        }
+        const VmSizeFacts facts = AzureVmSizeFacts(other.request->spec().instance_type());
+        reserved_total += facts.vcpus;
+        if (facts.family == need.family) reserved_family += facts.vcpus;
+      }
+      for (const auto& [family, reserved] :
+           {std::pair<std::string, int64_t>{need.family, reserved_family},
+            std::pair<std::string, int64_t>{"cores", reserved_total}}) {
+        auto it = snapshot->families.find(family);
+        if (it == snapshot->families.end()) continue;
+        const QuotaUsage& usage = it->second;
+        if (usage.used + reserved + need.vcpus <= usage.limit) continue;
+        refusal = absl::StrCat(
+            "quota check before create: a ", vm_size, " node needs ", need.vcpus, " vCPUs of ",
+            family == "cores" ? "the regional vCPU quota (cores)" : family, " in ",
+            self->options_.location, ", which has ", usage.limit, " with ", usage.used, " in use",
+            reserved > 0 ? absl::StrCat(" and ", reserved, " held by creates in flight") : "",
+            "; raise the quota, or allow other instance types with "
+            "kaito.sh/instance-type-fallback");
+        break;
+      }
+      if (refusal.empty()) claim->quota_held_since = self->clock_->Monotonic();
+    }
+    if (!refusal.empty()) {
+      return self->Fail(name, generation, "QuotaExceeded", false, refusal, false);
+    }
+    self->PutPool(name, generation);
+  });
+}
+
 void AzureProvider::OnCreateProgress(const std::string& name, uint64_t generation,
                                      const nlohmann::json& pool) {
   const OperationState state = ProvisioningState(PoolState(pool));
@@ -323,8 +447,7 @@ void AzureProvider::OnCreateProgress(const std::string& name, uint64_t generatio
   claim->op = Operation{};
   claim->op.kind = PollerKind::kBody;
   claim->op.method = "PUT";
-  claim->op.resource_url = claim->op.poll_url =
-      WithApiVersion(PoolUrl(name), options_.api_version);
+  claim->op.resource_url = claim->op.poll_url = WithApiVersion(PoolUrl(name), options_.api_version);
   ScheduleLocked(name, *claim, options_.poll_interval, &AzureProvider::PollCreate);
 }
 
@@ -337,37 +460,38 @@ void AzureProvider::PutPool(const std::string& name, uint64_t generation) {
     body = PoolBody(*claim->request, clock_->Now()).dump();
   }
   const std::string url = WithApiVersion(PoolUrl(name), options_.api_version);
-  arm_->Send("PUT", url, std::move(body),
-             [self = shared_from_this(), name, generation,
-              url](absl::StatusOr<http::Response> response) {
-               if (response.ok() && (response->status == 200 || response->status == 201)) {
-                 Operation op = StartOperation("PUT", url, *response);
-                 if (op.state == OperationState::kFailed) {
-                   const ErrorClass cls = ClassifyArmError(op.error);
-                   return self->Fail(name, generation, cls.reason, cls.retryable,
-                                     op.error.Describe(), true);
-                 }
-                 if (op.state == OperationState::kSucceeded && op.kind == PollerKind::kBody) {
-                   return self->ResolveVm(name, generation);
-                 }
-                 absl::MutexLock lock(&self->mu_);
-                 Claim* claim = self->CurrentLocked(name, generation);
-                 if (claim == nullptr) return;
-                 claim->op = std::move(op);
-                 claim->node.set_message("agent pool " + name + " is being created");
-                 self->ScheduleLocked(name, *claim, self->PollDelay(*response),
-                                      &AzureProvider::PollCreate);
-                 return;
-               }
-               const ArmError error = ErrorOf(response);
-               if (IsOperationInProgress(error)) {
-                 // Our own earlier create (a restart, a lost reply): follow the pool.
-                 return self->OnCreateProgress(name, generation,
-                                               {{"properties", {{"provisioningState", kCreating}}}});
-               }
-               const ErrorClass cls = ClassifyArmError(error);
-               self->Fail(name, generation, cls.reason, cls.retryable, error.Describe(), false);
-             });
+  arm_->Send(
+      "PUT", url, std::move(body),
+      [self = shared_from_this(), name, generation, url](absl::StatusOr<http::Response> response) {
+        if (response.ok() && (response->status == 200 || response->status == 201)) {
+          Operation op = StartOperation("PUT", url, *response);
+          if (op.state == OperationState::kFailed) {
+            const ErrorClass cls = ClassifyArmError(op.error);
+            return self->Fail(name, generation, cls.reason, cls.retryable, op.error.Describe(),
+                              true);
+          }
+          if (op.state == OperationState::kSucceeded && op.kind == PollerKind::kBody) {
+            return self->ResolveVm(name, generation);
+          }
+          absl::MutexLock lock(&self->mu_);
+          Claim* claim = self->CurrentLocked(name, generation);
+          if (claim == nullptr) return;
+          claim->op = std::move(op);
+          claim->quota_held_since = self->clock_->Monotonic();
+          claim->node.set_message("agent pool " + name + " is being created");
+          self->ScheduleLocked(name, *claim, self->PollDelay(*response),
+                               &AzureProvider::PollCreate);
+          return;
+        }
+        const ArmError error = ErrorOf(response);
+        if (IsOperationInProgress(error)) {
+          // Our own earlier create (a restart, a lost reply): follow the pool.
+          return self->OnCreateProgress(name, generation,
+                                        {{"properties", {{"provisioningState", kCreating}}}});
+        }
+        const ErrorClass cls = ClassifyArmError(error);
+        self->Fail(name, generation, cls.reason, cls.retryable, error.Describe(), false);
+      });
 }
 
 void AzureProvider::PollCreate(const std::string& name, uint64_t generation) {
@@ -378,35 +502,34 @@ void AzureProvider::PollCreate(const std::string& name, uint64_t generation) {
     if (claim == nullptr) return;
     url = claim->op.poll_url;
   }
-  arm_->Send("GET", url, "",
-             [self = shared_from_this(), name, generation](absl::StatusOr<http::Response> response) {
-               if (!response.ok()) {
-                 const ArmError error = ErrorOf(response);
-                 const ErrorClass cls = ClassifyArmError(error);
-                 return self->Fail(name, generation, cls.reason, cls.retryable, error.Describe(),
-                                   false);
-               }
-               Operation op;
-               {
-                 absl::MutexLock lock(&self->mu_);
-                 Claim* claim = self->CurrentLocked(name, generation);
-                 if (claim == nullptr) return;
-                 ReadPollResponse(*response, &claim->op);
-                 op = claim->op;
-                 if (op.state == OperationState::kInProgress) {
-                   self->ScheduleLocked(name, *claim, self->PollDelay(*response),
-                                        &AzureProvider::PollCreate);
-                   return;
-                 }
-               }
-               if (op.state == OperationState::kFailed) {
-                 const ErrorClass cls = ClassifyArmError(op.error);
-                 return self->Fail(name, generation, cls.reason, cls.retryable,
-                                   op.error.Describe(), true);
-               }
-               if (op.kind == PollerKind::kBody) return self->ResolveVm(name, generation);
-               self->FinalGet(name, generation);
-             });
+  arm_->Send(
+      "GET", url, "",
+      [self = shared_from_this(), name, generation](absl::StatusOr<http::Response> response) {
+        if (!response.ok()) {
+          const ArmError error = ErrorOf(response);
+          const ErrorClass cls = ClassifyArmError(error);
+          return self->Fail(name, generation, cls.reason, cls.retryable, error.Describe(), false);
+        }
+        Operation op;
+        {
+          absl::MutexLock lock(&self->mu_);
+          Claim* claim = self->CurrentLocked(name, generation);
+          if (claim == nullptr) return;
+          ReadPollResponse(*response, &claim->op);
+          op = claim->op;
+          if (op.state == OperationState::kInProgress) {
+            self->ScheduleLocked(name, *claim, self->PollDelay(*response),
+                                 &AzureProvider::PollCreate);
+            return;
+          }
+        }
+        if (op.state == OperationState::kFailed) {
+          const ErrorClass cls = ClassifyArmError(op.error);
+          return self->Fail(name, generation, cls.reason, cls.retryable, op.error.Describe(), true);
+        }
+        if (op.kind == PollerKind::kBody) return self->ResolveVm(name, generation);
+        self->FinalGet(name, generation);
+      });
 }
 
 void AzureProvider::FinalGet(const std::string& name, uint64_t generation) {
@@ -440,8 +563,8 @@ void AzureProvider::WithNodeResourceGroup(
              [self = shared_from_this(),
               done = std::move(done)](absl::StatusOr<http::Response> response) mutable {
                if (!response.ok() || response->status != 200) {
-                 return std::move(done)(absl::UnavailableError(
-                     "reading the cluster: " + ErrorOf(response).Describe()));
+                 return std::move(done)(absl::UnavailableError("reading the cluster: " +
+                                                               ErrorOf(response).Describe()));
                }
                std::string group =
                    StringAt(Field(Parse(response->body), "properties"), "nodeResourceGroup");
@@ -457,6 +580,79 @@ void AzureProvider::WithNodeResourceGroup(
              });
 }
 
+void AzureProvider::WithScaleSets(absl::Duration requested_after, ScaleSetsDone done) {
+  std::optional<std::map<std::string, std::string>> cached;
+  bool send_now = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (scale_sets_ && scale_sets_->requested >= requested_after) {
+      cached = scale_sets_->by_pool;
+    } else {
+      scale_set_waiters_.push_back(std::move(done));
+      if (scale_set_timer_ == 0 && !stopped_) {
+        const absl::Duration wait = scale_sets_sent_ + kScaleSetCoalesce - clock_->Monotonic();
+        if (wait <= absl::ZeroDuration()) {
+          send_now = true;
+        } else {
+          scale_set_timer_ = clock_->RunAfter(wait, [self = shared_from_this()] {
+            {
+              absl::MutexLock lock(&self->mu_);
+              self->scale_set_timer_ = 0;
+              if (self->stopped_) return;
+            }
+            self->FetchScaleSets();
+          });
+        }
+      }
+    }
+  }
+  if (cached) return std::move(done)(*std::move(cached));
+  if (send_now) FetchScaleSets();
+}
+
+void AzureProvider::FetchScaleSets() {
+  std::vector<ScaleSetsDone> waiters;
+  absl::Duration requested;
+  {
+    absl::MutexLock lock(&mu_);
+    waiters.swap(scale_set_waiters_);
+    requested = scale_sets_sent_ = clock_->Monotonic();
+  }
+  if (waiters.empty()) return;
+  auto finish = [self = shared_from_this(), requested,
+                 waiters = std::make_shared<std::vector<ScaleSetsDone>>(std::move(waiters))](
+                    absl::StatusOr<std::map<std::string, std::string>> by_pool) {
+    if (by_pool.ok()) {
+      absl::MutexLock lock(&self->mu_);
+      if (!self->scale_sets_ || self->scale_sets_->requested < requested) {
+        self->scale_sets_ = ScaleSetList{requested, *by_pool};
+      }
+    }
+    for (ScaleSetsDone& waiter : *waiters) std::move(waiter)(by_pool);
+  };
+  WithNodeResourceGroup([self = shared_from_this(),
+                         finish = std::move(finish)](absl::StatusOr<std::string> group) mutable {
+    if (!group.ok()) return finish(group.status());
+    std::string base = self->options_.arm_endpoint;
+    while (!base.empty() && base.back() == '/') base.pop_back();
+    const std::string url = self->WithApiVersion(
+        absl::StrCat(base, "/subscriptions/", self->options_.subscription_id, "/resourceGroups/",
+                     *group, "/providers/Microsoft.Compute/virtualMachineScaleSets"),
+        self->options_.compute_api_version);
+    self->ListAll(
+        url, {},
+        [finish = std::move(finish)](absl::StatusOr<std::vector<nlohmann::json>> sets) mutable {
+          if (!sets.ok()) return finish(sets.status());
+          std::map<std::string, std::string> by_pool;
+          for (const nlohmann::json& set : *sets) {
+            const std::string pool = StringAt(Field(set, "tags"), "aks-managed-poolName");
+            if (!pool.empty()) by_pool[pool] = StringAt(set, "name");
+          }
+          finish(std::move(by_pool));
+        });
+  });
+}
+
 void AzureProvider::ResolveVm(const std::string& name, uint64_t generation) {
   auto retry_later = [self = shared_from_this(), name, generation](const std::string& why) {
     absl::MutexLock lock(&self->mu_);
@@ -466,32 +662,30 @@ void AzureProvider::ResolveVm(const std::string& name, uint64_t generation) {
     self->ScheduleLocked(name, *claim, self->options_.vm_lookup_interval,
                          &AzureProvider::ResolveVm);
   };
-  WithNodeResourceGroup([self = shared_from_this(), name, generation,
-                         retry_later](absl::StatusOr<std::string> group) mutable {
-    if (!group.ok()) return retry_later(std::string(group.status().message()));
-    std::string base = self->options_.arm_endpoint;
-    while (!base.empty() && base.back() == '/') base.pop_back();
-    const std::string scale_sets =
-        absl::StrCat(base, "/subscriptions/", self->options_.subscription_id, "/resourceGroups/",
-                     *group, "/providers/Microsoft.Compute/virtualMachineScaleSets");
-    self->ListAll(
-        self->WithApiVersion(scale_sets, self->options_.compute_api_version), {},
-        [self, name, generation, retry_later, scale_sets](
-            absl::StatusOr<std::vector<nlohmann::json>> sets) mutable {
-          if (!sets.ok()) return retry_later(std::string(sets.status().message()));
-          std::string vmss;
-          for (const nlohmann::json& set : *sets) {
-            if (StringAt(Field(set, "tags"), "aks-managed-poolName") == name) {
-              vmss = StringAt(set, "name");
-            }
-          }
+  WithScaleSets(
+      clock_->Monotonic(), [self = shared_from_this(), name, generation, retry_later](
+                               absl::StatusOr<std::map<std::string, std::string>> sets) mutable {
+        if (!sets.ok()) return retry_later(std::string(sets.status().message()));
+        std::string group;
+        {
+          absl::MutexLock lock(&self->mu_);
+          group = self->node_resource_group_;
+        }
+        std::string base = self->options_.arm_endpoint;
+        while (!base.empty() && base.back() == '/') base.pop_back();
+        const std::string scale_sets = absl::StrCat(
+            base, "/subscriptions/", self->options_.subscription_id, "/resourceGroups/", group,
+            "/providers/Microsoft.Compute/virtualMachineScaleSets");
+        {
+          auto it = sets->find(name);
+          const std::string vmss = it == sets->end() ? "" : it->second;
           if (vmss.empty()) return retry_later("waiting for its scale set");
           self->ListAll(
               self->WithApiVersion(absl::StrCat(scale_sets, "/", vmss, "/virtualMachines"),
                                    self->options_.compute_api_version),
               {},
-              [self, name, generation, retry_later](
-                  absl::StatusOr<std::vector<nlohmann::json>> vms) mutable {
+              [self, name, generation,
+               retry_later](absl::StatusOr<std::vector<nlohmann::json>> vms) mutable {
                 if (!vms.ok()) return retry_later(std::string(vms.status().message()));
                 for (const nlohmann::json& vm : *vms) {
                   const std::string computer =
@@ -514,32 +708,31 @@ void AzureProvider::ResolveVm(const std::string& name, uint64_t generation) {
                 }
                 retry_later("waiting for its VM");
               });
-        });
-  });
+        }
+      });
 }
 
 void AzureProvider::ListAll(
     std::string url, std::vector<nlohmann::json> items,
     absl::AnyInvocable<void(absl::StatusOr<std::vector<nlohmann::json>>) &&> done) {
-  arm_->Send("GET", url, "",
-             [self = shared_from_this(), items = std::move(items),
-              done = std::move(done)](absl::StatusOr<http::Response> response) mutable {
-               if (!response.ok() || response->status != 200) {
-                 return std::move(done)(
-                     absl::UnavailableError("LIST: " + ErrorOf(response).Describe()));
-               }
-               const nlohmann::json page = Parse(response->body);
-               const nlohmann::json& value = Field(page, "value");
-               if (!value.is_array()) {
-                 return std::move(done)(
-                     absl::UnavailableError("LIST: the reply has no \"value\" array"));
-               }
-               for (const nlohmann::json& item : value) items.push_back(item);
-               const std::string next = StringAt(page, "nextLink");
-               if (next.empty()) return std::move(done)(std::move(items));
-               // ARM's nextLink is absolute and carries the api-version.
-               self->ListAll(next, std::move(items), std::move(done));
-             });
+  arm_->Send(
+      "GET", url, "",
+      [self = shared_from_this(), items = std::move(items),
+       done = std::move(done)](absl::StatusOr<http::Response> response) mutable {
+        if (!response.ok() || response->status != 200) {
+          return std::move(done)(absl::UnavailableError("LIST: " + ErrorOf(response).Describe()));
+        }
+        const nlohmann::json page = Parse(response->body);
+        const nlohmann::json& value = Field(page, "value");
+        if (!value.is_array()) {
+          return std::move(done)(absl::UnavailableError("LIST: the reply has no \"value\" array"));
+        }
+        for (const nlohmann::json& item : value) items.push_back(item);
+        const std::string next = StringAt(page, "nextLink");
+        if (next.empty()) return std::move(done)(std::move(items));
+        // ARM's nextLink is absolute and carries the api-version.
+        self->ListAll(next, std::move(items), std::move(done));
+      });
 }
 
 void AzureProvider::GetNode(const std::string& claim_name, NodeDone done) {
@@ -577,52 +770,51 @@ void AzureProvider::DeleteNode(const std::string& claim_name, DeleteDone done) {
   if (stopped) return std::move(done)(absl::UnavailableError("the provisioner is stopping"));
   if (deleting) return std::move(done)(false);
   // Read first: only a pool that is ours is deleted.
-  arm_->Send(
-      "GET", WithApiVersion(PoolUrl(claim_name), options_.api_version), "",
-      [self = shared_from_this(), claim_name, generation,
-       done = std::move(done)](absl::StatusOr<http::Response> response) mutable {
-        if (response.ok() && response->status == 404) {
-          self->Forget(claim_name, generation);
-          return std::move(done)(true);
-        }
-        if (!response.ok() || response->status != 200) {
-          // Unknown: try again on the next DeleteNode.
-          {
-            absl::MutexLock lock(&self->mu_);
-            if (Claim* claim = self->CurrentLocked(claim_name, generation)) {
-              claim->node.set_phase(kFailed);
-              claim->node.set_error_code("DeleteFailed");
-              claim->node.set_retryable(true);
-            }
-          }
-          return std::move(done)(
-              absl::UnavailableError("reading agent pool " + claim_name + ": " +
-                                     ErrorOf(response).Describe()));
-        }
-        const nlohmann::json pool = Parse(response->body);
-        if (!IsOwnedPool(pool, claim_name)) {
-          spdlog::warn("node claim {}: agent pool {} was not created by kaito-provisioner; it is "
-                       "not deleted",
-                       claim_name, claim_name);
-          self->Forget(claim_name, generation);
-          return std::move(done)(true);
-        }
-        std::move(done)(false);
-        if (absl::EqualsIgnoreCase(PoolState(pool), "Deleting")) {
-          absl::MutexLock lock(&self->mu_);
-          if (Claim* claim = self->CurrentLocked(claim_name, generation)) {
-            claim->op = Operation{};
-            claim->op.kind = PollerKind::kBody;
-            claim->op.method = "DELETE";
-            claim->op.resource_url = claim->op.poll_url =
-                self->WithApiVersion(self->PoolUrl(claim_name), self->options_.api_version);
-            self->ScheduleLocked(claim_name, *claim, self->options_.poll_interval,
-                                 &AzureProvider::PollDelete);
-          }
-          return;
-        }
-        self->StartDelete(claim_name, generation);
-      });
+  arm_->Send("GET", WithApiVersion(PoolUrl(claim_name), options_.api_version), "",
+             [self = shared_from_this(), claim_name, generation,
+              done = std::move(done)](absl::StatusOr<http::Response> response) mutable {
+               if (response.ok() && response->status == 404) {
+                 self->Forget(claim_name, generation);
+                 return std::move(done)(true);
+               }
+               if (!response.ok() || response->status != 200) {
+                 // Unknown: try again on the next DeleteNode.
+                 {
+                   absl::MutexLock lock(&self->mu_);
+                   if (Claim* claim = self->CurrentLocked(claim_name, generation)) {
+                     claim->node.set_phase(kFailed);
+                     claim->node.set_error_code("DeleteFailed");
+                     claim->node.set_retryable(true);
+                   }
+                 }
+                 return std::move(done)(absl::UnavailableError(
+                     "reading agent pool " + claim_name + ": " + ErrorOf(response).Describe()));
+               }
+               const nlohmann::json pool = Parse(response->body);
+               if (!IsOwnedPool(pool, claim_name)) {
+                 spdlog::warn(
+                     "node claim {}: agent pool {} was not created by kaito-provisioner; it is "
+                     "not deleted",
+                     claim_name, claim_name);
+                 self->Forget(claim_name, generation);
+                 return std::move(done)(true);
+               }
+               std::move(done)(false);
+               if (absl::EqualsIgnoreCase(PoolState(pool), "Deleting")) {
+                 absl::MutexLock lock(&self->mu_);
+                 if (Claim* claim = self->CurrentLocked(claim_name, generation)) {
+                   claim->op = Operation{};
+                   claim->op.kind = PollerKind::kBody;
+                   claim->op.method = "DELETE";
+                   claim->op.resource_url = claim->op.poll_url =
+                       self->WithApiVersion(self->PoolUrl(claim_name), self->options_.api_version);
+                   self->ScheduleLocked(claim_name, *claim, self->options_.poll_interval,
+                                        &AzureProvider::PollDelete);
+                 }
+                 return;
+               }
+               self->StartDelete(claim_name, generation);
+             });
 }
 
 void AzureProvider::StartDelete(const std::string& name, uint64_t generation) {
@@ -630,8 +822,8 @@ void AzureProvider::StartDelete(const std::string& name, uint64_t generation) {
   arm_->Send(
       "DELETE", url, "",
       [self = shared_from_this(), name, generation, url](absl::StatusOr<http::Response> response) {
-        if (response.ok() && (response->status == 204 || response->status == 404 ||
-                              response->status == 200)) {
+        if (response.ok() &&
+            (response->status == 204 || response->status == 404 || response->status == 200)) {
           return self->Forget(name, generation);
         }
         absl::MutexLock lock(&self->mu_);
@@ -661,33 +853,34 @@ void AzureProvider::PollDelete(const std::string& name, uint64_t generation) {
     if (claim == nullptr) return;
     url = claim->op.poll_url;
   }
-  arm_->Send("GET", url, "",
-             [self = shared_from_this(), name, generation](absl::StatusOr<http::Response> response) {
-               OperationState state = OperationState::kInProgress;
-               absl::Duration delay = self->options_.poll_interval;
-               {
-                 absl::MutexLock lock(&self->mu_);
-                 Claim* claim = self->CurrentLocked(name, generation);
-                 if (claim == nullptr) return;
-                 if (response.ok()) {
-                   ReadPollResponse(*response, &claim->op);
-                   state = claim->op.state;
-                   delay = self->PollDelay(*response);
-                 }
-                 if (state == OperationState::kInProgress) {
-                   self->ScheduleLocked(name, *claim, delay, &AzureProvider::PollDelete);
-                   return;
-                 }
-                 if (state == OperationState::kFailed) {
-                   spdlog::warn("node claim {}: delete failed: {}; trying again", name,
-                                claim->op.error.Describe());
-                   self->ScheduleLocked(name, *claim, self->options_.poll_interval,
-                                        &AzureProvider::StartDelete);
-                   return;
-                 }
-               }
-               self->Forget(name, generation);
-             });
+  arm_->Send(
+      "GET", url, "",
+      [self = shared_from_this(), name, generation](absl::StatusOr<http::Response> response) {
+        OperationState state = OperationState::kInProgress;
+        absl::Duration delay = self->options_.poll_interval;
+        {
+          absl::MutexLock lock(&self->mu_);
+          Claim* claim = self->CurrentLocked(name, generation);
+          if (claim == nullptr) return;
+          if (response.ok()) {
+            ReadPollResponse(*response, &claim->op);
+            state = claim->op.state;
+            delay = self->PollDelay(*response);
+          }
+          if (state == OperationState::kInProgress) {
+            self->ScheduleLocked(name, *claim, delay, &AzureProvider::PollDelete);
+            return;
+          }
+          if (state == OperationState::kFailed) {
+            spdlog::warn("node claim {}: delete failed: {}; trying again", name,
+                         claim->op.error.Describe());
+            self->ScheduleLocked(name, *claim, self->options_.poll_interval,
+                                 &AzureProvider::StartDelete);
+            return;
+          }
+        }
+        self->Forget(name, generation);
+      });
 }
 
 void AzureProvider::Forget(const std::string& name, uint64_t generation) {
@@ -802,6 +995,8 @@ void AzureProvider::Start(absl::AnyInvocable<void(absl::Status) &&> done) {
 void AzureProvider::Stop() {
   absl::MutexLock lock(&mu_);
   stopped_ = true;
+  if (scale_set_timer_ != 0) clock_->Cancel(scale_set_timer_);
+  scale_set_timer_ = 0;
   for (auto& [name, claim] : claims_) CancelTimersLocked(claim);
 }
 

@@ -60,7 +60,21 @@ struct AzureProviderOptions {
   absl::Duration create_timeout = absl::Minutes(30);
   // After the pool Succeeded, between lookups of its VM.
   absl::Duration vm_lookup_interval = absl::Seconds(5);
+  // The compute usages (vCPU quota) are read again when older than this; no check when
+  // `location` is empty.
+  absl::Duration quota_cache_ttl = absl::Seconds(30);
+  bool quota_check = true;
 };
+
+// One quota family's vCPUs as Azure reports them.
+struct QuotaUsage {
+  int64_t used = 0;
+  int64_t limit = 0;
+};
+
+// Reads `GET .../providers/Microsoft.Compute/locations/{l}/usages`: family name ->
+// usage (`cores` is the regional total). INVALID_ARGUMENT when the body is not a usage list.
+absl::StatusOr<std::map<std::string, QuotaUsage>> ParseUsages(const std::string& body);
 
 // The pool name rule of AKS user pools (Linux): `^[a-z][a-z0-9]{0,11}$`.
 bool IsValidPoolName(const std::string& name);
@@ -103,7 +117,15 @@ class AzureProvider : public NodeProvider, public std::enable_shared_from_this<A
     Operation op;
     Clock::TimerId step_timer = 0;
     Clock::TimerId deadline_timer = 0;
+    // When it passed the quota check, then when its PUT was accepted (monotonic; zero
+    // before): a create held after the usage snapshot holds quota the snapshot does not show.
+    absl::Duration quota_held_since;
   };
+  struct UsageSnapshot {
+    std::map<std::string, QuotaUsage> families;
+    absl::Duration taken;
+  };
+  using QuotaDone = absl::AnyInvocable<void(absl::StatusOr<UsageSnapshot>) &&>;
   using Step = void (AzureProvider::*)(const std::string& name, uint64_t generation);
 
   AzureProvider(AzureProviderOptions options, std::shared_ptr<ArmClient> arm, Clock* clock);
@@ -122,13 +144,16 @@ class AzureProvider : public NodeProvider, public std::enable_shared_from_this<A
   // Starts a new create attempt of a claim whose request is known.
   uint64_t BeginAttemptLocked(const std::string& name, Claim& claim)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Fail(const std::string& name, uint64_t generation, const std::string& reason,
-            bool retryable, const std::string& message, bool delete_pool);
+  void Fail(const std::string& name, uint64_t generation, const std::string& reason, bool retryable,
+            const std::string& message, bool delete_pool);
   // The delay before the next poll: Retry-After within bounds, else the poll interval.
   absl::Duration PollDelay(const http::Response& response) const;
 
   // Create steps.
   void LookUpPool(const std::string& name, uint64_t generation);
+  // Refuses a create that the vCPU quota cannot hold (QuotaExceeded) before any PUT.
+  void CheckQuota(const std::string& name, uint64_t generation);
+  void WithUsages(QuotaDone done);
   void PutPool(const std::string& name, uint64_t generation);
   void PollCreate(const std::string& name, uint64_t generation);
   void FinalGet(const std::string& name, uint64_t generation);
@@ -139,6 +164,15 @@ class AzureProvider : public NodeProvider, public std::enable_shared_from_this<A
   void PollDelete(const std::string& name, uint64_t generation);
   void Forget(const std::string& name, uint64_t generation);
 
+  // The VM scale sets of the node resource group by pool (`aks-managed-poolName` tag ->
+  // scale set name), from a list requested no earlier than `requested_after`. Claims whose
+  // pools succeed together share lists: one is sent at most every `kScaleSetCoalesce`, for
+  // every claim that asked since the one before (one request per batch, not per claim).
+  using ScaleSetsDone =
+      absl::AnyInvocable<void(absl::StatusOr<std::map<std::string, std::string>>) &&>;
+  void WithScaleSets(absl::Duration requested_after, ScaleSetsDone done);
+  // Sends a list for the waiting claims (`mu_` not held).
+  void FetchScaleSets();
   // The node resource group (MC_...) of the cluster, read once.
   void WithNodeResourceGroup(absl::AnyInvocable<void(absl::StatusOr<std::string>) &&> done);
   // Every page of a LIST.
@@ -155,6 +189,20 @@ class AzureProvider : public NodeProvider, public std::enable_shared_from_this<A
   std::map<std::string, Claim> claims_ ABSL_GUARDED_BY(mu_);
   uint64_t next_generation_ ABSL_GUARDED_BY(mu_) = 1;
   std::string node_resource_group_ ABSL_GUARDED_BY(mu_);
+  struct ScaleSetList {
+    absl::Duration requested;
+    std::map<std::string, std::string> by_pool;
+  };
+  std::optional<ScaleSetList> scale_sets_ ABSL_GUARDED_BY(mu_);
+  // Claims waiting for the next list; when the last list was sent; the timer of the next.
+  std::vector<ScaleSetsDone> scale_set_waiters_ ABSL_GUARDED_BY(mu_);
+  absl::Duration scale_sets_sent_ ABSL_GUARDED_BY(mu_) = -absl::InfiniteDuration();
+  Clock::TimerId scale_set_timer_ ABSL_GUARDED_BY(mu_) = 0;
+  std::optional<UsageSnapshot> usages_ ABSL_GUARDED_BY(mu_);
+  bool usages_loading_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<QuotaDone> usage_waiters_ ABSL_GUARDED_BY(mu_);
+  // The usages could not be read (refused, not found): said once, then creates proceed.
+  bool quota_unreadable_logged_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace kaito::provisioner::azure

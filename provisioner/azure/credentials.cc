@@ -181,8 +181,8 @@ absl::StatusOr<http::Request> AzureCredential::BuildRequest() const {
     assertion << in.rdbuf();
     std::string text(absl::StripAsciiWhitespace(assertion.str()));
     if (!in || text.empty()) {
-      return absl::UnauthenticatedError(absl::StrCat(
-          "cannot read the federated token file ", config_.federated_token_file));
+      return absl::UnauthenticatedError(
+          absl::StrCat("cannot read the federated token file ", config_.federated_token_file));
     }
     form.push_back(
         {"client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"});
@@ -201,13 +201,11 @@ absl::StatusOr<AccessToken> ParseTokenResponse(const http::Response& response, a
   if (response.status != 200) {
     std::string what = absl::StrCat("token request failed with HTTP ", response.status);
     if (body.is_object()) {
-      const std::string error = body.value("error", nlohmann::json()).is_string()
-                                    ? body["error"].get<std::string>()
-                                    : "";
-      const std::string description =
-          body.value("error_description", nlohmann::json()).is_string()
-              ? body["error_description"].get<std::string>()
-              : "";
+      const std::string error =
+          body.value("error", nlohmann::json()).is_string() ? body["error"].get<std::string>() : "";
+      const std::string description = body.value("error_description", nlohmann::json()).is_string()
+                                          ? body["error_description"].get<std::string>()
+                                          : "";
       if (!error.empty()) absl::StrAppend(&what, ": ", error);
       if (!description.empty()) {
         // AAD's first line names the problem; the rest is trace and correlation ids.
@@ -241,8 +239,8 @@ absl::StatusOr<AccessToken> ParseTokenResponse(const http::Response& response, a
 void AzureCredential::OnResponse(absl::StatusOr<http::Response> response) {
   absl::StatusOr<AccessToken> token =
       response.ok() ? ParseTokenResponse(*response, clock_->Now())
-                    : absl::StatusOr<AccessToken>(absl::UnavailableError(absl::StrCat(
-                          "token endpoint: ", response.status().message())));
+                    : absl::StatusOr<AccessToken>(absl::UnavailableError(
+                          absl::StrCat("token endpoint: ", response.status().message())));
   if (!response.ok() && absl::IsUnauthenticated(response.status())) token = response.status();
   std::vector<TokenDone> waiters;
   {

@@ -94,8 +94,8 @@ void ReadPollResponse(const http::Response& response, Operation* op) {
       if (op->state == OperationState::kFailed) {
         op->error = body.contains("error")
                         ? ParseArmErrorObject(body["error"], status)
-                        : ArmError{status, "Canceled", "the operation ended " +
-                                                           body["status"].get<std::string>()};
+                        : ArmError{status, "Canceled",
+                                   "the operation ended " + body["status"].get<std::string>()};
         if (op->error.code.empty()) op->error.code = body["status"].get<std::string>();
       }
       return;

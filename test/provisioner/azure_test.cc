@@ -80,7 +80,8 @@ TEST(ArmErrorTest, CodesAndStatuses) {
            {400, "SomethingNew", "CloudError", false},
            {429, "SubscriptionRequestsThrottled", "Throttled", true},
        }) {
-    ErrorClass cls = ClassifyArmError(ParseArmError(MakeResponse(c.status, ErrorBody(c.code, "m"))));
+    ErrorClass cls =
+        ClassifyArmError(ParseArmError(MakeResponse(c.status, ErrorBody(c.code, "m"))));
     EXPECT_EQ(cls.reason, c.reason) << c.code;
     EXPECT_EQ(cls.retryable, c.retryable) << c.code;
   }
@@ -112,8 +113,8 @@ TEST(LroTest, PollerIsChosenFromHeadersInArmOrder) {
   EXPECT_EQ(location.kind, PollerKind::kLocation);
   EXPECT_EQ(location.state, OperationState::kInProgress);
 
-  Operation body =
-      StartOperation("PUT", pool, MakeResponse(200, R"({"properties":{"provisioningState":"Succeeded"}})"));
+  Operation body = StartOperation(
+      "PUT", pool, MakeResponse(200, R"({"properties":{"provisioningState":"Succeeded"}})"));
   EXPECT_EQ(body.kind, PollerKind::kBody);
   EXPECT_EQ(body.poll_url, pool);
   EXPECT_EQ(body.state, OperationState::kSucceeded);
@@ -172,14 +173,15 @@ TEST(LroTest, RetryAfterInEveryForm) {
             absl::Milliseconds(250));
   EXPECT_EQ(RetryAfter(MakeResponse(429, "", {{"Retry-After", "7"}}), now), absl::Seconds(7));
   // 1700000000 is Tue, 14 Nov 2023 22:13:20 GMT.
-  EXPECT_EQ(RetryAfter(MakeResponse(429, "", {{"Retry-After", "Tue, 14 Nov 2023 22:13:30 GMT"}}),
-                       now),
-            absl::Seconds(10));
+  EXPECT_EQ(
+      RetryAfter(MakeResponse(429, "", {{"Retry-After", "Tue, 14 Nov 2023 22:13:30 GMT"}}), now),
+      absl::Seconds(10));
   EXPECT_EQ(RetryAfter(MakeResponse(429, "", {{"Retry-After", "soon"}}), now), std::nullopt);
   EXPECT_EQ(RetryAfter(MakeResponse(429), now), std::nullopt);
   // The millisecond forms win over Retry-After.
-  EXPECT_EQ(RetryAfter(MakeResponse(429, "", {{"Retry-After", "9"}, {"retry-after-ms", "10"}}), now),
-            absl::Milliseconds(10));
+  EXPECT_EQ(
+      RetryAfter(MakeResponse(429, "", {{"Retry-After", "9"}, {"retry-after-ms", "10"}}), now),
+      absl::Milliseconds(10));
 }
 
 TEST(PoolTest, BodyIsOnePoolOfOneNodeWithOwnershipAndTaints) {
@@ -228,10 +230,12 @@ std::function<const char*(const char*)> EnvOf(std::map<std::string, std::string>
 }
 
 TEST(CredentialConfigTest, ChainOrderAndHalfConfiguredCredentials) {
-  auto secret = CredentialConfigFromEnvironment(
-      EnvOf({{"AZURE_CLIENT_ID", "c"}, {"AZURE_CLIENT_SECRET", "s"}, {"AZURE_TENANT_ID", "t"},
-             {"AZURE_AUTHORITY_HOST", "https://login.example/"}}),
-      "", "");
+  auto secret =
+      CredentialConfigFromEnvironment(EnvOf({{"AZURE_CLIENT_ID", "c"},
+                                             {"AZURE_CLIENT_SECRET", "s"},
+                                             {"AZURE_TENANT_ID", "t"},
+                                             {"AZURE_AUTHORITY_HOST", "https://login.example/"}}),
+                                      "", "");
   ASSERT_TRUE(secret.ok()) << secret.status();
   EXPECT_EQ(secret->kind, CredentialKind::kClientSecret);
   EXPECT_EQ(secret->authority_host, "https://login.example");
@@ -242,10 +246,11 @@ TEST(CredentialConfigTest, ChainOrderAndHalfConfiguredCredentials) {
   EXPECT_NE(no_tenant.status().message().find("AZURE_TENANT_ID"), std::string::npos);
   EXPECT_EQ(no_tenant.status().message().find("\"s\""), std::string::npos);
 
-  auto missing_file = CredentialConfigFromEnvironment(
-      EnvOf({{"AZURE_CLIENT_ID", "c"}, {"AZURE_TENANT_ID", "t"},
-             {"AZURE_FEDERATED_TOKEN_FILE", "/nonexistent/token"}}),
-      "", "");
+  auto missing_file =
+      CredentialConfigFromEnvironment(EnvOf({{"AZURE_CLIENT_ID", "c"},
+                                             {"AZURE_TENANT_ID", "t"},
+                                             {"AZURE_FEDERATED_TOKEN_FILE", "/nonexistent/token"}}),
+                                      "", "");
   ASSERT_FALSE(missing_file.ok());
   EXPECT_NE(missing_file.status().message().find("AZURE_FEDERATED_TOKEN_FILE"), std::string::npos);
 
@@ -268,7 +273,9 @@ TEST(TokenResponseTest, V2ImdsAndErrors) {
   ASSERT_TRUE(imds.ok());
   EXPECT_EQ(imds->expires_on, absl::FromUnixSeconds(1700003600));
   auto refused = ParseTokenResponse(
-      MakeResponse(401, R"({"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided.\r\nTrace ID: 1"})"),
+      MakeResponse(
+          401,
+          R"({"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided.\r\nTrace ID: 1"})"),
       now);
   ASSERT_TRUE(absl::IsUnauthenticated(refused.status()));
   EXPECT_NE(refused.status().message().find("AADSTS7000215"), std::string::npos);
@@ -280,9 +287,8 @@ TEST(TokenResponseTest, V2ImdsAndErrors) {
 http::FakeHttpClient::Handler TokenEndpoint(std::shared_ptr<int> issued, int ttl = 3600) {
   return [issued, ttl](const http::Request& r) -> absl::StatusOr<http::Response> {
     ++*issued;
-    return MakeResponse(200, json{{"access_token", "tok" + std::to_string(*issued)},
-                                  {"expires_in", ttl}}
-                                 .dump());
+    return MakeResponse(
+        200, json{{"access_token", "tok" + std::to_string(*issued)}, {"expires_in", ttl}}.dump());
   };
 }
 
@@ -330,7 +336,9 @@ TEST(CredentialTest, CachesRefreshesEarlyAndOnlyOnce) {
 TEST(CredentialTest, ErrorsNeverCarryTheSecret) {
   FakeClock clock;
   http::FakeHttpClient http([](const http::Request&) -> absl::StatusOr<http::Response> {
-    return MakeResponse(401, R"({"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."})");
+    return MakeResponse(
+        401,
+        R"({"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."})");
   });
   auto credential = AzureCredential::Create(SecretConfig(), &http, &clock);
   absl::Status status;
@@ -403,9 +411,8 @@ struct ArmFixture {
   // Sends one GET and returns the final status (-1 while unfinished, 0 for an error).
   std::shared_ptr<int> Get() {
     auto result = std::make_shared<int>(-1);
-    client->Send("GET", "http://arm/x", "", [result](absl::StatusOr<http::Response> r) {
-      *result = r.ok() ? r->status : 0;
-    });
+    client->Send("GET", "http://arm/x", "",
+                 [result](absl::StatusOr<http::Response> r) { *result = r.ok() ? r->status : 0; });
     return result;
   }
   FakeClock clock;
@@ -430,7 +437,8 @@ TEST(ArmClientTest, RetryAfterIsHonouredThenTheAnswerArrives) {
   EXPECT_EQ(*result, 200);
   EXPECT_EQ(f.client->stats().retries, 1);
   const http::Request sent = f.http.requests().at(0);
-  EXPECT_EQ(sent.headers.at(0), (std::pair<std::string, std::string>{"Authorization", "Bearer t1"}));
+  EXPECT_EQ(sent.headers.at(0),
+            (std::pair<std::string, std::string>{"Authorization", "Bearer t1"}));
 }
 
 TEST(ArmClientTest, RetryAfterBeyondTheCapEndsTheRetries) {
@@ -492,9 +500,8 @@ TEST(ArmClientTest, RateLimitQueuesABurst) {
   options.requests_per_second = 2;
   options.burst = 3;
   ArmFixture f(options);
-  f.http.set_handler([](const http::Request&) -> absl::StatusOr<http::Response> {
-    return MakeResponse(200, "");
-  });
+  f.http.set_handler(
+      [](const http::Request&) -> absl::StatusOr<http::Response> { return MakeResponse(200, ""); });
   std::vector<std::shared_ptr<int>> results;
   for (int i = 0; i < 5; ++i) results.push_back(f.Get());
   EXPECT_EQ(f.http.requests().size(), 3u) << "the burst goes at once";
@@ -508,9 +515,8 @@ TEST(ArmClientTest, RateLimitQueuesABurst) {
 
 TEST(ArmClientTest, StopCancelsWaitingRetries) {
   ArmFixture f;
-  f.http.set_handler([](const http::Request&) -> absl::StatusOr<http::Response> {
-    return MakeResponse(503, "");
-  });
+  f.http.set_handler(
+      [](const http::Request&) -> absl::StatusOr<http::Response> { return MakeResponse(503, ""); });
   auto result = f.Get();
   EXPECT_EQ(*result, -1);
   f.client->Stop();

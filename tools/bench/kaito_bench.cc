@@ -33,6 +33,7 @@
 #include "server/store/sqlite_store.h"
 #include "tools/bench/api_workload.h"
 #include "tools/bench/reconcile_bench.h"
+#include "tools/bench/azure_bench.h"
 #include "tools/bench/shim_bench.h"
 
 namespace kaito::bench {
@@ -285,6 +286,22 @@ int main(int argc, char** argv) {
   shim->add_option("--data-dir", shim_options.data_dir, "Where the in-process server keeps its store");
   shim->add_flag("--json", shim_options.json, "Print one JSON document instead of text");
 
+  AzureBenchOptions azure_options;
+  std::string azure_latency = "50ms", azure_operation = "2s";
+  auto* azure = app.add_subcommand(
+      "azure", "The Azure provider against an in-process fake ARM: added time, threads, memory");
+  azure->add_option("--claims", azure_options.claims, "Claims created at once")
+      ->capture_default_str();
+  azure->add_option("--latency", azure_latency, "The fake's time per request")
+      ->capture_default_str();
+  azure->add_option("--operation", azure_operation, "The fake's create operation time")
+      ->capture_default_str();
+  azure->add_option("--requests-per-second", azure_options.requests_per_second,
+                    "The provider's client-side rate limit")
+      ->capture_default_str();
+  azure->add_option("--burst", azure_options.burst, "Its burst")->capture_default_str();
+  azure->add_flag("--json", json, "Print JSON");
+
   NodeLossOptions loss_options;
   std::string loss_ttl = "5s", loss_heartbeat = "1s";
   auto* loss = app.add_subcommand("nodeloss", "Agents stopped at random: time to NotReady");
@@ -319,6 +336,12 @@ int main(int argc, char** argv) {
   if (shim->parsed()) {
     (void)kaito::SetupLogging("warn", "text", "kaito-bench");
     return RunShimBench(shim_options);
+  }
+  if (azure->parsed()) {
+    (void)kaito::SetupLogging("warn", "text", "kaito-bench");
+    duration(azure_latency, &azure_options.latency);
+    duration(azure_operation, &azure_options.operation);
+    return emit(RunAzureBench(azure_options));
   }
   if (loss->parsed()) {
     (void)kaito::SetupLogging("warn", "text", "kaito-bench");
