@@ -494,16 +494,18 @@ void AzureProvider::PutPool(const std::string& name, uint64_t generation) {
       });
 }
 
+std::optional<std::string> AzureProvider::PollUrl(const std::string& name, uint64_t generation) {
+  absl::MutexLock lock(&mu_);
+  Claim* claim = CurrentLocked(name, generation);
+  if (claim == nullptr) return std::nullopt;
+  return claim->op.poll_url;
+}
+
 void AzureProvider::PollCreate(const std::string& name, uint64_t generation) {
-  std::string url;
-  {
-    absl::MutexLock lock(&mu_);
-    Claim* claim = CurrentLocked(name, generation);
-    if (claim == nullptr) return;
-    url = claim->op.poll_url;
-  }
+  std::optional<std::string> url = PollUrl(name, generation);
+  if (!url) return;
   arm_->Send(
-      "GET", url, "",
+      "GET", *url, "",
       [self = shared_from_this(), name, generation](absl::StatusOr<http::Response> response) {
         if (!response.ok()) {
           const ArmError error = ErrorOf(response);
@@ -846,15 +848,10 @@ void AzureProvider::StartDelete(const std::string& name, uint64_t generation) {
 }
 
 void AzureProvider::PollDelete(const std::string& name, uint64_t generation) {
-  std::string url;
-  {
-    absl::MutexLock lock(&mu_);
-    Claim* claim = CurrentLocked(name, generation);
-    if (claim == nullptr) return;
-    url = claim->op.poll_url;
-  }
+  std::optional<std::string> url = PollUrl(name, generation);
+  if (!url) return;
   arm_->Send(
-      "GET", url, "",
+      "GET", *url, "",
       [self = shared_from_this(), name, generation](absl::StatusOr<http::Response> response) {
         OperationState state = OperationState::kInProgress;
         absl::Duration delay = self->options_.poll_interval;

@@ -146,6 +146,8 @@ class AzureProvider : public NodeProvider, public std::enable_shared_from_this<A
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Fail(const std::string& name, uint64_t generation, const std::string& reason, bool retryable,
             const std::string& message, bool delete_pool);
+  // What the claim's operation polls, while `generation` is current.
+  std::optional<std::string> PollUrl(const std::string& name, uint64_t generation);
   // The delay before the next poll: Retry-After within bounds, else the poll interval.
   absl::Duration PollDelay(const http::Response& response) const;
 

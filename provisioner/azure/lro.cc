@@ -23,6 +23,21 @@ std::optional<std::string> BodyProvisioningState(const nlohmann::json& body) {
   return state->get<std::string>();
 }
 
+// A 2xx poll of a Location or of the resource: its provisioningState when it has one, else
+// 202 = in progress and any other 2xx = done.
+void ReadResourceState(int status, const nlohmann::json& body, Operation* op) {
+  const std::optional<std::string> state = BodyProvisioningState(body);
+  if (state) {
+    op->state = ProvisioningState(*state);
+  } else {
+    op->state = status == 202 ? OperationState::kInProgress : OperationState::kSucceeded;
+  }
+  if (op->state == OperationState::kFailed) {
+    op->error = ArmError{status, "ProvisioningFailed",
+                         "the operation ended with provisioningState " + state.value_or("Failed")};
+  }
+}
+
 bool IsKeepPolling(int status) {
   return status == 408 || status == 429 || status == 500 || status == 502 || status == 503 ||
          status == 504;
@@ -102,17 +117,7 @@ void ReadPollResponse(const http::Response& response, Operation* op) {
     }
     case PollerKind::kLocation: {
       if (std::string moved = response.Header("location"); !moved.empty()) op->poll_url = moved;
-      if (status >= 200 && status < 300) {
-        if (std::optional<std::string> state = BodyProvisioningState(body)) {
-          op->state = ProvisioningState(*state);
-        } else {
-          op->state = status == 202 ? OperationState::kInProgress : OperationState::kSucceeded;
-        }
-        if (op->state == OperationState::kFailed) {
-          op->error = ArmError{status, "ProvisioningFailed", "the operation failed"};
-        }
-        return;
-      }
+      if (status >= 200 && status < 300) return ReadResourceState(status, body, op);
       if (IsKeepPolling(status)) return;
       op->state = OperationState::kFailed;
       op->error = ParseArmError(response);
@@ -123,19 +128,7 @@ void ReadPollResponse(const http::Response& response, Operation* op) {
         op->state = OperationState::kSucceeded;
         return;
       }
-      if (status >= 200 && status < 300) {
-        if (std::optional<std::string> state = BodyProvisioningState(body)) {
-          op->state = ProvisioningState(*state);
-        } else {
-          op->state = status == 202 ? OperationState::kInProgress : OperationState::kSucceeded;
-        }
-        if (op->state == OperationState::kFailed) {
-          op->error = ArmError{status, "ProvisioningFailed",
-                               "the resource's provisioningState is " +
-                                   BodyProvisioningState(body).value_or("Failed")};
-        }
-        return;
-      }
+      if (status >= 200 && status < 300) return ReadResourceState(status, body, op);
       if (IsKeepPolling(status)) return;
       op->state = OperationState::kFailed;
       op->error = ParseArmError(response);

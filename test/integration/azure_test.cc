@@ -468,6 +468,23 @@ TEST_F(AzureProvisionerTest, DeletedMidCreateThePoolGoes) {
   EXPECT_FALSE(PoolsInFake().contains("wsd00000001"));
 }
 
+// §6.6 (7): a pool of ours already being deleted (by an earlier life of the provisioner) is
+// waited for, not deleted again.
+TEST_F(AzureProvisionerTest, APoolAlreadyDeletingIsWaitedFor) {
+  Fake("POST", "/_fake/pools",
+       {{"name", "wsg00000001"},
+        {"provisioningState", "Deleting"},
+        {"properties",
+         {{"count", 1},
+          {"vmSize", kVmSize},
+          {"nodeLabels", {{"kaito.sh/nodeclaim", "wsg00000001"}}},
+          {"tags", {{"kaito-managed-by", "kaito-provisioner"}}}}}});
+  StartProvisioner();
+  EXPECT_TRUE(DeleteUntilGone("wsg00000001"));
+  EXPECT_FALSE(PoolsInFake().contains("wsg00000001"));
+  EXPECT_TRUE(Journal("pool.delete").empty()) << "ARM's delete in progress is not repeated";
+}
+
 // The whole chain with the Azure provider: kaito-server sizes a workspace whose instance
 // type has no quota, falls back to the next type of kaito.sh/instance-type-fallback, the
 // provisioner creates that pool in the fake ARM, an agent registers as the pool's VM, the
