@@ -15,12 +15,20 @@ prometheus::MetricFamily GaugeFamily(const std::string& name, const std::string&
 }
 
 prometheus::MetricFamily CounterFamily(const std::string& name, const std::string& help,
-                                       double value) {
+                                       const std::vector<std::pair<MetricLabels, double>>& values) {
   prometheus::MetricFamily family{name, help, prometheus::MetricType::Counter, {}};
-  prometheus::ClientMetric metric;
-  metric.counter.value = value;
-  family.metric.push_back(std::move(metric));
+  for (const auto& [labels, value] : values) {
+    prometheus::ClientMetric metric;
+    metric.label = labels;
+    metric.counter.value = value;
+    family.metric.push_back(std::move(metric));
+  }
   return family;
+}
+
+prometheus::MetricFamily CounterFamily(const std::string& name, const std::string& help,
+                                       double value) {
+  return CounterFamily(name, help, {{MetricLabels{}, value}});
 }
 
 }  // namespace kaito

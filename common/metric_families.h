@@ -2,12 +2,12 @@
 // Prometheus asks (caches, /proc, a provider's state) instead of keeping counters.
 #pragma once
 
+#include <prometheus/client_metric.h>
+#include <prometheus/metric_family.h>
+
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <prometheus/client_metric.h>
-#include <prometheus/metric_family.h>
 
 namespace kaito {
 
@@ -16,6 +16,9 @@ using MetricLabels = std::vector<prometheus::ClientMetric::Label>;
 // A gauge family with one series per (labels, value); empty labels: an unlabelled series.
 prometheus::MetricFamily GaugeFamily(const std::string& name, const std::string& help,
                                      const std::vector<std::pair<MetricLabels, double>>& values);
+// A counter family with one series per (labels, value).
+prometheus::MetricFamily CounterFamily(const std::string& name, const std::string& help,
+                                       const std::vector<std::pair<MetricLabels, double>>& values);
 // A counter family with one unlabelled series.
 prometheus::MetricFamily CounterFamily(const std::string& name, const std::string& help,
                                        double value);

@@ -68,15 +68,10 @@ class ProviderCollector : public prometheus::Collectable {
         responses.push_back({{{"method", key.substr(0, space)}, {"code", key.substr(space + 1)}},
                              static_cast<double>(count)});
       }
-      prometheus::MetricFamily by_code = kaito::GaugeFamily(
+      families.push_back(kaito::CounterFamily(
           "kaito_provisioner_arm_responses_total",
           "Azure Resource Manager responses by method and HTTP status (error = no response).",
-          responses);
-      by_code.type = prometheus::MetricType::Counter;
-      for (auto& metric : by_code.metric) {
-        metric.counter.value = metric.gauge.value;
-      }
-      families.push_back(std::move(by_code));
+          responses));
       families.push_back(kaito::CounterFamily("kaito_provisioner_arm_retries_total",
                                               "ARM requests tried again (transient failures).",
                                               static_cast<double>(stats.retries)));

@@ -4,15 +4,10 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "provisioner/azure/arm_json.h"
 
 namespace kaito::provisioner::azure {
 namespace {
-
-std::string StringField(const nlohmann::json& object, const char* key) {
-  if (!object.is_object()) return "";
-  auto it = object.find(key);
-  return it != object.end() && it->is_string() ? it->get<std::string>() : "";
-}
 
 bool IsQuotaText(const std::string& message) {
   for (const char* marker : {"Cores quota", "exceeding approved Total Regional Cores quota",
@@ -86,9 +81,9 @@ std::string ArmError::Describe() const {
 ArmError ParseArmErrorObject(const nlohmann::json& error, int http_status) {
   ArmError out;
   out.http_status = http_status;
-  out.code = StringField(error, "code");
-  out.message = StringField(error, "message");
-  out.target = StringField(error, "target");
+  out.code = JsonString(error, "code");
+  out.message = JsonString(error, "message");
+  out.target = JsonString(error, "target");
   if (error.is_object()) {
     auto details = error.find("details");
     if (details != error.end() && details->is_array()) {
@@ -101,15 +96,13 @@ ArmError ParseArmErrorObject(const nlohmann::json& error, int http_status) {
 }
 
 ArmError ParseArmError(const http::Response& response) {
-  nlohmann::json body = nlohmann::json::parse(response.body, nullptr, /*allow_exceptions=*/false);
+  const nlohmann::json body = ParseJson(response.body);
   ArmError out;
-  if (body.is_object() && body.contains("error") && body["error"].is_object()) {
-    out = ParseArmErrorObject(body["error"], response.status);
-  } else if (body.is_object() && body.contains("odata.error")) {
-    out = ParseArmErrorObject(body["odata.error"], response.status);
-    if (out.message.empty() && body["odata.error"].is_object()) {
-      out.message = StringField(body["odata.error"].value("message", nlohmann::json()), "value");
-    }
+  if (const nlohmann::json& error = JsonMember(body, "error"); error.is_object()) {
+    out = ParseArmErrorObject(error, response.status);
+  } else if (const nlohmann::json& odata = JsonMember(body, "odata.error"); !odata.is_null()) {
+    out = ParseArmErrorObject(odata, response.status);
+    if (out.message.empty()) out.message = JsonString(JsonMember(odata, "message"), "value");
   }
   out.http_status = response.status;
   if (std::string header = response.Header("x-ms-error-code"); !header.empty()) {

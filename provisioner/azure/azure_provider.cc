@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "provisioner/azure/arm_error.h"
+#include "provisioner/azure/arm_json.h"
 #include "provisioner/azure/vm_size.h"
 
 namespace kaito::provisioner::azure {
@@ -21,22 +22,6 @@ constexpr char kDeleting[] = "Deleting";
 // Scale-set lists are sent at most this often (a batch of claims shares one).
 constexpr absl::Duration kScaleSetCoalesce = absl::Milliseconds(20);
 
-nlohmann::json Parse(const std::string& body) {
-  return nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
-}
-
-const nlohmann::json& Field(const nlohmann::json& object, const char* key) {
-  static const nlohmann::json kNull;
-  if (!object.is_object()) return kNull;
-  auto it = object.find(key);
-  return it == object.end() ? kNull : *it;
-}
-
-std::string StringAt(const nlohmann::json& object, const char* key) {
-  const nlohmann::json& value = Field(object, key);
-  return value.is_string() ? value.get<std::string>() : "";
-}
-
 void SetTime(absl::Time t, google::protobuf::Timestamp* out) {
   const int64_t ns = absl::ToUnixNanos(t);
   out->set_seconds(ns / 1000000000);
@@ -45,10 +30,6 @@ void SetTime(absl::Time t, google::protobuf::Timestamp* out) {
 
 // The pool's `kaito.sh/creation-timestamp` label into `node` (left unset when unreadable).
 void SetCreatedFromLabel(const nlohmann::json& pool, v1::ProvisionedNode* node);
-
-std::string PoolState(const nlohmann::json& pool) {
-  return StringAt(Field(pool, "properties"), "provisioningState");
-}
 
 // The message of a failed request: ARM's error, or the transport's.
 ArmError ErrorOf(const absl::StatusOr<http::Response>& response) {
@@ -62,7 +43,7 @@ ArmError ErrorOf(const absl::StatusOr<http::Response>& response) {
 
 void SetCreatedFromLabel(const nlohmann::json& pool, v1::ProvisionedNode* node) {
   const std::string label =
-      StringAt(Field(Field(pool, "properties"), "nodeLabels"), kLabelCreationTimestamp);
+      JsonString(JsonMember(JsonMember(pool, "properties"), "nodeLabels"), kLabelCreationTimestamp);
   absl::Time created;
   std::string error;
   if (!label.empty() &&
@@ -118,9 +99,9 @@ nlohmann::json PoolBody(const v1::CreateNodeRequest& request, absl::Time now) {
 }
 
 bool IsOwnedPool(const nlohmann::json& pool, const std::string& name) {
-  const nlohmann::json& properties = Field(pool, "properties");
-  return StringAt(Field(properties, "nodeLabels"), kLabelNodeClaim) == name &&
-         StringAt(Field(properties, "tags"), kTagManagedBy) == kTagManagedByValue;
+  const nlohmann::json& properties = JsonMember(pool, "properties");
+  return JsonString(JsonMember(properties, "nodeLabels"), kLabelNodeClaim) == name &&
+         JsonString(JsonMember(properties, "tags"), kTagManagedBy) == kTagManagedByValue;
 }
 
 std::shared_ptr<AzureProvider> AzureProvider::Create(AzureProviderOptions options,
@@ -131,15 +112,21 @@ std::shared_ptr<AzureProvider> AzureProvider::Create(AzureProviderOptions option
 
 AzureProvider::AzureProvider(AzureProviderOptions options, std::shared_ptr<ArmClient> arm,
                              Clock* clock)
-    : options_(std::move(options)), arm_(std::move(arm)), clock_(clock) {}
+    : options_(std::move(options)), arm_(std::move(arm)), clock_(clock) {
+  arm_base_ = options_.arm_endpoint;
+  while (!arm_base_.empty() && arm_base_.back() == '/') arm_base_.pop_back();
+}
 
 std::string AzureProvider::ClusterUrl() const {
-  std::string base = options_.arm_endpoint;
-  while (!base.empty() && base.back() == '/') base.pop_back();
-  return absl::StrCat(base, "/subscriptions/", options_.subscription_id, "/resourceGroups/",
+  return absl::StrCat(arm_base_, "/subscriptions/", options_.subscription_id, "/resourceGroups/",
                       options_.resource_group,
                       "/providers/Microsoft.ContainerService/managedClusters/",
                       options_.cluster_name);
+}
+
+std::string AzureProvider::ScaleSetsUrl(const std::string& node_resource_group) const {
+  return absl::StrCat(arm_base_, "/subscriptions/", options_.subscription_id, "/resourceGroups/",
+                      node_resource_group, "/providers/Microsoft.Compute/virtualMachineScaleSets");
 }
 
 std::string AzureProvider::PoolUrl(const std::string& name) const {
@@ -215,6 +202,12 @@ uint64_t AzureProvider::BeginAttemptLocked(const std::string& name, Claim& claim
   return generation;
 }
 
+void AzureProvider::FailWith(const std::string& name, uint64_t generation, const ArmError& error,
+                             bool delete_pool) {
+  const ErrorClass cls = ClassifyArmError(error);
+  Fail(name, generation, cls.reason, cls.retryable, error.Describe(), delete_pool);
+}
+
 void AzureProvider::Fail(const std::string& name, uint64_t generation, const std::string& reason,
                          bool retryable, const std::string& message, bool delete_pool) {
   {
@@ -235,7 +228,7 @@ void AzureProvider::Fail(const std::string& name, uint64_t generation, const std
     arm_->Send("GET", WithApiVersion(PoolUrl(name), options_.api_version), "",
                [self = shared_from_this(), name](absl::StatusOr<http::Response> response) {
                  if (!response.ok() || response->status != 200) return;
-                 if (!IsOwnedPool(Parse(response->body), name)) return;
+                 if (!IsOwnedPool(ParseJson(response->body), name)) return;
                  self->arm_->Send(
                      "DELETE",
                      self->WithApiVersion(self->PoolUrl(name), self->options_.api_version), "",
@@ -287,11 +280,9 @@ void AzureProvider::LookUpPool(const std::string& name, uint64_t generation) {
       [self = shared_from_this(), name, generation](absl::StatusOr<http::Response> response) {
         if (response.ok() && response->status == 404) return self->CheckQuota(name, generation);
         if (!response.ok() || response->status != 200) {
-          const ArmError error = ErrorOf(response);
-          const ErrorClass cls = ClassifyArmError(error);
-          return self->Fail(name, generation, cls.reason, cls.retryable, error.Describe(), false);
+          return self->FailWith(name, generation, ErrorOf(response), false);
         }
-        const nlohmann::json pool = Parse(response->body);
+        const nlohmann::json pool = ParseJson(response->body);
         if (!IsOwnedPool(pool, name)) {
           return self->Fail(name, generation, "PoolNameConflict", false,
                             absl::StrCat("agent pool ", name,
@@ -299,7 +290,7 @@ void AzureProvider::LookUpPool(const std::string& name, uint64_t generation) {
                                          "is left alone"),
                             false);
         }
-        const std::string state = PoolState(pool);
+        const std::string state = ResourceProvisioningState(pool);
         if (absl::EqualsIgnoreCase(state, "Deleting")) {
           // A previous attempt's pool is going: create once it is gone.
           absl::MutexLock lock(&self->mu_);
@@ -321,15 +312,15 @@ void AzureProvider::LookUpPool(const std::string& name, uint64_t generation) {
 }
 
 absl::StatusOr<std::map<std::string, QuotaUsage>> ParseUsages(const std::string& body) {
-  const nlohmann::json page = Parse(body);
-  const nlohmann::json& value = Field(page, "value");
+  const nlohmann::json page = ParseJson(body);
+  const nlohmann::json& value = JsonMember(page, "value");
   if (!value.is_array())
     return absl::InvalidArgumentError("the usages reply has no \"value\" array");
   std::map<std::string, QuotaUsage> out;
   for (const nlohmann::json& item : value) {
-    const std::string name = StringAt(Field(item, "name"), "value");
-    const nlohmann::json& used = Field(item, "currentValue");
-    const nlohmann::json& limit = Field(item, "limit");
+    const std::string name = JsonString(JsonMember(item, "name"), "value");
+    const nlohmann::json& used = JsonMember(item, "currentValue");
+    const nlohmann::json& limit = JsonMember(item, "limit");
     if (name.empty() || !used.is_number() || !limit.is_number()) continue;
     out[name] = QuotaUsage{used.get<int64_t>(), limit.get<int64_t>()};
   }
@@ -351,10 +342,8 @@ void AzureProvider::WithUsages(QuotaDone done) {
   }
   if (fresh) return std::move(done)(*std::move(fresh));
   if (!fetch) return;
-  std::string base = options_.arm_endpoint;
-  while (!base.empty() && base.back() == '/') base.pop_back();
   const std::string url = WithApiVersion(
-      absl::StrCat(base, "/subscriptions/", options_.subscription_id,
+      absl::StrCat(arm_base_, "/subscriptions/", options_.subscription_id,
                    "/providers/Microsoft.Compute/locations/", options_.location, "/usages"),
       options_.compute_api_version);
   arm_->Send("GET", url, "", [self = shared_from_this()](absl::StatusOr<http::Response> response) {
@@ -438,7 +427,7 @@ void AzureProvider::CheckQuota(const std::string& name, uint64_t generation) {
 
 void AzureProvider::OnCreateProgress(const std::string& name, uint64_t generation,
                                      const nlohmann::json& pool) {
-  const OperationState state = ProvisioningState(PoolState(pool));
+  const OperationState state = ProvisioningState(ResourceProvisioningState(pool));
   if (state == OperationState::kSucceeded) return ResolveVm(name, generation);
   absl::MutexLock lock(&mu_);
   Claim* claim = CurrentLocked(name, generation);
@@ -466,9 +455,7 @@ void AzureProvider::PutPool(const std::string& name, uint64_t generation) {
         if (response.ok() && (response->status == 200 || response->status == 201)) {
           Operation op = StartOperation("PUT", url, *response);
           if (op.state == OperationState::kFailed) {
-            const ErrorClass cls = ClassifyArmError(op.error);
-            return self->Fail(name, generation, cls.reason, cls.retryable, op.error.Describe(),
-                              true);
+            return self->FailWith(name, generation, op.error, true);
           }
           if (op.state == OperationState::kSucceeded && op.kind == PollerKind::kBody) {
             return self->ResolveVm(name, generation);
@@ -489,8 +476,7 @@ void AzureProvider::PutPool(const std::string& name, uint64_t generation) {
           return self->OnCreateProgress(name, generation,
                                         {{"properties", {{"provisioningState", kCreating}}}});
         }
-        const ErrorClass cls = ClassifyArmError(error);
-        self->Fail(name, generation, cls.reason, cls.retryable, error.Describe(), false);
+        self->FailWith(name, generation, error, false);
       });
 }
 
@@ -508,9 +494,7 @@ void AzureProvider::PollCreate(const std::string& name, uint64_t generation) {
       "GET", *url, "",
       [self = shared_from_this(), name, generation](absl::StatusOr<http::Response> response) {
         if (!response.ok()) {
-          const ArmError error = ErrorOf(response);
-          const ErrorClass cls = ClassifyArmError(error);
-          return self->Fail(name, generation, cls.reason, cls.retryable, error.Describe(), false);
+          return self->FailWith(name, generation, ErrorOf(response), false);
         }
         Operation op;
         {
@@ -526,8 +510,7 @@ void AzureProvider::PollCreate(const std::string& name, uint64_t generation) {
           }
         }
         if (op.state == OperationState::kFailed) {
-          const ErrorClass cls = ClassifyArmError(op.error);
-          return self->Fail(name, generation, cls.reason, cls.retryable, op.error.Describe(), true);
+          return self->FailWith(name, generation, op.error, true);
         }
         if (op.kind == PollerKind::kBody) return self->ResolveVm(name, generation);
         self->FinalGet(name, generation);
@@ -539,15 +522,14 @@ void AzureProvider::FinalGet(const std::string& name, uint64_t generation) {
       "GET", WithApiVersion(PoolUrl(name), options_.api_version), "",
       [self = shared_from_this(), name, generation](absl::StatusOr<http::Response> response) {
         if (!response.ok() || response->status != 200) {
-          const ArmError error = ErrorOf(response);
-          const ErrorClass cls = ClassifyArmError(error);
-          return self->Fail(name, generation, cls.reason, cls.retryable, error.Describe(), false);
+          return self->FailWith(name, generation, ErrorOf(response), false);
         }
-        const nlohmann::json pool = Parse(response->body);
-        const OperationState state = ProvisioningState(PoolState(pool));
+        const nlohmann::json pool = ParseJson(response->body);
+        const OperationState state = ProvisioningState(ResourceProvisioningState(pool));
         if (state == OperationState::kFailed) {
           return self->Fail(name, generation, "CloudError", true,
-                            "agent pool " + name + " ended " + PoolState(pool), true);
+                            "agent pool " + name + " ended " + ResourceProvisioningState(pool),
+                            true);
         }
         self->OnCreateProgress(name, generation, pool);
       });
@@ -568,8 +550,8 @@ void AzureProvider::WithNodeResourceGroup(
                  return std::move(done)(absl::UnavailableError("reading the cluster: " +
                                                                ErrorOf(response).Describe()));
                }
-               std::string group =
-                   StringAt(Field(Parse(response->body), "properties"), "nodeResourceGroup");
+               std::string group = JsonString(JsonMember(ParseJson(response->body), "properties"),
+                                              "nodeResourceGroup");
                if (group.empty()) {
                  return std::move(done)(
                      absl::UnavailableError("the cluster has no properties.nodeResourceGroup"));
@@ -635,20 +617,16 @@ void AzureProvider::FetchScaleSets() {
   WithNodeResourceGroup([self = shared_from_this(),
                          finish = std::move(finish)](absl::StatusOr<std::string> group) mutable {
     if (!group.ok()) return finish(group.status());
-    std::string base = self->options_.arm_endpoint;
-    while (!base.empty() && base.back() == '/') base.pop_back();
-    const std::string url = self->WithApiVersion(
-        absl::StrCat(base, "/subscriptions/", self->options_.subscription_id, "/resourceGroups/",
-                     *group, "/providers/Microsoft.Compute/virtualMachineScaleSets"),
-        self->options_.compute_api_version);
+    const std::string url =
+        self->WithApiVersion(self->ScaleSetsUrl(*group), self->options_.compute_api_version);
     self->ListAll(
         url, {},
         [finish = std::move(finish)](absl::StatusOr<std::vector<nlohmann::json>> sets) mutable {
           if (!sets.ok()) return finish(sets.status());
           std::map<std::string, std::string> by_pool;
           for (const nlohmann::json& set : *sets) {
-            const std::string pool = StringAt(Field(set, "tags"), "aks-managed-poolName");
-            if (!pool.empty()) by_pool[pool] = StringAt(set, "name");
+            const std::string pool = JsonString(JsonMember(set, "tags"), "aks-managed-poolName");
+            if (!pool.empty()) by_pool[pool] = JsonString(set, "name");
           }
           finish(std::move(by_pool));
         });
@@ -673,44 +651,38 @@ void AzureProvider::ResolveVm(const std::string& name, uint64_t generation) {
           absl::MutexLock lock(&self->mu_);
           group = self->node_resource_group_;
         }
-        std::string base = self->options_.arm_endpoint;
-        while (!base.empty() && base.back() == '/') base.pop_back();
-        const std::string scale_sets = absl::StrCat(
-            base, "/subscriptions/", self->options_.subscription_id, "/resourceGroups/", group,
-            "/providers/Microsoft.Compute/virtualMachineScaleSets");
-        {
-          auto it = sets->find(name);
-          const std::string vmss = it == sets->end() ? "" : it->second;
-          if (vmss.empty()) return retry_later("waiting for its scale set");
-          self->ListAll(
-              self->WithApiVersion(absl::StrCat(scale_sets, "/", vmss, "/virtualMachines"),
-                                   self->options_.compute_api_version),
-              {},
-              [self, name, generation,
-               retry_later](absl::StatusOr<std::vector<nlohmann::json>> vms) mutable {
-                if (!vms.ok()) return retry_later(std::string(vms.status().message()));
-                for (const nlohmann::json& vm : *vms) {
-                  const std::string computer =
-                      StringAt(Field(Field(vm, "properties"), "osProfile"), "computerName");
-                  const std::string id = StringAt(vm, "id");
-                  if (computer.empty() || id.empty()) continue;
-                  {
-                    absl::MutexLock lock(&self->mu_);
-                    Claim* claim = self->CurrentLocked(name, generation);
-                    if (claim == nullptr) return;
-                    self->CancelTimersLocked(*claim);
-                    claim->node.set_phase(kRunning);
-                    // Kubernetes' provider id of an Azure VM: "azure://" + its resource id.
-                    claim->node.set_provider_id("azure://" + id);
-                    claim->node.set_node_name(absl::AsciiStrToLower(computer));
-                    claim->node.set_message("agent pool " + name + " is running VM " + computer);
-                  }
-                  spdlog::info("node claim {}: agent pool running, node {}", name, computer);
-                  return;
+        const std::string scale_sets = self->ScaleSetsUrl(group);
+        auto it = sets->find(name);
+        const std::string vmss = it == sets->end() ? "" : it->second;
+        if (vmss.empty()) return retry_later("waiting for its scale set");
+        self->ListAll(
+            self->WithApiVersion(absl::StrCat(scale_sets, "/", vmss, "/virtualMachines"),
+                                 self->options_.compute_api_version),
+            {},
+            [self, name, generation,
+             retry_later](absl::StatusOr<std::vector<nlohmann::json>> vms) mutable {
+              if (!vms.ok()) return retry_later(std::string(vms.status().message()));
+              for (const nlohmann::json& vm : *vms) {
+                const std::string computer = JsonString(
+                    JsonMember(JsonMember(vm, "properties"), "osProfile"), "computerName");
+                const std::string id = JsonString(vm, "id");
+                if (computer.empty() || id.empty()) continue;
+                {
+                  absl::MutexLock lock(&self->mu_);
+                  Claim* claim = self->CurrentLocked(name, generation);
+                  if (claim == nullptr) return;
+                  self->CancelTimersLocked(*claim);
+                  claim->node.set_phase(kRunning);
+                  // Kubernetes' provider id of an Azure VM: "azure://" + its resource id.
+                  claim->node.set_provider_id("azure://" + id);
+                  claim->node.set_node_name(absl::AsciiStrToLower(computer));
+                  claim->node.set_message("agent pool " + name + " is running VM " + computer);
                 }
-                retry_later("waiting for its VM");
-              });
-        }
+                spdlog::info("node claim {}: agent pool running, node {}", name, computer);
+                return;
+              }
+              retry_later("waiting for its VM");
+            });
       });
 }
 
@@ -724,13 +696,13 @@ void AzureProvider::ListAll(
         if (!response.ok() || response->status != 200) {
           return std::move(done)(absl::UnavailableError("LIST: " + ErrorOf(response).Describe()));
         }
-        const nlohmann::json page = Parse(response->body);
-        const nlohmann::json& value = Field(page, "value");
+        const nlohmann::json page = ParseJson(response->body);
+        const nlohmann::json& value = JsonMember(page, "value");
         if (!value.is_array()) {
           return std::move(done)(absl::UnavailableError("LIST: the reply has no \"value\" array"));
         }
         for (const nlohmann::json& item : value) items.push_back(item);
-        const std::string next = StringAt(page, "nextLink");
+        const std::string next = JsonString(page, "nextLink");
         if (next.empty()) return std::move(done)(std::move(items));
         // ARM's nextLink is absolute and carries the api-version.
         self->ListAll(next, std::move(items), std::move(done));
@@ -792,7 +764,7 @@ void AzureProvider::DeleteNode(const std::string& claim_name, DeleteDone done) {
                  return std::move(done)(absl::UnavailableError(
                      "reading agent pool " + claim_name + ": " + ErrorOf(response).Describe()));
                }
-               const nlohmann::json pool = Parse(response->body);
+               const nlohmann::json pool = ParseJson(response->body);
                if (!IsOwnedPool(pool, claim_name)) {
                  spdlog::warn(
                      "node claim {}: agent pool {} was not created by kaito-provisioner; it is "
@@ -802,7 +774,7 @@ void AzureProvider::DeleteNode(const std::string& claim_name, DeleteDone done) {
                  return std::move(done)(true);
                }
                std::move(done)(false);
-               if (absl::EqualsIgnoreCase(PoolState(pool), "Deleting")) {
+               if (absl::EqualsIgnoreCase(ResourceProvisioningState(pool), "Deleting")) {
                  absl::MutexLock lock(&self->mu_);
                  if (Claim* claim = self->CurrentLocked(claim_name, generation)) {
                    claim->op = Operation{};
@@ -898,7 +870,7 @@ void AzureProvider::ListNodes(ListDone done) {
             {
               absl::MutexLock lock(&self->mu_);
               for (const nlohmann::json& pool : *pools) {
-                const std::string name = StringAt(pool, "name");
+                const std::string name = JsonString(pool, "name");
                 if (!IsOwnedPool(pool, name)) continue;
                 auto known = self->claims_.find(name);
                 if (known != self->claims_.end() && known->second.generation != 0) {
@@ -907,8 +879,8 @@ void AzureProvider::ListNodes(ListDone done) {
                 }
                 v1::ProvisionedNode node;
                 node.set_claim_name(name);
-                node.set_instance_type(StringAt(Field(pool, "properties"), "vmSize"));
-                const std::string state = PoolState(pool);
+                node.set_instance_type(JsonString(JsonMember(pool, "properties"), "vmSize"));
+                const std::string state = ResourceProvisioningState(pool);
                 if (absl::EqualsIgnoreCase(state, "Deleting")) {
                   node.set_phase(kDeleting);
                 } else if (ProvisioningState(state) == OperationState::kSucceeded) {
@@ -938,8 +910,8 @@ void AzureProvider::ListNodes(ListDone done) {
 }
 
 void AzureProvider::Adopt(const nlohmann::json& pool) {
-  const std::string name = StringAt(pool, "name");
-  const std::string state = PoolState(pool);
+  const std::string name = JsonString(pool, "name");
+  const std::string state = ResourceProvisioningState(pool);
   uint64_t generation = 0;
   bool deleting = absl::EqualsIgnoreCase(state, "Deleting");
   {
@@ -948,7 +920,7 @@ void AzureProvider::Adopt(const nlohmann::json& pool) {
     Claim& claim = claims_[name];
     claim.generation = generation = next_generation_++;
     claim.node.set_claim_name(name);
-    claim.node.set_instance_type(StringAt(Field(pool, "properties"), "vmSize"));
+    claim.node.set_instance_type(JsonString(JsonMember(pool, "properties"), "vmSize"));
     SetCreatedFromLabel(pool, &claim.node);
     if (deleting) {
       claim.node.set_phase(kDeleting);
@@ -980,7 +952,7 @@ void AzureProvider::Start(absl::AnyInvocable<void(absl::Status) &&> done) {
             if (!pools.ok()) return std::move(done)(pools.status());
             int adopted = 0;
             for (const nlohmann::json& pool : *pools) {
-              if (!IsOwnedPool(pool, StringAt(pool, "name"))) continue;
+              if (!IsOwnedPool(pool, JsonString(pool, "name"))) continue;
               self->Adopt(pool);
               ++adopted;
             }

@@ -132,6 +132,8 @@ class AzureProvider : public NodeProvider, public std::enable_shared_from_this<A
 
   std::string ClusterUrl() const;
   std::string PoolUrl(const std::string& name) const;
+  // The VM scale sets of the cluster's node resource group.
+  std::string ScaleSetsUrl(const std::string& node_resource_group) const;
   std::string WithApiVersion(const std::string& url, const std::string& version) const;
 
   // The claim when its generation is still `generation`.
@@ -144,6 +146,9 @@ class AzureProvider : public NodeProvider, public std::enable_shared_from_this<A
   // Starts a new create attempt of a claim whose request is known.
   uint64_t BeginAttemptLocked(const std::string& name, Claim& claim)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Fail with the class and message of ARM's `error`.
+  void FailWith(const std::string& name, uint64_t generation, const ArmError& error,
+                bool delete_pool);
   void Fail(const std::string& name, uint64_t generation, const std::string& reason, bool retryable,
             const std::string& message, bool delete_pool);
   // What the claim's operation polls, while `generation` is current.
@@ -183,6 +188,8 @@ class AzureProvider : public NodeProvider, public std::enable_shared_from_this<A
   void Adopt(const nlohmann::json& pool);
 
   const AzureProviderOptions options_;
+  // `options_.arm_endpoint` without a trailing slash.
+  std::string arm_base_;
   const std::shared_ptr<ArmClient> arm_;
   Clock* const clock_;
 

@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "provisioner/azure/arm_json.h"
 
 namespace kaito::provisioner::azure {
 namespace {
@@ -196,21 +197,15 @@ absl::StatusOr<http::Request> AzureCredential::BuildRequest() const {
 }
 
 absl::StatusOr<AccessToken> ParseTokenResponse(const http::Response& response, absl::Time now) {
-  const nlohmann::json body =
-      nlohmann::json::parse(response.body, nullptr, /*allow_exceptions=*/false);
+  const nlohmann::json body = ParseJson(response.body);
   if (response.status != 200) {
     std::string what = absl::StrCat("token request failed with HTTP ", response.status);
-    if (body.is_object()) {
-      const std::string error =
-          body.value("error", nlohmann::json()).is_string() ? body["error"].get<std::string>() : "";
-      const std::string description = body.value("error_description", nlohmann::json()).is_string()
-                                          ? body["error_description"].get<std::string>()
-                                          : "";
-      if (!error.empty()) absl::StrAppend(&what, ": ", error);
-      if (!description.empty()) {
-        // AAD's first line names the problem; the rest is trace and correlation ids.
-        absl::StrAppend(&what, ": ", description.substr(0, description.find_first_of("\r\n")));
-      }
+    const std::string error = JsonString(body, "error");
+    const std::string description = JsonString(body, "error_description");
+    if (!error.empty()) absl::StrAppend(&what, ": ", error);
+    if (!description.empty()) {
+      // AAD's first line names the problem; the rest is trace and correlation ids.
+      absl::StrAppend(&what, ": ", description.substr(0, description.find_first_of("\r\n")));
     }
     if (response.status >= 500 || response.status == 429 || response.status == 404 ||
         response.status == 410 || response.status == 408) {
@@ -218,17 +213,15 @@ absl::StatusOr<AccessToken> ParseTokenResponse(const http::Response& response, a
     }
     return absl::UnauthenticatedError(what);
   }
-  if (!body.is_object() || !body.contains("access_token") || !body["access_token"].is_string() ||
-      body["access_token"].get<std::string>().empty()) {
+  AccessToken token;
+  token.token = JsonString(body, "access_token");
+  if (token.token.empty()) {
     return absl::UnavailableError("the token endpoint's reply has no access_token");
   }
-  AccessToken token;
-  token.token = body["access_token"].get<std::string>();
   int64_t seconds = 0;
-  if (body.contains("expires_on") && ReadSeconds(body["expires_on"], &seconds) && seconds > 0) {
+  if (ReadSeconds(JsonMember(body, "expires_on"), &seconds) && seconds > 0) {
     token.expires_on = absl::FromUnixSeconds(seconds);
-  } else if (body.contains("expires_in") && ReadSeconds(body["expires_in"], &seconds) &&
-             seconds > 0) {
+  } else if (ReadSeconds(JsonMember(body, "expires_in"), &seconds) && seconds > 0) {
     token.expires_on = now + absl::Seconds(seconds);
   } else {
     return absl::UnavailableError("the token endpoint's reply has no expires_in");

@@ -6,21 +6,15 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
+#include "provisioner/azure/arm_json.h"
 
 namespace kaito::provisioner::azure {
 namespace {
 
-nlohmann::json ParseBody(const std::string& body) {
-  return nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
-}
-
 std::optional<std::string> BodyProvisioningState(const nlohmann::json& body) {
-  if (!body.is_object()) return std::nullopt;
-  auto properties = body.find("properties");
-  if (properties == body.end() || !properties->is_object()) return std::nullopt;
-  auto state = properties->find("provisioningState");
-  if (state == properties->end() || !state->is_string()) return std::nullopt;
-  return state->get<std::string>();
+  std::string state = ResourceProvisioningState(body);
+  if (state.empty()) return std::nullopt;
+  return state;
 }
 
 // A 2xx poll of a Location or of the resource: its provisioningState when it has one, else
@@ -44,6 +38,10 @@ bool IsKeepPolling(int status) {
 }
 
 }  // namespace
+
+std::string ResourceProvisioningState(const nlohmann::json& resource) {
+  return JsonString(JsonMember(resource, "properties"), "provisioningState");
+}
 
 OperationState ProvisioningState(const std::string& state) {
   const std::string lower = absl::AsciiStrToLower(state);
@@ -72,7 +70,7 @@ Operation StartOperation(const std::string& method, const std::string& resource_
     op.kind = PollerKind::kBody;
     op.poll_url = resource_url;
   }
-  const nlohmann::json body = ParseBody(response.body);
+  const nlohmann::json body = ParseJson(response.body);
   if (std::optional<std::string> state = BodyProvisioningState(body)) {
     op.state = ProvisioningState(*state);
   } else if (op.kind == PollerKind::kBody) {
@@ -89,7 +87,7 @@ Operation StartOperation(const std::string& method, const std::string& resource_
 
 void ReadPollResponse(const http::Response& response, Operation* op) {
   const int status = response.status;
-  const nlohmann::json body = ParseBody(response.body);
+  const nlohmann::json body = ParseJson(response.body);
   switch (op->kind) {
     case PollerKind::kAsyncOperation: {
       if (status != 200 && status != 201 && status != 202 && status != 204) {
@@ -98,20 +96,21 @@ void ReadPollResponse(const http::Response& response, Operation* op) {
         op->error = ParseArmError(response);
         return;
       }
-      if (!body.is_object() || !body.contains("status") || !body["status"].is_string()) {
+      if (!JsonMember(body, "status").is_string()) {
         op->state = OperationState::kFailed;
         op->error.http_status = status;
         op->error.code = "InvalidOperationStatus";
         op->error.message = "the operation status did not contain a status";
         return;
       }
-      op->state = ProvisioningState(body["status"].get<std::string>());
+      const std::string status_text = JsonString(body, "status");
+      op->state = ProvisioningState(status_text);
       if (op->state == OperationState::kFailed) {
-        op->error = body.contains("error")
-                        ? ParseArmErrorObject(body["error"], status)
-                        : ArmError{status, "Canceled",
-                                   "the operation ended " + body["status"].get<std::string>()};
-        if (op->error.code.empty()) op->error.code = body["status"].get<std::string>();
+        const nlohmann::json& error = JsonMember(body, "error");
+        op->error = !error.is_null()
+                        ? ParseArmErrorObject(error, status)
+                        : ArmError{status, "Canceled", "the operation ended " + status_text};
+        if (op->error.code.empty()) op->error.code = status_text;
       }
       return;
     }

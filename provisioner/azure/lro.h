@@ -10,6 +10,7 @@
 
 #include "absl/time/time.h"
 #include "common/http/http_client.h"
+#include "nlohmann/json_fwd.hpp"
 #include "provisioner/azure/arm_error.h"
 
 namespace kaito::provisioner::azure {
@@ -39,6 +40,10 @@ Operation StartOperation(const std::string& method, const std::string& resource_
 // ARM defines as "keep polling" (408, 429, 5xx on a Location poll) leave the state as it
 // was; a poll status outside 2xx on the async poller is a failure.
 void ReadPollResponse(const http::Response& response, Operation* op);
+
+// The `properties.provisioningState` of a resource (an agent pool) as ARM returns it; "" when
+// it has none.
+std::string ResourceProvisioningState(const nlohmann::json& resource);
 
 // Reads a `provisioningState` (Succeeded, Failed, Canceled terminal; anything else in progress).
 OperationState ProvisioningState(const std::string& state);

@@ -1,10 +1,7 @@
 #include "tools/bench/azure_bench.h"
 
 #include <httplib.h>
-#include <signal.h>
-#include <spawn.h>
 #include <sys/resource.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,6 +16,7 @@
 #include "provisioner/azure/arm_client.h"
 #include "provisioner/azure/azure_provider.h"
 #include "provisioner/azure/credentials.h"
+#include "tools/bench/child_process.h"
 #include "tools/fake-arm/fake_arm.h"
 
 namespace kaito::bench {
@@ -58,71 +56,25 @@ v1::CreateNodeRequest Request(const std::string& name) {
 
 }  // namespace
 
-// kaito-fake-arm as a child process beside this binary, so that the threads and memory
-// measured here are the provider's alone.
-class FakeArmProcess {
- public:
-  absl::Status Start(const AzureBenchOptions& options) {
-    char self[4096] = {0};
-    const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (n <= 0) return absl::InternalError("cannot read /proc/self/exe");
-    const std::string dir = std::filesystem::path(std::string(self, n)).parent_path();
-    port_file_ = std::filesystem::temp_directory_path() /
-                 absl::StrCat("kaito-bench-fake-arm-", getpid(), ".port");
-    std::filesystem::remove(port_file_);
-    std::vector<std::string> args = {dir + "/kaito-fake-arm",
-                                     "--listen",
-                                     "127.0.0.1:0",
-                                     "--port-file",
-                                     port_file_,
-                                     "--latency",
-                                     absl::FormatDuration(options.latency),
-                                     "--prov-delay",
-                                     absl::FormatDuration(options.operation),
-                                     "--poll-retry-after",
-                                     "1",
-                                     "--vcpu-quota",
-                                     "standardNCADSA100v4Family=1000000",
-                                     "--vcpu-quota",
-                                     "cores=1000000",
-                                     "--workers",
-                                     std::to_string(std::max(64, options.claims * 3)),
-                                     "--log-level",
-                                     "warn"};
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    if (posix_spawn(&pid_, argv[0], nullptr, nullptr, argv.data(), environ) != 0) {
-      pid_ = -1;
-      return absl::InternalError("cannot start " + args[0]);
-    }
-    for (int i = 0; i < 2000; ++i) {
-      std::ifstream in(port_file_);
-      if (in >> port_ && port_ > 0) return absl::OkStatus();
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return absl::DeadlineExceededError("kaito-fake-arm did not write its port");
-  }
-  ~FakeArmProcess() {
-    if (pid_ > 0) {
-      kill(pid_, SIGTERM);
-      waitpid(pid_, nullptr, 0);
-    }
-    std::filesystem::remove(port_file_);
-  }
-  int port() const { return port_; }
-  std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_); }
-
- private:
-  pid_t pid_ = -1;
-  int port_ = 0;
-  std::string port_file_;
-};
-
 json RunAzureBench(const AzureBenchOptions& options) {
   const fakearm::FakeArmOptions fake_options;  // Its identities (the defaults).
-  FakeArmProcess fake;
-  if (absl::Status s = fake.Start(options); !s.ok()) return {{"error", s.ToString()}};
+  // kaito-fake-arm as a child process, so that the threads and memory measured here are
+  // the provider's alone.
+  const std::string port_file = (std::filesystem::temp_directory_path() /
+                                 absl::StrCat("kaito-bench-fake-arm-", getpid(), ".port"))
+                                    .string();
+  ChildProcess fake;
+  if (absl::Status s = fake.Start(
+          {SelfDir() + "/kaito-fake-arm", "--listen", "127.0.0.1:0", "--port-file", port_file,
+           "--latency", absl::FormatDuration(options.latency), "--prov-delay",
+           absl::FormatDuration(options.operation), "--poll-retry-after", "1", "--vcpu-quota",
+           "standardNCADSA100v4Family=1000000", "--vcpu-quota", "cores=1000000", "--workers",
+           std::to_string(std::max(64, options.claims * 3)), "--log-level", "warn"},
+          port_file, absl::Seconds(20));
+      !s.ok()) {
+    return {{"error", s.ToString()}};
+  }
+  const std::string fake_url = "http://127.0.0.1:" + std::to_string(fake.port());
   httplib::Client control("127.0.0.1", fake.port());
   control.set_read_timeout(60, 0);
 
@@ -133,7 +85,7 @@ json RunAzureBench(const AzureBenchOptions& options) {
   credential_config.tenant_id = fake_options.tenant_id;
   credential_config.client_id = fake_options.client_id;
   credential_config.client_secret = fake_options.client_secret;
-  credential_config.authority_host = fake.base_url();
+  credential_config.authority_host = fake_url;
   auto credential = azure::AzureCredential::Create(credential_config, http.get(), clock.get());
   azure::ArmClientOptions arm_options;
   arm_options.requests_per_second = options.requests_per_second;
@@ -141,7 +93,7 @@ json RunAzureBench(const AzureBenchOptions& options) {
   arm_options.max_concurrency = std::max(64, options.claims * 2);
   auto arm = azure::ArmClient::Create(arm_options, http.get(), clock.get(), credential);
   azure::AzureProviderOptions provider_options;
-  provider_options.arm_endpoint = fake.base_url();
+  provider_options.arm_endpoint = fake_url;
   provider_options.subscription_id = fake_options.subscription_id;
   provider_options.resource_group = fake_options.resource_group;
   provider_options.cluster_name = fake_options.cluster_name;
@@ -258,6 +210,8 @@ json RunAzureBench(const AzureBenchOptions& options) {
   arm->Stop();
   clock.reset();
   http.reset();
+  fake.Stop();
+  std::filesystem::remove(port_file);
   return out;
 }
 

@@ -2,9 +2,6 @@
 
 #include <grpcpp/grpcpp.h>
 #include <prometheus/registry.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -24,6 +21,7 @@
 #include "kaito/v1/agent.grpc.pb.h"
 #include "kaito/v1/workspace.grpc.pb.h"
 #include "server/server_app.h"
+#include "tools/bench/child_process.h"
 
 extern char** environ;
 
@@ -238,10 +236,6 @@ ProcSample Sample(pid_t pid) {
   return s;
 }
 
-std::string SelfDir() {
-  return std::filesystem::read_symlink("/proc/self/exe").parent_path().string();
-}
-
 }  // namespace
 
 nlohmann::json RunReconcile(const ReconcileOptions& o) {
@@ -446,35 +440,18 @@ nlohmann::json RunNodeLoss(const NodeLossOptions& o) {
 nlohmann::json RunFleet(const FleetOptions& o) {
   const std::string dir = TempDir(o.data_dir);
   const std::string port_file = dir + "/port";
-  std::filesystem::remove(port_file);
-  const std::string bin = SelfDir() + "/kaito-server";
-  std::vector<std::string> args = {bin,
-                                   "--listen",
-                                   "127.0.0.1:0",
-                                   "--metrics-listen",
-                                   "",
-                                   "--data-dir",
-                                   dir,
-                                   "--port-file",
-                                   port_file,
-                                   "--log-level",
-                                   "warn",
-                                   "--node-heartbeat-interval",
-                                   absl::FormatDuration(o.heartbeat),
-                                   "--node-lease-ttl",
-                                   absl::FormatDuration(o.lease_ttl)};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  if (posix_spawn(&pid, bin.c_str(), nullptr, nullptr, argv.data(), environ) != 0) {
-    return {{"error", "cannot start " + bin}};
+  ChildProcess server;
+  if (absl::Status s = server.Start(
+          {SelfDir() + "/kaito-server", "--listen", "127.0.0.1:0", "--metrics-listen", "",
+           "--data-dir", dir, "--port-file", port_file, "--log-level", "warn",
+           "--node-heartbeat-interval", absl::FormatDuration(o.heartbeat), "--node-lease-ttl",
+           absl::FormatDuration(o.lease_ttl)},
+          port_file, absl::Seconds(30));
+      !s.ok()) {
+    return {{"error", s.ToString()}};
   }
-  int port = 0;
-  Await([&] {
-    std::ifstream in(port_file);
-    return static_cast<bool>(in >> port) && port > 0;
-  }, absl::Seconds(30));
+  const pid_t pid = server.pid();
+  const int port = server.port();
   const std::string address = "127.0.0.1:" + std::to_string(port);
   const ProcSample idle = Sample(pid);
 
@@ -542,9 +519,7 @@ nlohmann::json RunFleet(const FleetOptions& o) {
   for (const auto& e : eresp.items()) not_ready_events += e.reason() == "NodeNotReady";
 
   fleet.reset();
-  kill(pid, SIGTERM);
-  int status = 0;
-  waitpid(pid, &status, 0);
+  server.Stop();
   nlohmann::json j;
   j["agents"] = o.agents;
   j["heartbeat_s"] = absl::ToDoubleSeconds(o.heartbeat);
