@@ -107,6 +107,11 @@ int main(int argc, char** argv) {
        {&options.claim_retry_base, "Backoff after a failed node claim (doubles, 5m cap)"}},
       {"--claim-poll-interval",
        {&options.claim_poll_interval, "How often a node being created is polled"}},
+      {"--node-initialization-timeout",
+       {&options.node_initialization_timeout,
+        "A created machine whose node is not registered, Ready and showing its instance "
+        "type's GPUs this long after its creation is released and created again (0: no "
+        "limit)"}},
       {"--simulated-create-delay",
        {&options.simulated_create_delay, "Dev mode: a node claim becomes a node after this"}},
       {"--simulated-delete-delay",

@@ -1,8 +1,5 @@
 #include "server/server_app.h"
 
-#include "common/grpc_server.h"
-#include "common/tls.h"
-
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <prometheus/collectable.h>
@@ -13,16 +10,18 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
-#include "server/store/memory_store.h"
-#include "server/store/sqlite_store.h"
+#include "common/grpc_server.h"
+#include "common/metric_families.h"
+#include "common/tls.h"
 #include "presets/planner.h"
-#include "server/registry/cache_validation_context.h"
 #include "server/provisioning/grpc_provisioner_client.h"
 #include "server/registry/aes_gcm_transformer.h"
+#include "server/registry/cache_validation_context.h"
 #include "server/registry/object_meta.h"
 #include "server/registry/reseal_stored_values.h"
+#include "server/store/memory_store.h"
+#include "server/store/sqlite_store.h"
 #include "server/workspace_metrics.h"
-#include "common/metric_families.h"
 
 namespace kaito::server {
 namespace {
@@ -177,9 +176,8 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
   }
   app->prometheus_ = std::make_shared<prometheus::Registry>();
 
-  auto catalog = options.catalog_dir.empty()
-                     ? presets::Catalog::Embedded()
-                     : presets::Catalog::FromDirectory(options.catalog_dir);
+  auto catalog = options.catalog_dir.empty() ? presets::Catalog::Embedded()
+                                             : presets::Catalog::FromDirectory(options.catalog_dir);
   if (!catalog.ok()) return catalog.status();
   app->catalog_ = std::make_unique<presets::Catalog>(std::move(*catalog));
   if (options.cloud != "azure" && options.cloud != "aws" && options.cloud != "arc") {
@@ -191,14 +189,14 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
   const TlsServerFiles tls{options.tls_cert_file, options.tls_key_file, options.client_ca_file,
                            false};
   if (absl::Status s = CheckTlsServerFiles(tls); !s.ok()) return s;
-  auto authorizer = Authorizer::Create({options.token_auth_file,
-                                        options.authorization_policy_file,
+  auto authorizer = Authorizer::Create({options.token_auth_file, options.authorization_policy_file,
                                         !options.client_ca_file.empty()});
   if (!authorizer.ok()) return authorizer.status();
   app->authorizer_ = std::move(*authorizer);
   if (app->authorizer_->open()) {
-    spdlog::warn("access control is off: every client may do everything (give "
-                 "--token-auth-file or --client-ca-file, and --authorization-policy-file)");
+    spdlog::warn(
+        "access control is off: every client may do everything (give "
+        "--token-auth-file or --client-ca-file, and --authorization-policy-file)");
   }
 
   // The key file is checked before the store is touched.
@@ -234,10 +232,10 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
   app->nodeclaim_cache_ = cache("/nodeclaims/", &v1::NodeClaim::default_instance());
   app->workload_cache_ = cache("/workloads/", &v1::Workload::default_instance());
   app->event_cache_ = cache("/events/", &v1::Event::default_instance());
-  for (ObjectCache* c : {app->workspace_cache_.get(), app->configmap_cache_.get(),
-                         app->secret_cache_.get(), app->node_cache_.get(),
-                         app->nodeclaim_cache_.get(), app->workload_cache_.get(),
-                         app->event_cache_.get()}) {
+  for (ObjectCache* c :
+       {app->workspace_cache_.get(), app->configmap_cache_.get(), app->secret_cache_.get(),
+        app->node_cache_.get(), app->nodeclaim_cache_.get(), app->workload_cache_.get(),
+        app->event_cache_.get()}) {
     if (absl::Status s = c->Start(); !s.ok()) return s;
   }
   Clock* clock = app->clock_;
@@ -261,9 +259,9 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
       clock);
   app->configmaps_ = std::make_unique<ObjectRegistry<v1::ConfigMap>>(
       ConfigMapPolicy(), app->store_.get(), app->configmap_cache_.get(), clock);
-  app->secrets_ = std::make_unique<ObjectRegistry<v1::Secret>>(
-      SecretPolicy(), app->store_.get(), app->secret_cache_.get(), clock,
-      app->secret_transformer_.get());
+  app->secrets_ = std::make_unique<ObjectRegistry<v1::Secret>>(SecretPolicy(), app->store_.get(),
+                                                               app->secret_cache_.get(), clock,
+                                                               app->secret_transformer_.get());
   app->nodes_ = std::make_unique<ObjectRegistry<v1::Node>>(NodePolicy(), app->store_.get(),
                                                            app->node_cache_.get(), clock);
   app->nodeclaims_ = std::make_unique<ObjectRegistry<v1::NodeClaim>>(
@@ -272,9 +270,9 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
       WorkloadPolicy(), app->store_.get(), app->workload_cache_.get(), clock);
   app->events_ = std::make_unique<ObjectRegistry<v1::Event>>(EventPolicy(), app->store_.get(),
                                                              app->event_cache_.get(), clock);
-  app->objects_ = ControlPlaneObjects{app->workspaces_.get(), app->nodes_.get(),
-                                      app->nodeclaims_.get(), app->workloads_.get(),
-                                      app->events_.get(), app->configmaps_.get()};
+  app->objects_ =
+      ControlPlaneObjects{app->workspaces_.get(), app->nodes_.get(),  app->nodeclaims_.get(),
+                          app->workloads_.get(),  app->events_.get(), app->configmaps_.get()};
   app->event_recorder_ = std::make_unique<EventRecorder>(app->events_.get(), clock, "kaito-server");
 
   // The provisioner.
@@ -355,12 +353,11 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
   app->workspace_service_->set_watch_quota(
       StreamLimits{options.max_watches, options.max_watches_per_connection});
   app->workspace_service_->set_planner(
-      [catalog = app->catalog_.get(), validation, context = app->validation_context_.get()](
-          const v1::Workspace& ws) {
+      [catalog = app->catalog_.get(), validation,
+       context = app->validation_context_.get()](const v1::Workspace& ws) {
         return presets::PlanWorkspace(*catalog, validation, *context, ws);
       });
-  app->system_service_ =
-      std::make_unique<SystemGrpcService>(app->store_.get(), options.dev, auth);
+  app->system_service_ = std::make_unique<SystemGrpcService>(app->store_.get(), options.dev, auth);
   app->preset_service_ =
       std::make_unique<PresetGrpcService>(app->catalog_.get(), options.cloud, auth);
 
@@ -379,12 +376,15 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
   builder.RegisterService(app->preset_service_.get());
   builder.RegisterService(app->node_service_.get());
   if (app->simulated_cloud_service_) builder.RegisterService(app->simulated_cloud_service_.get());
-  std::vector<std::string> services = {
-      v1::WorkspaceService::service_full_name(), v1::ConfigService::service_full_name(),
-      v1::SecretService::service_full_name(),    v1::SystemService::service_full_name(),
-      v1::PresetService::service_full_name(),    v1::NodeService::service_full_name(),
-      "grpc.health.v1.Health",                   "grpc.reflection.v1alpha.ServerReflection",
-      "grpc.reflection.v1.ServerReflection"};
+  std::vector<std::string> services = {v1::WorkspaceService::service_full_name(),
+                                       v1::ConfigService::service_full_name(),
+                                       v1::SecretService::service_full_name(),
+                                       v1::SystemService::service_full_name(),
+                                       v1::PresetService::service_full_name(),
+                                       v1::NodeService::service_full_name(),
+                                       "grpc.health.v1.Health",
+                                       "grpc.reflection.v1alpha.ServerReflection",
+                                       "grpc.reflection.v1.ServerReflection"};
   if (app->simulated_cloud_service_) {
     services.push_back(v1::SimulatedCloudService::service_full_name());
   }
@@ -398,24 +398,23 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
     if (absl::Status s = app->StartControllers(options); !s.ok()) return s;
   }
   if (!options.metrics_listen.empty()) {
-    auto state = std::make_shared<StateCollector>(
-        app->store_.get(), std::vector<std::pair<std::string, ObjectCache*>>{
-                               {"workspace", app->workspace_cache_.get()},
-                               {"configmap", app->configmap_cache_.get()},
-                               {"secret", app->secret_cache_.get()},
-                               {"node", app->node_cache_.get()},
-                               {"nodeclaim", app->nodeclaim_cache_.get()},
-                               {"workload", app->workload_cache_.get()},
-                               {"event", app->event_cache_.get()}});
-    auto metrics =
-        MetricsServer::Start(options.metrics_listen,
-                             {app->prometheus_, state,
-                              std::make_shared<WorkspaceCollector>(app->workspace_cache_.get())},
-                             [raw = app.get()] {
-                               return raw->draining_.load() ? std::string("shutting down")
-                                                            : std::string();
-                             },
-                             tls);
+    auto state = std::make_shared<StateCollector>(app->store_.get(),
+                                                  std::vector<std::pair<std::string, ObjectCache*>>{
+                                                      {"workspace", app->workspace_cache_.get()},
+                                                      {"configmap", app->configmap_cache_.get()},
+                                                      {"secret", app->secret_cache_.get()},
+                                                      {"node", app->node_cache_.get()},
+                                                      {"nodeclaim", app->nodeclaim_cache_.get()},
+                                                      {"workload", app->workload_cache_.get()},
+                                                      {"event", app->event_cache_.get()}});
+    auto metrics = MetricsServer::Start(
+        options.metrics_listen,
+        {app->prometheus_, state,
+         std::make_shared<WorkspaceCollector>(app->workspace_cache_.get())},
+        [raw = app.get()] {
+          return raw->draining_.load() ? std::string("shutting down") : std::string();
+        },
+        tls);
     if (!metrics.ok()) return metrics.status();
     app->metrics_ = std::move(*metrics);
   }
@@ -457,25 +456,31 @@ absl::Status ServerApp::StartControllers(const ServerOptions& options) {
   ws.claim_max_attempts = options.claim_max_attempts;
   workspace_reconciler_ = std::make_unique<WorkspaceReconciler>(
       objects_, catalog_.get(), validation_context_.get(), event_recorder_.get(), clock, ws);
-  workspace_controller_ = std::make_unique<Controller>(
-      "workspace", workspace_reconciler_.get(), clock, workspace_opts, prometheus_.get());
+  workspace_controller_ = std::make_unique<Controller>("workspace", workspace_reconciler_.get(),
+                                                       clock, workspace_opts, prometheus_.get());
 
   if (provisioner_ != nullptr) {
     NodeClaimControllerOptions claims;
     claims.max_attempts = options.claim_max_attempts;
     claims.retry_base = options.claim_retry_base;
     claims.poll_interval = options.claim_poll_interval;
+    claims.initialization_timeout = options.node_initialization_timeout;
+    claims.expected_gpus = [catalog = catalog_.get(),
+                            cloud = options.cloud](const std::string& type) {
+      const presets::Sku* sku = catalog->FindSku(cloud, type);
+      return sku == nullptr ? 0 : sku->gpu_count;
+    };
     claims.agent_server = options.advertise_address.empty()
                               ? "127.0.0.1:" + std::to_string(grpc_port_)
                               : options.advertise_address;
-    nodeclaim_reconciler_ = std::make_unique<NodeClaimReconciler>(
-        objects_, provisioner_, event_recorder_.get(), clock, claims,
-        [this](const std::string& key) {
-          if (nodeclaim_controller_) nodeclaim_controller_->Enqueue(key);
-        });
+    nodeclaim_reconciler_ =
+        std::make_unique<NodeClaimReconciler>(objects_, provisioner_, event_recorder_.get(), clock,
+                                              claims, [this](const std::string& key) {
+                                                if (nodeclaim_controller_)
+                                                  nodeclaim_controller_->Enqueue(key);
+                                              });
     nodeclaim_controller_ = std::make_unique<Controller>(
-        "nodeclaim", nodeclaim_reconciler_.get(), clock, ControllerOptions{},
-        prometheus_.get());
+        "nodeclaim", nodeclaim_reconciler_.get(), clock, ControllerOptions{}, prometheus_.get());
   }
   NodeLifecycleOptions lifecycle;
   lifecycle.lost_grace = options.node_lost_grace;
@@ -531,25 +536,30 @@ void ServerApp::WatchForControllers() {
   // A node wakes its lifecycle, its claim, and every workspace whose selector it matches
   // (now or before).
   ObjectCache* ws_cache = workspace_cache_.get();
-  watch(node_cache_.get(), "/nodes/", [workspaces, claims, lifecycle, ws_cache](
-                                          const CacheEventPtr& e) {
-    const auto& node = static_cast<const v1::Node&>(*e->object);
-    lifecycle->Enqueue(node.metadata().name());
-    if (claims && !node.spec().node_claim().empty()) claims->Enqueue(node.spec().node_claim());
-    const auto* previous = static_cast<const v1::Node*>(e->previous.get());
-    for (const CachedObject& c :
-         ws_cache->List("/workspaces/", "", 0, [&](const google::protobuf::Message& m) {
-           const auto& w = static_cast<const v1::Workspace&>(m);
-           FieldErrors ignored;
-           LabelSelectorMatcher selector = LabelSelectorMatcher::FromProto(
-               w.resource().label_selector(), "resource.labelSelector", ignored);
-           return selector.Matches(node.metadata().labels()) ||
-                  (previous != nullptr && selector.Matches(previous->metadata().labels()));
-         }).items) {
-      const auto& meta = Metadata(*c.object);
-      workspaces->Enqueue(NamespacedKey(meta.namespace_(), meta.name()));
-    }
-  });
+  watch(node_cache_.get(), "/nodes/",
+        [workspaces, claims, lifecycle, ws_cache](const CacheEventPtr& e) {
+          const auto& node = static_cast<const v1::Node&>(*e->object);
+          lifecycle->Enqueue(node.metadata().name());
+          if (claims && !node.spec().node_claim().empty())
+            claims->Enqueue(node.spec().node_claim());
+          const auto* previous = static_cast<const v1::Node*>(e->previous.get());
+          for (const CachedObject& c :
+               ws_cache
+                   ->List("/workspaces/", "", 0,
+                          [&](const google::protobuf::Message& m) {
+                            const auto& w = static_cast<const v1::Workspace&>(m);
+                            FieldErrors ignored;
+                            LabelSelectorMatcher selector = LabelSelectorMatcher::FromProto(
+                                w.resource().label_selector(), "resource.labelSelector", ignored);
+                            return selector.Matches(node.metadata().labels()) ||
+                                   (previous != nullptr &&
+                                    selector.Matches(previous->metadata().labels()));
+                          })
+                   .items) {
+            const auto& meta = Metadata(*c.object);
+            workspaces->Enqueue(NamespacedKey(meta.namespace_(), meta.name()));
+          }
+        });
 }
 
 void ServerApp::Wait() {
@@ -586,9 +596,9 @@ ServerApp::~ServerApp() {
   // The caches stop following the store, the store drains its queued writes (their
   // completions may still read the caches, and chain writes that now fail UNAVAILABLE),
   // and only then do the caches go.
-  for (ObjectCache* c : {workspace_cache_.get(), configmap_cache_.get(), secret_cache_.get(),
-                         node_cache_.get(), nodeclaim_cache_.get(), workload_cache_.get(),
-                         event_cache_.get()}) {
+  for (ObjectCache* c :
+       {workspace_cache_.get(), configmap_cache_.get(), secret_cache_.get(), node_cache_.get(),
+        nodeclaim_cache_.get(), workload_cache_.get(), event_cache_.get()}) {
     if (c) c->Detach();
   }
   store_.reset();

@@ -120,6 +120,9 @@ struct ServerOptions {
   int claim_max_attempts = 3;
   absl::Duration claim_retry_base = absl::Seconds(10);
   absl::Duration claim_poll_interval = absl::Seconds(1);
+  // A created machine whose node is not initialized (registered, Ready, with its instance
+  // type's GPUs) this long after its creation is released and created again; 0: no limit.
+  absl::Duration node_initialization_timeout = absl::Minutes(15);
   // Where the provisioned nodes' agents dial; empty: 127.0.0.1:<the gRPC port>.
   std::string advertise_address;
   int workspace_workers = 8;

@@ -103,28 +103,173 @@ absl::StatusOr<ReconcileResult> NodeClaimReconciler::Reconcile(const std::string
     return ReconcileResult::RequeueAfter(options_.poll_interval);
   }
   if (claim.status().phase() == "Registered" || claim.status().phase() == "Ready") {
-    // Ready while the node is; the node's Ready condition comes from its agent's lease.
-    auto node = objects_.nodes->GetShared("", claim.status().node_name());
-    const bool ready = node && NodeIsReady(*node);
-    const std::string phase_now = ready ? "Ready" : "Registered";
-    if (phase_now != claim.status().phase()) {
-      v1::NodeClaim update = claim;
-      update.mutable_status()->set_phase(phase_now);
-      SetCondition(update.mutable_status()->mutable_conditions(), "Ready", ready,
-                   ready ? "NodeReady" : "NodeNotReady",
-                   ready ? "node " + claim.status().node_name() + " is ready"
-                         : "waiting for node " + claim.status().node_name() + " to be ready",
-                   claim.metadata().generation(), now);
-      auto written = UpdateStatusSync(*objects_.nodeclaims, std::move(update));
-      if (!written.ok()) return written.status();
-      if (ready) {
-        events_->Normal(claim, "NodeReady",
-                        "Node " + claim.status().node_name() + " registered and is ready");
-      }
-    }
-    return ReconcileResult::Done();
+    return Follow(claim, now);
   }
   return ReconcileResult::Done();  // Failed: final (the workspace decides what follows).
+}
+
+namespace {
+
+// When the claim's machine was created: its Launched condition (or, for a claim recorded
+// before there was one, the start of its attempt).
+absl::Time LaunchedTime(const v1::NodeClaimStatus& s) {
+  const v1::Condition* launched = FindCondition(s.conditions(), "Launched");
+  if (launched != nullptr && launched->has_last_transition_time()) {
+    return FromTimestamp(launched->last_transition_time());
+  }
+  return FromTimestamp(s.last_attempt_time());
+}
+
+int HealthyGpus(const v1::Node& node) {
+  int n = 0;
+  for (const auto& g : node.status().gpus()) n += g.healthy() ? 1 : 0;
+  return n;
+}
+
+}  // namespace
+
+std::string NodeClaimReconciler::FailureText(const v1::NodeClaimStatus& s) const {
+  return absl::StrCat(
+      s.error_code(), ": ", s.message(),
+      s.phase() == "Failed"
+          ? absl::StrCat(" (attempt ", s.attempts(), ", giving up)")
+          : absl::StrCat(" (attempt ", s.attempts(), " of ", options_.max_attempts,
+                         "; retrying in ", absl::FormatDuration(Backoff(s.attempts())), ")"));
+}
+
+absl::StatusOr<ReconcileResult> NodeClaimReconciler::Follow(const v1::NodeClaim& claim,
+                                                            absl::Time now) {
+  const v1::NodeClaimStatus& s = claim.status();
+  const std::string& node_name = s.node_name();
+  auto node = objects_.nodes->GetShared("", node_name);
+  if (node && node->metadata().has_deletion_timestamp()) node = nullptr;
+  const int expected =
+      options_.expected_gpus ? options_.expected_gpus(claim.spec().instance_type()) : 0;
+  // Why the node is not ready (empty when it is), as the claim's Ready condition says it.
+  std::string reason, message;
+  if (!node) {
+    reason = "NodeNotRegistered";
+    message = "waiting for the agent of node " + node_name + " to register";
+  } else if (!NodeIsReady(*node)) {
+    const v1::Condition* c = FindCondition(node->status().conditions(), "Ready");
+    reason = "NodeNotReady";
+    message = "node " + node_name + " is not ready" +
+              (c != nullptr && !c->message().empty() ? ": " + c->message() : "");
+  } else if (const int gpus = HealthyGpus(*node); gpus < expected) {
+    reason = "GpuNotFound";
+    message =
+        absl::StrCat("node ", node_name, " reports ", gpus, " healthy GPU", gpus == 1 ? "" : "s",
+                     " of the ", expected, " of ", claim.spec().instance_type(),
+                     " (is the NVIDIA driver loaded on the machine?)");
+  }
+  const bool ready = reason.empty();
+  const bool initialized = ready || IsConditionTrue(s.conditions(), "Initialized");
+  absl::Time deadline = absl::InfiniteFuture();
+  if (!initialized && options_.initialization_timeout > absl::ZeroDuration()) {
+    deadline = LaunchedTime(s) + options_.initialization_timeout;
+    if (now >= deadline) {
+      const std::string waited = absl::FormatDuration(options_.initialization_timeout);
+      if (!node) {
+        return Repair(claim, "RegistrationTimeout",
+                      absl::StrCat("no agent registered node ", node_name, " within ", waited,
+                                   " of its machine's creation"),
+                      now);
+      }
+      return Repair(
+          claim, "NodeNotInitialized",
+          absl::StrCat(message, "; not initialized within ", waited, " of its machine's creation"),
+          now);
+    }
+  }
+  v1::NodeClaim update = claim;
+  v1::NodeClaimStatus* us = update.mutable_status();
+  us->set_phase(ready ? "Ready" : "Registered");
+  SetCondition(us->mutable_conditions(), "Ready", ready, ready ? "NodeReady" : reason,
+               ready ? "node " + node_name + " is ready" : message, claim.metadata().generation(),
+               now);
+  if (ready) {
+    const int gpus = HealthyGpus(*node);
+    SetCondition(us->mutable_conditions(), "Initialized", true, "NodeInitialized",
+                 absl::StrCat("node ", node_name, " registered, ready, with ", gpus, " healthy GPU",
+                              gpus == 1 ? "" : "s"),
+                 claim.metadata().generation(), now);
+  }
+  if (!google::protobuf::util::MessageDifferencer::Equals(update.status(), s)) {
+    auto written = UpdateStatusSync(*objects_.nodeclaims, std::move(update));
+    if (!written.ok()) return written.status();
+    if (ready && s.phase() != "Ready") {
+      events_->Normal(claim, "NodeReady", "Node " + node_name + " registered and is ready");
+    }
+  }
+  if (deadline == absl::InfiniteFuture()) return ReconcileResult::Done();
+  return ReconcileResult::RequeueAfter(deadline - now);
+}
+
+bool NodeClaimReconciler::ReleaseMachine(const std::string& name) {
+  if (StartCall(name)) {
+    provisioner_->DeleteNode(name, [this, name](absl::StatusOr<bool> gone) {
+      EndCall(name);
+      if (!gone.ok()) {
+        spdlog::warn("nodeclaim {}: delete: {}", name, gone.status().ToString());
+      } else if (*gone) {
+        {
+          absl::MutexLock lock(&mu_);
+          released_.insert(name);
+        }
+        enqueue_(name);  // Only then: otherwise the requeue-after polls.
+      }
+    });
+  }
+  absl::MutexLock lock(&mu_);
+  const bool released = released_.erase(name) > 0;
+  if (released) created_attempt_.erase(name);
+  return released;
+}
+
+absl::StatusOr<ReconcileResult> NodeClaimReconciler::Repair(const v1::NodeClaim& claim,
+                                                            const std::string& code,
+                                                            const std::string& message,
+                                                            absl::Time now) {
+  const std::string& name = claim.metadata().name();
+  const std::string& node_name = claim.status().node_name();
+  if (!ReleaseMachine(name)) {
+    // Said once, while the machine goes (a restart meanwhile asks again: idempotent).
+    v1::NodeClaim update = claim;
+    SetCondition(update.mutable_status()->mutable_conditions(), "Ready", false, code,
+                 message + "; releasing the machine", claim.metadata().generation(), now);
+    if (!google::protobuf::util::MessageDifferencer::Equals(update.status(), claim.status())) {
+      auto written = UpdateStatusSync(*objects_.nodeclaims, std::move(update));
+      if (!written.ok()) return written.status();
+      events_->Warning(claim, code, message + "; releasing its machine");
+      spdlog::warn("nodeclaim {}: {}: {}; releasing its machine", name, code, message);
+    }
+    return ReconcileResult::RequeueAfter(options_.poll_interval);
+  }
+  if (!node_name.empty()) {
+    auto deleted = DeleteSync(*objects_.nodes, "", node_name);
+    if (!deleted.ok() && !absl::IsNotFound(deleted.status())) return deleted.status();
+  }
+  v1::NodeClaim update = claim;
+  v1::NodeClaimStatus* s = update.mutable_status();
+  s->clear_node_name();
+  s->clear_provider_id();
+  s->set_error_code(code);
+  s->set_message(message);
+  s->set_retryable(true);
+  RemoveCondition(s->mutable_conditions(), "Launched");
+  if (s->attempts() < options_.max_attempts) {
+    s->set_phase("Pending");
+    *s->mutable_next_attempt_time() = ToTimestamp(now + Backoff(s->attempts()));
+  } else {
+    s->set_phase("Failed");
+  }
+  SetCondition(s->mutable_conditions(), "Ready", false, code, message,
+               claim.metadata().generation(), now);
+  const std::string text = FailureText(*s);
+  auto written = UpdateStatusSync(*objects_.nodeclaims, std::move(update));
+  if (!written.ok()) return written.status();
+  events_->Warning(claim, "NodeClaimFailed", text);
+  return ReconcileResult::Done();  // The write brings the claim back.
 }
 
 void NodeClaimReconciler::Observe(const std::string& name, const v1::ProvisionedNode& node) {
@@ -139,6 +284,9 @@ void NodeClaimReconciler::Observe(const std::string& name, const v1::Provisioned
   bool failed = false;
   if (node.phase() == "Running") {
     s->set_phase("Registered");
+    SetCondition(s->mutable_conditions(), "Launched", true, "MachineCreated",
+                 "machine " + node.provider_id() + " created", current->metadata().generation(),
+                 now);
     s->set_node_name(node.node_name());
     s->set_provider_id(node.provider_id());
     s->clear_error_code();
@@ -162,15 +310,7 @@ void NodeClaimReconciler::Observe(const std::string& name, const v1::Provisioned
   } else {
     return;  // Still creating.
   }
-  const bool terminal = s->phase() == "Failed";
-  const std::string message =
-      failed ? absl::StrCat(s->error_code(), ": ", s->message(),
-                            terminal ? absl::StrCat(" (attempt ", s->attempts(), ", giving up)")
-                                     : absl::StrCat(" (attempt ", s->attempts(), " of ",
-                                                    options_.max_attempts, "; retrying in ",
-                                                    absl::FormatDuration(Backoff(s->attempts())),
-                                                    ")"))
-             : "";
+  const std::string message = failed ? FailureText(*s) : "";
   // Conditional on the status read above: of two completions racing for one claim only
   // the first is recorded (and only it emits the event).
   objects_.nodeclaims->UpdateStatus(
@@ -193,26 +333,7 @@ void NodeClaimReconciler::Observe(const std::string& name, const v1::Provisioned
 absl::StatusOr<ReconcileResult> NodeClaimReconciler::Release(const v1::NodeClaim& claim) {
   const std::string name = claim.metadata().name();
   if (!HasFinalizer(claim.metadata(), kNodeClaimFinalizer)) return ReconcileResult::Done();
-  if (StartCall(name)) {
-    provisioner_->DeleteNode(name, [this, name](absl::StatusOr<bool> gone) {
-      EndCall(name);
-      if (!gone.ok()) {
-        spdlog::warn("nodeclaim {}: delete: {}", name, gone.status().ToString());
-      } else if (*gone) {
-        {
-          absl::MutexLock lock(&mu_);
-          released_.insert(name);
-        }
-        enqueue_(name);  // Only then: otherwise the requeue-after polls.
-      }
-    });
-  }
-  bool released;
-  {
-    absl::MutexLock lock(&mu_);
-    released = released_.erase(name) > 0;
-    if (released) created_attempt_.erase(name);
-  }
+  const bool released = ReleaseMachine(name);
   if (!released) return ReconcileResult::RequeueAfter(options_.poll_interval);
   // The machine is gone: so is its node.
   if (!claim.status().node_name().empty()) {

@@ -7,6 +7,14 @@
 // claim's status (whose watch brings the claim back). Failed creates are retried with
 // capped exponential backoff up to `max_attempts`, counted in status.attempts, so that the
 // count survives restarts; after the last one the claim is Failed for good.
+//
+// A machine is only useful once its node is initialized: its agent registered, the node is
+// Ready, and it reports the GPUs of its instance type. One that is not initialized within
+// `initialization_timeout` of its creation (no agent ever dialled in, or the GPUs never
+// appeared: a driver that did not load, a bad image) is repaired: the machine is released
+// and created again as the next attempt, or, with the attempts spent, the claim fails with
+// RegistrationTimeout or NodeNotInitialized. A node once initialized is never timed out
+// (its later health is the node lifecycle controller's).
 #pragma once
 
 #include <functional>
@@ -31,6 +39,10 @@ struct NodeClaimControllerOptions {
   absl::Duration poll_interval = absl::Seconds(1);
   // The address the nodes' agents dial (HOST:PORT), for the provisioner's bootstrap.
   std::string agent_server;
+  // From the machine's creation until its node must be initialized; zero: no limit.
+  absl::Duration initialization_timeout = absl::Minutes(15);
+  // The GPUs a node of an instance type has (0 when unknown: not checked).
+  std::function<int(const std::string& instance_type)> expected_gpus;
 };
 
 class NodeClaimReconciler : public Reconciler {
@@ -53,6 +65,16 @@ class NodeClaimReconciler : public Reconciler {
 
  private:
   absl::StatusOr<ReconcileResult> Release(const v1::NodeClaim& claim);
+  // Follows a created machine's node until it is initialized, then its readiness.
+  absl::StatusOr<ReconcileResult> Follow(const v1::NodeClaim& claim, absl::Time now);
+  // Releases a machine whose node was not initialized in time, then retries or fails.
+  absl::StatusOr<ReconcileResult> Repair(const v1::NodeClaim& claim, const std::string& code,
+                                         const std::string& message, absl::Time now);
+  // Asks the provisioner to release the claim's machine (one call at a time); true once it
+  // reported the machine gone (consumed by the caller).
+  bool ReleaseMachine(const std::string& name);
+  // "CODE: message (attempt N of M; retrying in D)" or "(attempt N, giving up)".
+  std::string FailureText(const v1::NodeClaimStatus& s) const;
   // Records a provider reply in the claim's status (completion thread: async writes only).
   void Observe(const std::string& name, const v1::ProvisionedNode& node);
   bool StartCall(const std::string& name);
@@ -66,7 +88,7 @@ class NodeClaimReconciler : public Reconciler {
   const std::function<void(const std::string&)> enqueue_;
   absl::Mutex mu_;
   std::set<std::string> in_flight_ ABSL_GUARDED_BY(mu_);
-  // Claims whose machine the provisioner reported gone, not yet finalized.
+  // Claims whose machine the provisioner reported gone, not yet finalized (or repaired).
   std::set<std::string> released_ ABSL_GUARDED_BY(mu_);
   // The attempt each claim's CreateNode was issued for.
   std::map<std::string, int> created_attempt_ ABSL_GUARDED_BY(mu_);

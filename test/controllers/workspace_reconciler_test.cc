@@ -173,6 +173,115 @@ TEST(WorkspaceReconcilerTest, QuotaFailureIsRetriedThenFinalThenRetriedOnReapply
   EXPECT_EQ(w.Get("phi").status().state(), "Pending");
 }
 
+// The claim's Ready condition (reason, message).
+const v1::Condition* ClaimReady(World& w, const std::string& claim) {
+  auto c = w.claims_.GetShared("", claim);
+  return c == nullptr ? nullptr : FindCondition(c->status().conditions(), "Ready");
+}
+
+// Brings the first claim's machine to Running as `node` (its agent not yet registered).
+std::string LaunchFirstClaim(World& w, const std::string& node) {
+  const std::string claim = w.claims_.ListShared("")[0]->metadata().name();
+  v1::ProvisionedNode running;
+  running.set_phase("Running");
+  running.set_node_name(node);
+  running.set_provider_id("azure:///vmss/" + node);
+  w.provisioner_.SetNode(claim, running);
+  w.ReconcileClaims();
+  w.ReconcileClaims();
+  EXPECT_EQ(w.claims_.GetShared("", claim)->status().phase(), "Registered");
+  return claim;
+}
+
+TEST(NodeInitializationTest, AMachineWhoseGpusNeverAppearIsReplacedThenTheClaimFails) {
+  World w;
+  w.CreateWorkspace("phi", "Standard_NC24ads_A100_v4", "phi-3-mini-128k-instruct");
+  w.ReconcileWorkspace("phi");
+  const std::string claim = LaunchFirstClaim(w, "aks-n1");
+  EXPECT_EQ(ClaimReady(w, claim)->reason(), "NodeNotRegistered");
+
+  // The agent registers, Ready, but the driver shows no GPU.
+  w.RegisterNode(*w.claims_.GetShared("", claim), "aks-n1", /*gpus=*/0);
+  auto r = w.nodeclaim_->Reconcile(claim);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->requeue_after, absl::Minutes(15)) << "woken at the initialization deadline";
+  EXPECT_EQ(w.claims_.GetShared("", claim)->status().phase(), "Registered");
+  EXPECT_EQ(ClaimReady(w, claim)->reason(), "GpuNotFound");
+  EXPECT_THAT(ClaimReady(w, claim)->message(),
+              HasSubstr("reports 0 healthy GPUs of the 1 of Standard_NC24ads_A100_v4"));
+  w.clock_.Advance(absl::Minutes(14));
+  w.ReconcileClaims();
+  EXPECT_TRUE(w.provisioner_.deletes().empty()) << "not before the deadline";
+
+  // Past it: the machine is released, its Node object goes, and the claim tries again.
+  w.clock_.Advance(absl::Minutes(1));
+  w.ReconcileClaims();
+  EXPECT_EQ(w.provisioner_.deletes(), std::vector<std::string>{claim});
+  EXPECT_EQ(w.nodes_.GetShared("", "aks-n1"), nullptr);
+  auto c = w.claims_.GetShared("", claim);
+  EXPECT_EQ(c->status().phase(), "Pending");
+  EXPECT_EQ(c->status().error_code(), "NodeNotInitialized");
+  EXPECT_EQ(c->status().node_name(), "");
+  EXPECT_THAT(c->status().message(), HasSubstr("not initialized within 15m"));
+  EXPECT_EQ(FromTimestamp(c->status().next_attempt_time()), w.clock_.Now() + absl::Seconds(10));
+  w.ReconcileWorkspace("phi");
+  v1::Workspace ws = w.Get("phi");
+  EXPECT_EQ(Reason(ws, "ResourceReady"), "NodeNotInitialized");
+  EXPECT_THAT(FindCondition(ws.status().conditions(), "ResourceReady")->message(),
+              HasSubstr("retrying"));
+  EXPECT_THAT(w.EventReasons(), ::testing::Contains("NodeClaimFailed"));
+
+  // Attempt 2: a new machine whose agent never dials in. With the attempts spent the
+  // claim fails, and its machine is released all the same.
+  w.clock_.Advance(absl::Seconds(10));
+  w.ReconcileClaims();
+  ASSERT_EQ(w.provisioner_.creates().size(), 2u);
+  LaunchFirstClaim(w, "aks-n2");
+  w.clock_.Advance(absl::Minutes(15));
+  w.ReconcileClaims();
+  c = w.claims_.GetShared("", claim);
+  EXPECT_EQ(c->status().phase(), "Failed");
+  EXPECT_EQ(c->status().error_code(), "RegistrationTimeout");
+  EXPECT_THAT(c->status().message(), HasSubstr("no agent registered node aks-n2 within 15m"));
+  EXPECT_EQ(w.provisioner_.deletes().size(), 2u);
+  w.ReconcileWorkspace("phi");
+  ws = w.Get("phi");
+  EXPECT_EQ(ws.status().state(), "Failed");
+  EXPECT_EQ(Reason(ws, "ResourceReady"), "RegistrationTimeout");
+}
+
+TEST(NodeInitializationTest, AnInitializedNodeIsNeverTimedOutAndASlowOneIsWaitedFor) {
+  World w;
+  w.CreateWorkspace("phi", "Standard_NC24ads_A100_v4", "phi-3-mini-128k-instruct");
+  w.ReconcileWorkspace("phi");
+  const std::string claim = LaunchFirstClaim(w, "aks-n1");
+  // Slow: its agent registers 14 minutes in, with its GPU.
+  w.clock_.Advance(absl::Minutes(14));
+  w.ReconcileClaims();
+  w.RegisterNode(*w.claims_.GetShared("", claim), "aks-n1");
+  auto r = w.nodeclaim_->Reconcile(claim);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->requeue_after, absl::ZeroDuration()) << "initialized: no deadline";
+  auto c = w.claims_.GetShared("", claim);
+  EXPECT_EQ(c->status().phase(), "Ready");
+  EXPECT_TRUE(IsConditionTrue(c->status().conditions(), "Initialized"));
+
+  // Later its GPU fails: the claim is not ready, but it is not timed out (the node's health
+  // is the node lifecycle's business, not a create that never finished).
+  v1::Node node = *w.nodes_.GetShared("", "aks-n1");
+  node.mutable_status()->mutable_gpus(0)->set_healthy(false);
+  SetCondition(node.mutable_status()->mutable_conditions(), "Ready", false, "GpuUnhealthy",
+               "unhealthy GPU aks-n1-gpu-0: Xid 79", 0, w.clock_.Now());
+  ASSERT_TRUE(UpdateStatusSync(w.nodes_, node).ok());
+  w.clock_.Advance(absl::Hours(1));
+  w.ReconcileClaims();
+  c = w.claims_.GetShared("", claim);
+  EXPECT_EQ(c->status().phase(), "Registered");
+  EXPECT_EQ(ClaimReady(w, claim)->reason(), "NodeNotReady");
+  EXPECT_THAT(ClaimReady(w, claim)->message(), HasSubstr("Xid 79"));
+  EXPECT_TRUE(w.provisioner_.deletes().empty());
+}
+
 TEST(WorkspaceReconcilerTest, DeletionStopsWorkloadsReleasesClaimsThenFinalizes) {
   World w;
   w.CreateWorkspace("phi", "Standard_NC24ads_A100_v4", "phi-3-mini-128k-instruct");

@@ -54,6 +54,10 @@ class World {
     claim_options.max_attempts = 2;
     claim_options.retry_base = absl::Seconds(10);
     claim_options.agent_server = "127.0.0.1:1";
+    claim_options.expected_gpus = [this](const std::string& type) {
+      const presets::Sku* sku = catalog_.FindSku("azure", type);
+      return sku == nullptr ? 0 : sku->gpu_count;
+    };
     nodeclaim_ = std::make_unique<NodeClaimReconciler>(
         objects_, &provisioner_, &recorder_, &clock_, claim_options,
         [this](const std::string& key) { enqueued_claims_.push_back(key); });
@@ -84,16 +88,29 @@ class World {
   }
   v1::Workspace Get(const std::string& name) { return *workspaces_.GetShared("default", name); }
 
-  // What an agent's Hello does for a claim's node: a Ready node with the claim's labels.
-  void RegisterNode(const v1::NodeClaim& claim, const std::string& node_name) {
+  // What an agent's Hello does for a claim's node: a Ready node with the claim's labels and
+  // `gpus` healthy GPUs (-1: as many as its instance type has).
+  void RegisterNode(const v1::NodeClaim& claim, const std::string& node_name, int gpus = -1) {
+    if (gpus < 0) {
+      const presets::Sku* sku = catalog_.FindSku("azure", claim.spec().instance_type());
+      gpus = sku == nullptr ? 0 : sku->gpu_count;
+    }
     v1::Node node;
     node.mutable_metadata()->set_name(node_name);
-    for (const auto& [k, v] : claim.spec().labels()) (*node.mutable_metadata()->mutable_labels())[k] = v;
+    for (const auto& [k, v] : claim.spec().labels())
+      (*node.mutable_metadata()->mutable_labels())[k] = v;
     (*node.mutable_metadata()->mutable_annotations())[kAnnotationAgentManaged] = "true";
     node.mutable_spec()->set_node_claim(claim.metadata().name());
     node.mutable_spec()->set_instance_type(claim.spec().instance_type());
     SetCondition(node.mutable_status()->mutable_conditions(), "Ready", true, "AgentReady", "", 0,
                  clock_.Now());
+    for (int i = 0; i < gpus; ++i) {
+      v1::GpuInfo* gpu = node.mutable_status()->add_gpus();
+      gpu->set_uuid(node_name + "-gpu-" + std::to_string(i));
+      gpu->set_model("NVIDIA A100 80GB PCIe");
+      gpu->set_memory_bytes(int64_t{80} << 30);
+      gpu->set_healthy(true);
+    }
     ASSERT_TRUE(CreateSync(nodes_, node).ok());
   }
 

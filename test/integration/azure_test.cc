@@ -195,8 +195,128 @@ class AzureProvisionerTest : public ::testing::Test {
     return names;
   }
 
+  // Starts kaito-server on the provisioner; returns its address.
+  std::string StartServer(std::vector<std::string> extra = {}) {
+    const std::string port_file = dir_.File("server.port");
+    std::vector<std::string> argv = {BinDir() + "/kaito-server",
+                                     "--listen",
+                                     "127.0.0.1:0",
+                                     "--metrics-listen",
+                                     "",
+                                     "--data-dir",
+                                     dir_.path(),
+                                     "--port-file",
+                                     port_file,
+                                     "--provisioner",
+                                     "127.0.0.1:" + std::to_string(ProvisionerPort()),
+                                     "--claim-poll-interval",
+                                     "200ms",
+                                     "--node-lease-ttl",
+                                     "3s",
+                                     "--node-heartbeat-interval",
+                                     "500ms"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto daemon = Daemon::Start(argv, dir_.File("server.log"));
+    EXPECT_TRUE(daemon.ok()) << daemon.status();
+    if (!daemon.ok()) return "";
+    server_ = std::move(*daemon);
+    int port = 0;
+    EXPECT_TRUE(WaitForPortFile(port_file, &port, absl::Seconds(20)))
+        << ReadFile(dir_.File("server.log"));
+    const std::string address = "127.0.0.1:" + std::to_string(port);
+    auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+    nodes_ = v1::NodeService::NewStub(channel);
+    workspaces_ = v1::WorkspaceService::NewStub(channel);
+    return address;
+  }
+
+  // kaitoctl apply of a manifest.
+  void Apply(const std::string& address, const std::string& manifest) {
+    const std::string path = dir_.File("ws.yaml");
+    std::ofstream(path) << manifest;
+    testing::RunResult applied =
+        RunCommand({BinDir() + "/kaitoctl", "--server", address, "apply", "-f", path});
+    ASSERT_EQ(applied.exit_code, 0) << applied.err;
+  }
+
+  // Waits for a node claim that `match` accepts; returns it (empty if none came).
+  v1::NodeClaim WaitForClaim(const std::function<bool(const v1::NodeClaim&)>& match,
+                             absl::Duration deadline = absl::Seconds(40)) {
+    v1::NodeClaim found;
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          grpc::ClientContext ctx;
+          v1::ListNodeClaimsResponse resp;
+          if (!nodes_->ListNodeClaims(&ctx, v1::ListRequest(), &resp).ok()) return false;
+          for (const auto& c : resp.items()) {
+            if (match(c)) {
+              found = c;
+              return true;
+            }
+          }
+          return false;
+        },
+        deadline))
+        << ReadFile(dir_.File("server.log"));
+    return found;
+  }
+
+  v1::Workspace WaitForWorkspace(const std::string& name, const std::string& state,
+                                 absl::Duration deadline = absl::Seconds(40)) {
+    v1::Workspace ws;
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          grpc::ClientContext ctx;
+          v1::GetWorkspaceRequest req;
+          req.set_name(name);
+          return workspaces_->GetWorkspace(&ctx, req, &ws).ok() && ws.status().state() == state;
+        },
+        deadline))
+        << ws.status().DebugString() << ReadFile(dir_.File("server.log"));
+    return ws;
+  }
+
+  // The agent of a claim's machine (what its VM would run): simulated containers, `gpus`
+  // fake GPUs (a --fake-gpus spec; empty: none).
+  absl::StatusOr<Daemon> StartAgent(const std::string& address, const v1::NodeClaim& claim,
+                                    const std::string& gpus, const std::string& log) {
+    std::string labels;
+    for (const auto& [k, v] : claim.spec().labels()) {
+      labels += (labels.empty() ? "" : ",") + k + "=" + v;
+    }
+    labels += ",kaito.sh/nodeclaim=" + claim.metadata().name();
+    return Daemon::Start({BinDir() + "/kaito-agent",
+                          "--server",
+                          address,
+                          "--node-name",
+                          claim.status().node_name(),
+                          "--labels",
+                          labels,
+                          "--instance-type",
+                          claim.spec().instance_type(),
+                          "--provider-id",
+                          claim.status().provider_id(),
+                          "--runtime",
+                          "simulated",
+                          "--gpu-probe",
+                          "fake",
+                          "--fake-gpus",
+                          gpus,
+                          "--metrics-listen",
+                          "",
+                          "--simulated-pull-delay",
+                          "50ms",
+                          "--simulated-start-delay",
+                          "50ms",
+                          "--simulated-ready-delay",
+                          "100ms"},
+                         dir_.File(log));
+  }
+
   testing::TempDir dir_;
-  Daemon arm_, provisioner_;
+  Daemon arm_, provisioner_, server_;
+  std::unique_ptr<v1::NodeService::Stub> nodes_;
+  std::unique_ptr<v1::WorkspaceService::Stub> workspaces_;
   int arm_port_ = 0, provisioner_port_ = 0;
   std::unique_ptr<httplib::Client> fake_;
   std::unique_ptr<v1::ProvisionerService::Stub> stub_;
@@ -492,20 +612,9 @@ TEST_F(AzureProvisionerTest, APoolAlreadyDeletingIsWaitedFor) {
 TEST_F(AzureProvisionerTest, WorkspaceFallsBackAndBecomesReadyOnAnAgentPool) {
   Fake("PUT", "/_fake/config", {{"quotas", {{"standardNCADSA100v4Family", 0}}}});
   StartProvisioner();
-  const std::string server_port_file = dir_.File("server.port");
-  auto server =
-      Daemon::Start({BinDir() + "/kaito-server", "--listen", "127.0.0.1:0", "--metrics-listen", "",
-                     "--data-dir", dir_.path(), "--port-file", server_port_file, "--provisioner",
-                     "127.0.0.1:" + std::to_string(ProvisionerPort()), "--claim-poll-interval",
-                     "200ms", "--node-lease-ttl", "3s", "--node-heartbeat-interval", "500ms"},
-                    dir_.File("server.log"));
-  ASSERT_TRUE(server.ok()) << server.status();
-  int server_port = 0;
-  ASSERT_TRUE(WaitForPortFile(server_port_file, &server_port, absl::Seconds(20)))
-      << ReadFile(dir_.File("server.log"));
-  const std::string address = "127.0.0.1:" + std::to_string(server_port);
-  const std::string manifest = dir_.File("ws.yaml");
-  std::ofstream(manifest) << R"(apiVersion: kaito.sh/v1beta1
+  const std::string address = StartServer();
+  ASSERT_FALSE(address.empty());
+  Apply(address, R"(apiVersion: kaito.sh/v1beta1
 kind: Workspace
 metadata:
   name: phi
@@ -519,78 +628,21 @@ resource:
 inference:
   preset:
     name: phi-4-mini-instruct
-)";
-  testing::RunResult applied =
-      RunCommand({BinDir() + "/kaitoctl", "--server", address, "apply", "-f", manifest});
-  ASSERT_EQ(applied.exit_code, 0) << applied.err;
-
-  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
-  auto nodes = v1::NodeService::NewStub(channel);
-  auto workspaces = v1::WorkspaceService::NewStub(channel);
+)");
   // The claim for the fallback type gets its VM from the fake.
-  v1::NodeClaim claim;
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        grpc::ClientContext ctx;
-        v1::ListNodeClaimsResponse resp;
-        if (!nodes->ListNodeClaims(&ctx, v1::ListRequest(), &resp).ok()) return false;
-        for (const auto& c : resp.items()) {
-          if (c.spec().instance_type() == "Standard_NC40ads_H100_v5" &&
-              !c.status().node_name().empty()) {
-            claim = c;
-            return true;
-          }
-        }
-        return false;
-      },
-      absl::Seconds(40)))
-      << ReadFile(dir_.File("server.log"));
+  v1::NodeClaim claim = WaitForClaim([](const v1::NodeClaim& c) {
+    return c.spec().instance_type() == "Standard_NC40ads_H100_v5" &&
+           !c.status().node_name().empty();
+  });
+  ASSERT_FALSE(claim.metadata().name().empty());
   EXPECT_TRUE(Journal("pool.put", claim.metadata().name()).size() == 1);
   // Nothing was ever PUT for the A100 type: the quota check refused it.
   for (const json& put : Journal("pool.put")) {
     EXPECT_FALSE(absl::StrContains(put["body"].get<std::string>(), "Standard_NC24ads_A100_v4"));
   }
-  std::string labels;
-  for (const auto& [k, v] : claim.spec().labels())
-    labels += (labels.empty() ? "" : ",") + k + "=" + v;
-  labels += ",kaito.sh/nodeclaim=" + claim.metadata().name();
-  auto agent = Daemon::Start({BinDir() + "/kaito-agent",
-                              "--server",
-                              address,
-                              "--node-name",
-                              claim.status().node_name(),
-                              "--labels",
-                              labels,
-                              "--instance-type",
-                              "Standard_NC40ads_H100_v5",
-                              "--provider-id",
-                              claim.status().provider_id(),
-                              "--runtime",
-                              "simulated",
-                              "--gpu-probe",
-                              "fake",
-                              "--fake-gpus",
-                              "1xH100:94:9.0",
-                              "--metrics-listen",
-                              "",
-                              "--simulated-pull-delay",
-                              "50ms",
-                              "--simulated-start-delay",
-                              "50ms",
-                              "--simulated-ready-delay",
-                              "100ms"},
-                             dir_.File("agent.log"));
+  auto agent = StartAgent(address, claim, "1xH100:94:9.0", "agent.log");
   ASSERT_TRUE(agent.ok()) << agent.status();
-  v1::Workspace ws;
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        grpc::ClientContext ctx;
-        v1::GetWorkspaceRequest req;
-        req.set_name("phi");
-        return workspaces->GetWorkspace(&ctx, req, &ws).ok() && ws.status().state() == "Ready";
-      },
-      absl::Seconds(40)))
-      << ws.status().DebugString() << ReadFile(dir_.File("agent.log"));
+  v1::Workspace ws = WaitForWorkspace("phi", "Ready");
   EXPECT_EQ(ws.status().instance_type(), "Standard_NC40ads_H100_v5");
   testing::RunResult events =
       RunCommand({BinDir() + "/kaitoctl", "--server", address, "describe", "workspace", "phi"});
@@ -604,7 +656,61 @@ inference:
       WaitFor([&] { return !PoolsInFake().contains(claim.metadata().name()); }, absl::Seconds(30)))
       << "deleting the workspace deletes its pool";
   agent->Stop();
-  server->Stop();
+  server_.Stop();
+}
+
+// §6.6 (9): the VM's agent registers, but its GPU never appears (a driver that did not
+// load). Past the initialization timeout the pool is deleted and created again; the second
+// machine's GPU is there and the workspace is Ready.
+TEST_F(AzureProvisionerTest, ANodeWhoseGpuNeverAppearsIsReplaced) {
+  StartProvisioner();
+  const std::string address =
+      StartServer({"--node-initialization-timeout", "4s", "--claim-retry-base", "500ms"});
+  ASSERT_FALSE(address.empty());
+  Apply(address, R"(apiVersion: kaito.sh/v1beta1
+kind: Workspace
+metadata:
+  name: phi
+resource:
+  instanceType: Standard_NC40ads_H100_v5
+  labelSelector:
+    matchLabels:
+      apps: phi
+inference:
+  preset:
+    name: phi-4-mini-instruct
+)");
+  v1::NodeClaim claim =
+      WaitForClaim([](const v1::NodeClaim& c) { return !c.status().node_name().empty(); });
+  const std::string pool = claim.metadata().name();
+  ASSERT_FALSE(pool.empty());
+  auto broken = StartAgent(address, claim, "", "agent-broken.log");
+  ASSERT_TRUE(broken.ok()) << broken.status();
+  v1::NodeClaim waiting = WaitForClaim([](const v1::NodeClaim& c) {
+    for (const auto& cond : c.status().conditions()) {
+      if (cond.type() == "Ready" && cond.reason() == "GpuNotFound") return true;
+    }
+    return false;
+  });
+  EXPECT_EQ(waiting.status().attempts(), 1);
+  // The timeout: the pool is deleted (the VM and its agent with it).
+  ASSERT_TRUE(WaitFor([&] { return Count("pool.delete", pool) > 0; }, absl::Seconds(20)))
+      << ReadFile(dir_.File("server.log"));
+  broken->Stop();
+  v1::NodeClaim second = WaitForClaim([](const v1::NodeClaim& c) {
+    return c.status().attempts() == 2 && !c.status().node_name().empty();
+  });
+  EXPECT_EQ(second.metadata().name(), pool);
+  EXPECT_EQ(Count("pool.put", pool), 2) << "created again after the delete";
+  auto agent = StartAgent(address, second, "1xH100:94:9.0", "agent.log");
+  ASSERT_TRUE(agent.ok()) << agent.status();
+  WaitForWorkspace("phi", "Ready");
+  testing::RunResult described =
+      RunCommand({BinDir() + "/kaitoctl", "--server", address, "describe", "nodeclaim", pool});
+  EXPECT_TRUE(absl::StrContains(described.out, "NodeNotInitialized")) << described.out;
+  EXPECT_EQ(Count("pool.delete", pool), 1);
+  agent->Stop();
+  server_.Stop();
 }
 
 int ThreadCount(pid_t pid) {
