@@ -73,7 +73,7 @@ v1::WorkspacePlan Size(const Catalog& catalog, const ValidationOptions& options,
                             " is not in the SKU catalog; cannot size the workspace");
     }
   } else {
-    plan.set_instance_type("bring-your-own nodes");
+    plan.set_instance_type(kPlanBringYourOwnNodes);
     FieldErrors ignored;
     auto selector = LabelSelectorMatcher::FromProto(ws.resource().label_selector(),
                                                     "resource.labelSelector", ignored);

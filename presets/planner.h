@@ -7,6 +7,9 @@
 
 namespace kaito::presets {
 
+// The plan's instance type when the workspace runs on nodes it does not provision.
+inline constexpr char kPlanBringYourOwnNodes[] = "bring-your-own nodes";
+
 // A valid workspace's plan. Sizing problems (an unknown SKU under Azure's escape rule,
 // a GPU too small for the KV cache) go into `sizing_error`; the rest stays filled in.
 v1::WorkspacePlan PlanWorkspace(const Catalog& catalog, const ValidationOptions& options,

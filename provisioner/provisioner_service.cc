@@ -58,6 +58,18 @@ grpc::ServerUnaryReactor* ProvisionerGrpcService::ListNodes(
   return call.reactor();
 }
 
+grpc::ServerUnaryReactor* ProvisionerGrpcService::GetQuota(grpc::CallbackServerContext* ctx,
+                                                           const v1::GetQuotaRequest* request,
+                                                           v1::QuotaHeadroom* response) {
+  UnaryCall call(ctx, MethodOf(metrics_, "GetQuota"));
+  if (absl::Status s = ValidateGetQuotaRequest(*request); !s.ok()) return call.Finish(s);
+  provider_->GetQuota(*request, [call, response](absl::StatusOr<v1::QuotaHeadroom> headroom) {
+    if (headroom.ok()) *response = std::move(*headroom);
+    call.Finish(headroom.status());
+  });
+  return call.reactor();
+}
+
 grpc::ServerUnaryReactor* SimulatedCloudGrpcService::SetFaults(grpc::CallbackServerContext* ctx,
                                                                const v1::SetFaultsRequest* request,
                                                                v1::SetFaultsResponse* response) {

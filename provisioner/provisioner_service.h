@@ -32,6 +32,9 @@ class ProvisionerGrpcService : public v1::ProvisionerService::CallbackService {
   grpc::ServerUnaryReactor* ListNodes(grpc::CallbackServerContext* ctx,
                                       const v1::ListProvisionedNodesRequest* request,
                                       v1::ListProvisionedNodesResponse* response) override;
+  grpc::ServerUnaryReactor* GetQuota(grpc::CallbackServerContext* ctx,
+                                     const v1::GetQuotaRequest* request,
+                                     v1::QuotaHeadroom* response) override;
 
  private:
   NodeProvider* const provider_;

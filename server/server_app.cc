@@ -357,6 +357,22 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
        context = app->validation_context_.get()](const v1::Workspace& ws) {
         return presets::PlanWorkspace(*catalog, validation, *context, ws);
       });
+  if (app->provisioner_ != nullptr) {
+    app->workspace_service_->set_quota_reader(
+        [provisioner = app->provisioner_](const v1::GetQuotaRequest& request,
+                                          std::function<void(v1::QuotaHeadroom)> done) {
+          provisioner->GetQuota(request, [request, done = std::move(done)](
+                                             absl::StatusOr<v1::QuotaHeadroom> headroom) {
+            if (headroom.ok()) return done(*std::move(headroom));
+            v1::QuotaHeadroom unknown;
+            unknown.set_instance_type(request.instance_type());
+            unknown.set_nodes(request.nodes());
+            unknown.set_message("the provisioner did not answer: " +
+                                std::string(headroom.status().message()));
+            done(std::move(unknown));
+          });
+        });
+  }
   app->system_service_ = std::make_unique<SystemGrpcService>(app->store_.get(), options.dev, auth);
   app->preset_service_ =
       std::make_unique<PresetGrpcService>(app->catalog_.get(), options.cloud, auth);

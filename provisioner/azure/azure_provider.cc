@@ -327,7 +327,7 @@ absl::StatusOr<std::map<std::string, QuotaUsage>> ParseUsages(const std::string&
   return out;
 }
 
-void AzureProvider::WithUsages(QuotaDone done) {
+void AzureProvider::WithUsages(UsagesDone done) {
   std::optional<UsageSnapshot> fresh;
   bool fetch = false;
   {
@@ -355,14 +355,78 @@ void AzureProvider::WithUsages(QuotaDone done) {
     } else {
       snapshot = UsageSnapshot{*std::move(families), self->clock_->Monotonic()};
     }
-    std::vector<QuotaDone> waiters;
+    std::vector<UsagesDone> waiters;
     {
       absl::MutexLock lock(&self->mu_);
       self->usages_loading_ = false;
       if (snapshot.ok()) self->usages_ = *snapshot;
       waiters.swap(self->usage_waiters_);
     }
-    for (QuotaDone& waiter : waiters) std::move(waiter)(snapshot);
+    for (UsagesDone& waiter : waiters) std::move(waiter)(snapshot);
+  });
+}
+
+std::pair<int64_t, int64_t> AzureProvider::ReservedLocked(const UsageSnapshot& snapshot,
+                                                          const std::string& family,
+                                                          const std::string& except) {
+  int64_t reserved_family = 0, reserved_total = 0;
+  for (const auto& [other_name, other] : claims_) {
+    if (other_name == except || other.node.phase() != kCreating || !other.request ||
+        other.quota_held_since <= snapshot.taken) {
+      continue;
+    }
+    const VmSizeFacts facts = AzureVmSizeFacts(other.request->spec().instance_type());
+    reserved_total += facts.vcpus;
+    if (facts.family == family) reserved_family += facts.vcpus;
+  }
+  return {reserved_family, reserved_total};
+}
+
+void AzureProvider::GetQuota(const v1::GetQuotaRequest& request, QuotaDone done) {
+  const std::string vm_size = request.instance_type();
+  const int nodes = std::max(1, request.nodes());
+  v1::QuotaHeadroom headroom;
+  headroom.set_instance_type(vm_size);
+  headroom.set_nodes(nodes);
+  const VmSizeFacts need = AzureVmSizeFacts(vm_size);
+  headroom.set_vcpus_per_node(need.vcpus);
+  headroom.set_family(need.family);
+  if (!options_.quota_check || options_.location.empty()) {
+    headroom.set_message(options_.location.empty()
+                             ? "no --location: the compute usages are not read"
+                             : "the quota check is off (--azure-quota-check=false)");
+    return std::move(done)(std::move(headroom));
+  }
+  WithUsages([self = shared_from_this(), headroom = std::move(headroom), need,
+              done = std::move(done)](absl::StatusOr<UsageSnapshot> snapshot) mutable {
+    if (!snapshot.ok()) {
+      headroom.set_message("cannot read the compute usages of " + self->options_.location + ": " +
+                           std::string(snapshot.status().message()));
+      return std::move(done)(std::move(headroom));
+    }
+    const int64_t need_vcpus = int64_t{need.vcpus} * headroom.nodes();
+    bool fits = true;
+    {
+      absl::MutexLock lock(&self->mu_);
+      const auto [reserved_family, reserved_total] =
+          self->ReservedLocked(*snapshot, need.family, "");
+      auto family = snapshot->families.find(need.family);
+      headroom.set_family_limit(family == snapshot->families.end() ? -1 : family->second.limit);
+      if (family != snapshot->families.end()) {
+        headroom.set_family_used(family->second.used + reserved_family);
+        fits = fits && headroom.family_used() + need_vcpus <= headroom.family_limit();
+      }
+      auto cores = snapshot->families.find("cores");
+      headroom.set_regional_limit(cores == snapshot->families.end() ? -1 : cores->second.limit);
+      if (cores != snapshot->families.end()) {
+        headroom.set_regional_used(cores->second.used + reserved_total);
+        fits = fits && headroom.regional_used() + need_vcpus <= headroom.regional_limit();
+      }
+    }
+    headroom.set_known(true);
+    headroom.set_fits(fits);
+    headroom.set_message(absl::StrCat("compute usages of ", self->options_.location));
+    std::move(done)(std::move(headroom));
   });
 }
 
@@ -389,17 +453,8 @@ void AzureProvider::CheckQuota(const std::string& name, uint64_t generation) {
       if (claim == nullptr || !claim->request) return;
       const std::string& vm_size = claim->request->spec().instance_type();
       const VmSizeFacts need = AzureVmSizeFacts(vm_size);
-      // vCPUs of our creates accepted after the snapshot, by family and in total.
-      int64_t reserved_family = 0, reserved_total = 0;
-      for (const auto& [other_name, other] : self->claims_) {
-        if (other_name == name || other.node.phase() != kCreating || !other.request ||
-            other.quota_held_since <= snapshot->taken) {
-          continue;
-        }
-        const VmSizeFacts facts = AzureVmSizeFacts(other.request->spec().instance_type());
-        reserved_total += facts.vcpus;
-        if (facts.family == need.family) reserved_family += facts.vcpus;
-      }
+      const auto [reserved_family, reserved_total] =
+          self->ReservedLocked(*snapshot, need.family, name);
       for (const auto& [family, reserved] :
            {std::pair<std::string, int64_t>{need.family, reserved_family},
             std::pair<std::string, int64_t>{"cores", reserved_total}}) {

@@ -104,6 +104,8 @@ class AzureProvider : public NodeProvider, public std::enable_shared_from_this<A
   void GetNode(const std::string& claim_name, NodeDone done) override;
   void DeleteNode(const std::string& claim_name, DeleteDone done) override;
   void ListNodes(ListDone done) override;
+  // From the compute usages (cached as for the quota check) and the creates in flight.
+  void GetQuota(const v1::GetQuotaRequest& request, QuotaDone done) override;
   std::string Name() const override { return "azure"; }
 
   // Claims by phase, for metrics.
@@ -125,7 +127,7 @@ class AzureProvider : public NodeProvider, public std::enable_shared_from_this<A
     std::map<std::string, QuotaUsage> families;
     absl::Duration taken;
   };
-  using QuotaDone = absl::AnyInvocable<void(absl::StatusOr<UsageSnapshot>) &&>;
+  using UsagesDone = absl::AnyInvocable<void(absl::StatusOr<UsageSnapshot>) &&>;
   using Step = void (AzureProvider::*)(const std::string& name, uint64_t generation);
 
   AzureProvider(AzureProviderOptions options, std::shared_ptr<ArmClient> arm, Clock* clock);
@@ -160,7 +162,12 @@ class AzureProvider : public NodeProvider, public std::enable_shared_from_this<A
   void LookUpPool(const std::string& name, uint64_t generation);
   // Refuses a create that the vCPU quota cannot hold (QuotaExceeded) before any PUT.
   void CheckQuota(const std::string& name, uint64_t generation);
-  void WithUsages(QuotaDone done);
+  void WithUsages(UsagesDone done);
+  // vCPUs (of `family`, and in total) held by our creates accepted after `snapshot` was
+  // taken, other than claim `except`'s: the snapshot does not show them yet.
+  std::pair<int64_t, int64_t> ReservedLocked(const UsageSnapshot& snapshot,
+                                             const std::string& family, const std::string& except)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PutPool(const std::string& name, uint64_t generation);
   void PollCreate(const std::string& name, uint64_t generation);
   void FinalGet(const std::string& name, uint64_t generation);
@@ -209,7 +216,7 @@ class AzureProvider : public NodeProvider, public std::enable_shared_from_this<A
   Clock::TimerId scale_set_timer_ ABSL_GUARDED_BY(mu_) = 0;
   std::optional<UsageSnapshot> usages_ ABSL_GUARDED_BY(mu_);
   bool usages_loading_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<QuotaDone> usage_waiters_ ABSL_GUARDED_BY(mu_);
+  std::vector<UsagesDone> usage_waiters_ ABSL_GUARDED_BY(mu_);
   // The usages could not be read (refused, not found): said once, then creates proceed.
   bool quota_unreadable_logged_ ABSL_GUARDED_BY(mu_) = false;
 };

@@ -60,4 +60,22 @@ absl::Status ValidateCreateNodeRequest(const v1::CreateNodeRequest& request) {
   return errors.ToStatus(Subject(request.claim_name()));
 }
 
+absl::Status ValidateGetQuotaRequest(const v1::GetQuotaRequest& request) {
+  FieldErrors errors;
+  const std::string& type = request.instance_type();
+  if (type.empty()) {
+    errors.Add("instance_type", "Required value");
+  } else if (type.size() > 128 ||
+             type.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmn"
+                                    "opqrstuvwxyz0123456789_-") != std::string::npos) {
+    errors.Add("instance_type", "Invalid value: \"" + type.substr(0, 80) +
+                                    "\": at most 128 letters, digits, '_' and '-'");
+  }
+  if (request.nodes() < 0 || request.nodes() > 10000) {
+    errors.Add("nodes", "Invalid value: " + std::to_string(request.nodes()) +
+                            ": must be between 0 and 10000");
+  }
+  return errors.ToStatus("GetQuota request");
+}
+
 }  // namespace kaito::provisioner

@@ -18,4 +18,8 @@ absl::Status ValidateClaimName(std::string_view claim_name);
 // `spec.labels[KEY]`, `spec.taints[I].effect`, ...); OK otherwise.
 absl::Status ValidateCreateNodeRequest(const v1::CreateNodeRequest& request);
 
+// INVALID_ARGUMENT naming `instance_type` (required; at most 128 letters, digits, '_' and
+// '-') or `nodes` (0 to 10000).
+absl::Status ValidateGetQuotaRequest(const v1::GetQuotaRequest& request);
+
 }  // namespace kaito::provisioner

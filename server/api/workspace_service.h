@@ -15,10 +15,16 @@ namespace kaito::server {
 
 // Computes the sizing plan of a dry-run write.
 using WorkspacePlanner = std::function<v1::WorkspacePlan(const v1::Workspace&)>;
+// Asks the provisioner for the quota headroom of a plan's nodes; `done` always runs (once),
+// with known = false and the reason when the provisioner cannot tell.
+using QuotaReader =
+    std::function<void(const v1::GetQuotaRequest&, std::function<void(v1::QuotaHeadroom)> done)>;
 
 class WorkspaceGrpcService : public v1::WorkspaceService::CallbackService {
  public:
   void set_planner(WorkspacePlanner planner) { planner_ = std::move(planner); }
+  // Without one (no provisioner), dry-run plans carry no quota.
+  void set_quota_reader(QuotaReader reader) { quota_reader_ = std::move(reader); }
   // Call before serving.
   void set_watch_limits(const WatchLimits& limits) { watch_limits_ = limits; }
   void set_watch_quota(StreamLimits limits) {
@@ -55,10 +61,16 @@ class WorkspaceGrpcService : public v1::WorkspaceService::CallbackService {
       grpc::CallbackServerContext* ctx, const v1::WatchWorkspacesRequest* request) override;
 
  private:
+  // A write's completion: fills the response (with the plan and its quota headroom for a
+  // dry run) and finishes the call.
+  template <typename Resp>
+  WriteDone<v1::Workspace> FinishWrite(UnaryCall call, Resp* response, bool dry_run);
+
   ObjectRegistry<v1::Workspace>* registry_;
   RpcMetrics* metrics_;
   Authorizer* auth_;
   WorkspacePlanner planner_;
+  QuotaReader quota_reader_;
   WatchLimits watch_limits_;
   std::unique_ptr<StreamQuota> watch_quota_ = std::make_unique<StreamQuota>("watches", StreamLimits{});
   // Resolved once, so that recording an RPC is lock-free.

@@ -81,4 +81,20 @@ void GrpcProvisionerClient::ListNodes(provisioner::ListDone done) {
   });
 }
 
+void GrpcProvisionerClient::GetQuota(const v1::GetQuotaRequest& request,
+                                     provisioner::QuotaDone done) {
+  using C = Call<v1::GetQuotaRequest, v1::QuotaHeadroom, provisioner::QuotaDone>;
+  auto* call = new C{};
+  call->request = request;
+  call->done = std::move(done);
+  // A dry run waits for it: a provisioner that is down costs seconds, not the full deadline.
+  call->context.set_deadline(
+      absl::ToChronoTime(absl::Now() + std::min(deadline_, absl::Seconds(3))));
+  stub_->async()->GetQuota(&call->context, &call->request, &call->reply, [call](grpc::Status s) {
+    std::unique_ptr<C> owned(call);
+    if (!s.ok()) return std::move(owned->done)(FromGrpc(s));
+    std::move(owned->done)(std::move(owned->reply));
+  });
+}
+
 }  // namespace kaito::server

@@ -21,6 +21,7 @@ class GrpcProvisionerClient : public ProvisionerClient {
   void GetNode(const std::string& claim_name, provisioner::NodeDone done) override;
   void DeleteNode(const std::string& claim_name, provisioner::DeleteDone done) override;
   void ListNodes(provisioner::ListDone done) override;
+  void GetQuota(const v1::GetQuotaRequest& request, provisioner::QuotaDone done) override;
   std::string Name() const override { return "grpc"; }
 
  private:

@@ -713,6 +713,64 @@ inference:
   server_.Stop();
 }
 
+// kaitoctl apply --dry-run shows the quota headroom of the plan's instance type, read
+// through the provisioner from the subscription's compute usages.
+TEST_F(AzureProvisionerTest, DryRunShowsTheQuotaHeadroom) {
+  Fake("PUT", "/_fake/config", {{"quotas", {{"standardNCADSA100v4Family", 30}}}});
+  StartProvisioner();
+  // The provisioner's own answer, and its check of the request.
+  v1::GetQuotaRequest request;
+  request.set_instance_type(kVmSize);
+  request.set_nodes(1);
+  v1::QuotaHeadroom headroom;
+  {
+    grpc::ClientContext ctx;
+    grpc::Status s = stub_->GetQuota(&ctx, request, &headroom);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  EXPECT_TRUE(headroom.known()) << headroom.message();
+  EXPECT_EQ(headroom.family(), "standardNCADSA100v4Family");
+  EXPECT_EQ(headroom.family_limit(), 30);
+  EXPECT_EQ(headroom.family_used(), 0);
+  EXPECT_EQ(headroom.regional_limit(), 1000);
+  EXPECT_EQ(headroom.vcpus_per_node(), 24);
+  EXPECT_TRUE(headroom.fits());
+  request.set_instance_type("Standard_NC24/../x");
+  {
+    grpc::ClientContext ctx;
+    grpc::Status s = stub_->GetQuota(&ctx, request, &headroom);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_TRUE(absl::StrContains(s.error_message(), "instance_type")) << s.error_message();
+  }
+
+  const std::string address = StartServer();
+  ASSERT_FALSE(address.empty());
+  auto dry_run = [&](const std::string& instance_type) {
+    const std::string path = dir_.File("dry.yaml");
+    std::ofstream(path) << "apiVersion: kaito.sh/v1beta1\nkind: Workspace\nmetadata:\n  name: "
+                           "phi\nresource:\n  instanceType: "
+                        << instance_type
+                        << "\n  labelSelector:\n    matchLabels:\n      apps: phi\ninference:\n  "
+                           "preset:\n    name: phi-4-mini-instruct\n";
+    return RunCommand(
+        {BinDir() + "/kaitoctl", "--server", address, "apply", "--dry-run", "-f", path});
+  };
+  testing::RunResult fits = dry_run(kVmSize);
+  EXPECT_EQ(fits.exit_code, 0) << fits.err;
+  EXPECT_TRUE(absl::StrContains(fits.out,
+                                "quota:            standardNCADSA100v4Family 0 of 30 vCPUs in use "
+                                "(30 free), regional 2 of 1000 vCPUs in use (998 free); 1 node "
+                                "x 24 vCPUs fit"))
+      << fits.out;
+  // Twice the vCPUs of the same family: it does not fit, and the plan says so.
+  testing::RunResult too_big = dry_run("Standard_NC48ads_A100_v4");
+  EXPECT_EQ(too_big.exit_code, 0) << too_big.err;
+  EXPECT_TRUE(absl::StrContains(too_big.out, "1 node x 48 vCPUs do NOT fit")) << too_big.out;
+  // (The fake's system pool holds 2 of the regional vCPUs.)
+  EXPECT_TRUE(Journal("pool.put").empty()) << "a dry run creates nothing";
+  server_.Stop();
+}
+
 int ThreadCount(pid_t pid) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
   std::string line;

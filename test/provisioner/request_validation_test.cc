@@ -51,5 +51,26 @@ TEST(RequestValidationTest, NamesEveryBadFieldAtOnce) {
   EXPECT_THAT(s.message(), HasSubstr("spec.taints[0].effect: Unsupported value"));
 }
 
+TEST(RequestValidationTest, QuotaRequestsNameTheirBadFields) {
+  v1::GetQuotaRequest request;
+  request.set_instance_type("Standard_NC24ads_A100_v4");
+  request.set_nodes(3);
+  EXPECT_TRUE(ValidateGetQuotaRequest(request).ok());
+  request.clear_instance_type();
+  EXPECT_THAT(ValidateGetQuotaRequest(request).message(),
+              HasSubstr("instance_type: Required value"));
+  request.set_instance_type("Standard_NC24?api-version=x");
+  request.set_nodes(-1);
+  absl::Status s = ValidateGetQuotaRequest(request);
+  ASSERT_TRUE(absl::IsInvalidArgument(s));
+  EXPECT_THAT(s.message(), HasSubstr("instance_type: Invalid value"));
+  EXPECT_THAT(s.message(), HasSubstr("nodes: Invalid value: -1"));
+  request.set_instance_type(std::string(129, 'a'));
+  request.set_nodes(10001);
+  s = ValidateGetQuotaRequest(request);
+  EXPECT_THAT(s.message(), HasSubstr("instance_type: Invalid value"));
+  EXPECT_THAT(s.message(), HasSubstr("nodes: Invalid value: 10001"));
+}
+
 }  // namespace
 }  // namespace kaito::provisioner

@@ -258,6 +258,8 @@ TEST_F(KaitoctlServerTest, ApplyDirectoriesSeveralFilesAndDryRuns) {
   EXPECT_EQ(Ctl({"get", "cm", "-o", "name"}).out, "");
   r = Ctl({"apply", "--dry-run=server", "-f", ws});
   EXPECT_THAT(r.out, ::testing::StartsWith("workspace/phi created (server dry run)\n"));
+  EXPECT_THAT(r.out, HasSubstr("quota:            unknown (the simulated provider keeps no quota)"))
+      << "dev mode's provisioner is asked, and says it cannot tell";
   r = Ctl({"apply", "--dry-run", "-f", ws});
   EXPECT_THAT(r.out, ::testing::StartsWith("workspace/phi created (server dry run)\n"))
       << "a bare --dry-run is the server's";

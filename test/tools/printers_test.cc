@@ -17,6 +17,36 @@ v1::Workspace Sample() {
   return ws;
 }
 
+TEST(PrintersTest, PlanShowsTheQuotaHeadroom) {
+  v1::WorkspacePlan plan;
+  plan.set_instance_type("Standard_NC24ads_A100_v4");
+  EXPECT_FALSE(absl::StrContains(FormatPlan(plan), "quota")) << "no provisioner: no line";
+  v1::QuotaHeadroom* q = plan.mutable_quota();
+  q->set_nodes(2);
+  q->set_vcpus_per_node(24);
+  q->set_message("the simulated provider keeps no quota");
+  EXPECT_THAT(
+      FormatPlan(plan),
+      ::testing::HasSubstr("quota:            unknown (the simulated provider keeps no quota)"));
+  q->set_known(true);
+  q->set_family("standardNCADSA100v4Family");
+  q->set_family_limit(48);
+  q->set_family_used(24);
+  q->set_regional_limit(-1);
+  q->set_fits(false);
+  EXPECT_EQ(FormatQuota(*q),
+            "standardNCADSA100v4Family 24 of 48 vCPUs in use (24 free); 2 nodes x 24 vCPUs do NOT "
+            "fit (raise the quota, or allow other instance types with "
+            "kaito.sh/instance-type-fallback)");
+  q->set_nodes(1);
+  q->set_regional_limit(350);
+  q->set_regional_used(400);
+  q->set_fits(true);
+  EXPECT_EQ(FormatQuota(*q),
+            "standardNCADSA100v4Family 24 of 48 vCPUs in use (24 free), regional 400 of 350 vCPUs "
+            "in use (0 free); 1 node x 24 vCPUs fit");
+}
+
 TEST(PrintersTest, UnknownUntilConditionIsSet) {
   v1::Workspace ws = Sample();
   auto row = WorkspaceRow(ws, absl::FromUnixSeconds(1042), false, false);

@@ -446,6 +446,24 @@ std::string FormatTable(const std::vector<std::vector<std::string>>& rows) {
   return out;
 }
 
+std::string FormatQuota(const v1::QuotaHeadroom& q) {
+  if (!q.known()) return "unknown (" + q.message() + ")";
+  std::vector<std::string> parts;
+  auto pool = [&parts](const std::string& name, int64_t used, int64_t limit) {
+    if (limit < 0) return;
+    parts.push_back(absl::StrCat(name, " ", used, " of ", limit, " vCPUs in use (",
+                                 std::max<int64_t>(0, limit - used), " free)"));
+  };
+  pool(q.family(), q.family_used(), q.family_limit());
+  pool("regional", q.regional_used(), q.regional_limit());
+  if (parts.empty()) parts.push_back("no quota listed for " + q.family());
+  return absl::StrCat(absl::StrJoin(parts, ", "), "; ", q.nodes(),
+                      q.nodes() == 1 ? " node" : " nodes", " x ", q.vcpus_per_node(), " vCPUs ",
+                      q.fits() ? "fit"
+                               : "do NOT fit (raise the quota, or allow other instance types "
+                                 "with kaito.sh/instance-type-fallback)");
+}
+
 std::string FormatPlan(const v1::WorkspacePlan& p) {
   std::string out = "  plan:\n";
   auto line = [&out](const std::string& k, const std::string& v) {
@@ -472,6 +490,7 @@ std::string FormatPlan(const v1::WorkspacePlan& p) {
                                     : ""));
   }
   line("sizing problem", p.sizing_error());
+  if (p.has_quota()) line("quota", FormatQuota(p.quota()));
   if (!p.workloads().empty()) out += "    workloads:\n";
   for (const auto& w : p.workloads()) {
     out += "      " + w.name() + " (" + w.role() + ", " + std::to_string(w.gpus()) +

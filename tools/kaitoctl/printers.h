@@ -82,6 +82,9 @@ std::string FormatTable(const std::vector<std::vector<std::string>>& rows);
 
 // The dry-run plan, indented under the "created (server dry run)" line.
 std::string FormatPlan(const v1::WorkspacePlan& plan);
+// The quota line of a plan: "FAMILY U of L vCPUs in use (F free), regional ...; N nodes x V
+// vCPUs fit", or "unknown (why)".
+std::string FormatQuota(const v1::QuotaHeadroom& quota);
 
 // kubectl describe's Age of an event: the age of its first occurrence, or for an event seen
 // `count` > 1 times "<age of the last> (x<count> over <age of the first>)".
