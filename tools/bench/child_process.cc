@@ -22,7 +22,13 @@ absl::Status ChildProcess::Start(std::vector<std::string> args, const std::strin
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-  if (posix_spawn(&pid_, argv[0], nullptr, nullptr, argv.data(), environ) != 0) {
+  // The child's stdout goes to our stderr: our stdout is the benchmark's figures (JSON).
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, STDERR_FILENO, STDOUT_FILENO);
+  const int spawned = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (spawned != 0) {
     pid_ = -1;
     return absl::InternalError("cannot start " + args[0]);
   }
