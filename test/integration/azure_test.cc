@@ -560,6 +560,41 @@ TEST_F(AzureProvisionerTest, ARefusedTokenIsRefreshedOnce) {
   EXPECT_EQ(unauthorized, 1);
 }
 
+// Secrets and tokens never reach a log line or a status: the provisioner runs at debug
+// level through a create, a token refresh after a 401, and an AAD refusal of the secret;
+// neither its log nor any claim's status carries the client secret or an access token.
+TEST_F(AzureProvisionerTest, SecretsAndTokensNeverReachALogOrAStatus) {
+  StartProvisioner();
+  Create("wsk00000001");
+  EXPECT_EQ(Settle("wsk00000001").phase(), "Running");
+  Fake("POST", "/_fake/tokens/expire");
+  Create("wsk00000002");
+  EXPECT_EQ(Settle("wsk00000002").phase(), "Running");
+  EXPECT_EQ(Fake("GET", "/_fake/tokens")["issued"], 2);
+  // AAD refuses the secret from now on; the next token read fails and says why.
+  Fake("POST", "/_fake/presets/auth_faults", {{"kind", "invalid_client"}});
+  Fake("POST", "/_fake/tokens/expire");
+  Create("wsk00000003");
+  v1::ProvisionedNode refused = Settle("wsk00000003");
+  EXPECT_EQ(refused.phase(), "Failed") << refused.DebugString();
+  EXPECT_EQ(refused.error_code(), "AuthenticationFailed") << refused.DebugString();
+  EXPECT_TRUE(absl::StrContains(refused.message(), "AADSTS")) << refused.message();
+
+  const std::regex token(R"(fake\.[0-9a-f]{8}-[0-9a-f]{4})");
+  const std::string log = ReadFile(dir_.File("provisioner.log"));
+  ASSERT_TRUE(absl::StrContains(log, "wsk00000003")) << "the log is the provisioner's";
+  EXPECT_FALSE(absl::StrContains(log, "fake-secret")) << "the client secret is in the log";
+  EXPECT_FALSE(std::regex_search(log, token)) << "an access token is in the log";
+  EXPECT_FALSE(absl::StrContains(log, "Bearer ")) << "an Authorization header is in the log";
+  for (const char* name : {"wsk00000001", "wsk00000002", "wsk00000003"}) {
+    auto node = Get(name);
+    ASSERT_TRUE(node.has_value());
+    const std::string text = node->DebugString();
+    EXPECT_FALSE(absl::StrContains(text, "fake-secret")) << text;
+    EXPECT_FALSE(std::regex_search(text, token)) << text;
+  }
+}
+
 // §6.6 (8): a create that never finishes fails after --azure-create-timeout and its pool is
 // deleted (gpu-provisioner waits forever).
 TEST_F(AzureProvisionerTest, AStuckCreateTimesOutAndIsCleanedUp) {
