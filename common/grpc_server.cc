@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_replace.h"
+#include "absl/time/clock.h"
 
 namespace kaito {
 namespace {
@@ -18,26 +19,40 @@ std::string FullMethodName(const char* path) {
   return absl::StrReplaceAll(name, {{"/", "."}});
 }
 
-class DecodeErrors : public grpc::experimental::Interceptor {
+// Records every unary call (started, messages, handled by code, latency) and turns a
+// request that does not decode into INVALID_ARGUMENT with a message that says so (gRPC's
+// own answer is a bare UNIMPLEMENTED).
+class UnaryObserver : public grpc::experimental::Interceptor {
  public:
-  DecodeErrors(grpc::experimental::ServerRpcInfo* info, RpcMetrics* metrics)
-      : full_(FullMethodName(info->method())), metrics_(metrics) {}
+  UnaryObserver(grpc::experimental::ServerRpcInfo* info, RpcMetrics* metrics)
+      : full_(FullMethodName(info->method())),
+        method_(metrics ? metrics->ForMethod(info->method() ? info->method() : "",
+                                             RpcMetrics::Type::kUnary)
+                        : nullptr),
+        start_(absl::Now()) {
+    if (method_) method_->Started();
+  }
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     using Hook = grpc::experimental::InterceptionHookPoints;
-    // Unary and server-streaming calls: the request is decoded before the handler runs,
-    // and a null message here means it did not decode.
-    if (methods->QueryInterceptionHookPoint(Hook::POST_RECV_MESSAGE) &&
-        methods->GetRecvMessage() == nullptr) {
-      undecodable_ = true;
-    }
-    if (undecodable_ && methods->QueryInterceptionHookPoint(Hook::PRE_SEND_STATUS)) {
-      grpc::Status sent = methods->GetSendStatus();
-      if (sent.error_code() == grpc::StatusCode::UNIMPLEMENTED && sent.error_message().empty()) {
-        grpc::Status status(grpc::StatusCode::INVALID_ARGUMENT, Message());
-        methods->ModifySendStatus(status);
-        if (metrics_) metrics_->ForMethod(full_.substr(full_.rfind('.') + 1))->Record(status, 0);
+    // The request is decoded before the handler runs; a null message here means it did not
+    // decode.
+    if (methods->QueryInterceptionHookPoint(Hook::POST_RECV_MESSAGE)) {
+      if (methods->GetRecvMessage() == nullptr) {
+        undecodable_ = true;
+      } else if (method_) {
+        method_->Received();
       }
+    }
+    if (method_ && methods->QueryInterceptionHookPoint(Hook::PRE_SEND_MESSAGE)) method_->Sent();
+    if (methods->QueryInterceptionHookPoint(Hook::PRE_SEND_STATUS)) {
+      grpc::Status sent = methods->GetSendStatus();
+      if (undecodable_ && sent.error_code() == grpc::StatusCode::UNIMPLEMENTED &&
+          sent.error_message().empty()) {
+        sent = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, Message());
+        methods->ModifySendStatus(sent);
+      }
+      if (method_) method_->Record(sent, absl::ToDoubleSeconds(absl::Now() - start_));
     }
     methods->Proceed();
   }
@@ -55,21 +70,22 @@ class DecodeErrors : public grpc::experimental::Interceptor {
   }
 
   const std::string full_;  // "kaito.v1.WorkspaceService.CreateWorkspace"
-  RpcMetrics* metrics_;
+  RpcMetrics::Method* const method_;
+  const absl::Time start_;
   bool undecodable_ = false;
 };
 
-class DecodeErrorsFactory : public grpc::experimental::ServerInterceptorFactoryInterface {
+class UnaryObserverFactory : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
-  explicit DecodeErrorsFactory(RpcMetrics* metrics) : metrics_(metrics) {}
+  explicit UnaryObserverFactory(RpcMetrics* metrics) : metrics_(metrics) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override {
     // Unary calls only: an interceptor sits on every message of its call, and on the
     // watch and agent streams that cost shows in fan-out (kaito-bench api's watch
-    // phase falls behind its updater). Their requests are small and rarely malformed;
-    // a stream whose first message does not decode keeps gRPC's UNIMPLEMENTED.
+    // phase falls behind its updater). Streams record their own metrics; a stream whose
+    // first message does not decode keeps gRPC's UNIMPLEMENTED.
     if (info->type() != grpc::experimental::ServerRpcInfo::Type::UNARY) return nullptr;
-    return new DecodeErrors(info, metrics_);
+    return new UnaryObserver(info, metrics_);
   }
 
  private:
@@ -78,9 +94,9 @@ class DecodeErrorsFactory : public grpc::experimental::ServerInterceptorFactoryI
 
 }  // namespace
 
-std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> DecodeErrorInterceptor(
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> UnaryCallInterceptor(
     RpcMetrics* metrics) {
-  return std::make_unique<DecodeErrorsFactory>(metrics);
+  return std::make_unique<UnaryObserverFactory>(metrics);
 }
 
 void ApplyServerDefaults(grpc::ServerBuilder& builder, RpcMetrics* metrics,
@@ -97,7 +113,7 @@ void ApplyServerDefaults(grpc::ServerBuilder& builder, RpcMetrics* metrics,
     builder.SetResourceQuota(*quota);
   }
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
-  creators.push_back(DecodeErrorInterceptor(metrics));
+  creators.push_back(UnaryCallInterceptor(metrics));
   builder.experimental().SetInterceptorCreators(std::move(creators));
 }
 

@@ -27,13 +27,13 @@ struct GrpcServerLimits {
   size_t transport_memory_bytes = 0;
 };
 
-// Configures `builder` as above; `metrics` (may be null) counts undecodable requests.
+// Configures `builder` as above; `metrics` (may be null) records every unary call.
 void ApplyServerDefaults(grpc::ServerBuilder& builder, RpcMetrics* metrics,
                          const GrpcServerLimits& limits = {});
 
-// The interceptor that turns a failed request decode into INVALID_ARGUMENT. Exposed for
-// tests; ApplyServerDefaults installs it.
-std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> DecodeErrorInterceptor(
+// The interceptor that records unary calls in `metrics` (may be null) and turns a failed
+// request decode into INVALID_ARGUMENT. Exposed for tests; ApplyServerDefaults installs it.
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> UnaryCallInterceptor(
     RpcMetrics* metrics);
 
 }  // namespace kaito

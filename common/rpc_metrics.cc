@@ -37,14 +37,27 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
 }
 
 RpcMetrics::RpcMetrics(prometheus::Registry& registry)
-    : handled_(prometheus::BuildCounter()
+    : started_(prometheus::BuildCounter()
+                   .Name("kaito_grpc_server_started_total")
+                   .Help("RPCs started on the server.")
+                   .Register(registry)),
+      handled_(prometheus::BuildCounter()
                    .Name("kaito_grpc_server_handled_total")
-                   .Help("RPCs completed by the server, by method and status code.")
+                   .Help("RPCs completed on the server, by status code.")
                    .Register(registry)),
       latency_(prometheus::BuildHistogram()
                    .Name("kaito_grpc_server_handling_seconds")
-                   .Help("Time from receiving a unary RPC to sending its reply.")
-                   .Register(registry)) {
+                   .Help("Time from the start of an RPC to its status: a unary call's "
+                         "latency, a stream's lifetime.")
+                   .Register(registry)),
+      received_(prometheus::BuildCounter()
+                    .Name("kaito_grpc_server_msg_received_total")
+                    .Help("Messages received from clients.")
+                    .Register(registry)),
+      sent_(prometheus::BuildCounter()
+                .Name("kaito_grpc_server_msg_sent_total")
+                .Help("Messages sent to clients.")
+                .Register(registry)) {
   open_watches_ = &prometheus::BuildGauge()
                        .Name("kaito_watch_streams_open")
                        .Help("Watch streams currently open.")
@@ -52,27 +65,54 @@ RpcMetrics::RpcMetrics(prometheus::Registry& registry)
                        .Add({});
 }
 
-RpcMetrics::Method* RpcMetrics::ForMethod(const std::string& name) {
+RpcMetrics::Method* RpcMetrics::ForMethod(const std::string& path, Type type) {
   absl::MutexLock lock(&mu_);
-  auto& slot = methods_[name];
+  auto& slot = methods_[path];
   if (!slot) {
+    // "/kaito.v1.WorkspaceService/CreateWorkspace": service and method.
+    std::string name = path;
+    if (!name.empty() && name[0] == '/') name.erase(0, 1);
+    const size_t slash = name.find('/');
+    static const char* kTypes[] = {"unary", "client_stream", "server_stream", "bidi_stream"};
     slot = std::make_unique<Method>();
-    slot->name_ = name;
+    slot->labels_ = {{"grpc_service", slash == std::string::npos ? "" : name.substr(0, slash)},
+                     {"grpc_method", slash == std::string::npos ? name : name.substr(slash + 1)},
+                     {"grpc_type", kTypes[static_cast<int>(type)]}};
     slot->handled_ = &handled_;
+    slot->started_ = &started_.Add(slot->labels_);
+    slot->received_ = &received_.Add(slot->labels_);
+    slot->sent_ = &sent_.Add(slot->labels_);
+    // Unary calls take milliseconds; streams live for minutes to days.
     slot->latency_ = &latency_.Add(
-        {{"method", name}},
-        prometheus::Histogram::BucketBoundaries{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-                                                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5});
+        slot->labels_,
+        type == Type::kUnary
+            ? prometheus::Histogram::BucketBoundaries{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                                      0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
+                                                      10}
+            : prometheus::Histogram::BucketBoundaries{0.1, 1, 10, 60, 300, 900, 3600, 14400,
+                                                      86400});
   }
   return slot.get();
 }
 
 void RpcMetrics::Method::Record(const grpc::Status& status, double seconds) {
-  static const char* kCodes[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT",
-                                 "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
-                                 "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-                                 "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL",
-                                 "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+  static const char* kCodes[] = {"OK",
+                                 "CANCELLED",
+                                 "UNKNOWN",
+                                 "INVALID_ARGUMENT",
+                                 "DEADLINE_EXCEEDED",
+                                 "NOT_FOUND",
+                                 "ALREADY_EXISTS",
+                                 "PERMISSION_DENIED",
+                                 "RESOURCE_EXHAUSTED",
+                                 "FAILED_PRECONDITION",
+                                 "ABORTED",
+                                 "OUT_OF_RANGE",
+                                 "UNIMPLEMENTED",
+                                 "INTERNAL",
+                                 "UNAVAILABLE",
+                                 "DATA_LOSS",
+                                 "UNAUTHENTICATED"};
   int code = static_cast<int>(status.error_code());
   if (code < 0 || code > 16) code = 2;  // UNKNOWN
   prometheus::Counter* counter = by_code_[code].load(std::memory_order_acquire);
@@ -80,7 +120,9 @@ void RpcMetrics::Method::Record(const grpc::Status& status, double seconds) {
     absl::MutexLock lock(&mu_);
     counter = by_code_[code].load(std::memory_order_relaxed);
     if (counter == nullptr) {
-      counter = &handled_->Add({{"method", name_}, {"code", kCodes[code]}});
+      std::map<std::string, std::string> labels = labels_;
+      labels["grpc_code"] = kCodes[code];
+      counter = &handled_->Add(labels);
       by_code_[code].store(counter, std::memory_order_release);
     }
   }

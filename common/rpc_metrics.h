@@ -21,18 +21,30 @@
 
 namespace kaito {
 
-// Counts and times every RPC by method and code. The per-method series are resolved
-// once, so recording an RPC takes no lock and no label hashing.
+// The gRPC server series of every daemon, as the usual gRPC exporters name them (with our
+// prefix): started, handled by code, handling time, and messages received and sent, each
+// labelled grpc_service, grpc_method and grpc_type. Unary calls are recorded by the
+// server's interceptor (common/grpc_server.h), streams by their reactors. A method's
+// series are resolved once, so recording takes no lock and no label hashing.
 class RpcMetrics {
  public:
+  enum class Type { kUnary, kClientStream, kServerStream, kBidiStream };
+
   class Method {
    public:
+    void Started() { started_->Increment(); }
+    void Received() { received_->Increment(); }
+    void Sent() { sent_->Increment(); }
+    // Handled with `status` after `seconds`.
     void Record(const grpc::Status& status, double seconds);
 
    private:
     friend class RpcMetrics;
     prometheus::Family<prometheus::Counter>* handled_ = nullptr;
-    std::string name_;
+    std::map<std::string, std::string> labels_;
+    prometheus::Counter* started_ = nullptr;
+    prometheus::Counter* received_ = nullptr;
+    prometheus::Counter* sent_ = nullptr;
     prometheus::Histogram* latency_ = nullptr;
     // One counter per gRPC status code, created on first use.
     std::array<std::atomic<prometheus::Counter*>, 17> by_code_{};
@@ -40,13 +52,17 @@ class RpcMetrics {
   };
 
   explicit RpcMetrics(prometheus::Registry& registry);
-  // The series of one method; the pointer stays valid as long as this object.
-  Method* ForMethod(const std::string& name);
+  // The series of a method by its path ("/kaito.v1.WorkspaceService/CreateWorkspace"); the
+  // pointer stays valid as long as this object.
+  Method* ForMethod(const std::string& path, Type type);
   prometheus::Gauge& open_watches() { return *open_watches_; }
 
  private:
+  prometheus::Family<prometheus::Counter>& started_;
   prometheus::Family<prometheus::Counter>& handled_;
   prometheus::Family<prometheus::Histogram>& latency_;
+  prometheus::Family<prometheus::Counter>& received_;
+  prometheus::Family<prometheus::Counter>& sent_;
   prometheus::Gauge* open_watches_;
   absl::Mutex mu_;
   std::map<std::string, std::unique_ptr<Method>> methods_ ABSL_GUARDED_BY(mu_);
@@ -58,30 +74,27 @@ class RpcMetrics {
 // common/status_details.h), which gRPC sends in the `grpc-status-details-bin` trailer.
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
-// The metrics of method `name`, or null when `metrics` is null.
-inline RpcMetrics::Method* MethodOf(RpcMetrics* metrics, const char* name) {
-  return metrics ? metrics->ForMethod(name) : nullptr;
+// The series of the stream `path`, or null when `metrics` is null.
+inline RpcMetrics::Method* StreamMethod(RpcMetrics* metrics, const std::string& path,
+                                        RpcMetrics::Type type) {
+  return metrics ? metrics->ForMethod(path, type) : nullptr;
 }
 
-// Finishes a unary call and records it. Cheap to copy into completion callbacks.
+// Finishes a unary call (the server's interceptor records it). Cheap to copy into
+// completion callbacks.
 class UnaryCall {
  public:
-  UnaryCall(grpc::CallbackServerContext* ctx, RpcMetrics::Method* method)
-      : reactor_(ctx->DefaultReactor()), method_(method), start_(absl::Now()) {}
+  explicit UnaryCall(grpc::CallbackServerContext* ctx) : reactor_(ctx->DefaultReactor()) {}
 
   grpc::ServerUnaryReactor* reactor() const { return reactor_; }
 
   grpc::ServerUnaryReactor* Finish(const absl::Status& status) const {
-    grpc::Status g = ToGrpcStatus(status);
-    if (method_) method_->Record(g, absl::ToDoubleSeconds(absl::Now() - start_));
-    reactor_->Finish(g);
+    reactor_->Finish(ToGrpcStatus(status));
     return reactor_;
   }
 
  private:
   grpc::ServerUnaryReactor* reactor_;
-  RpcMetrics::Method* method_;
-  absl::Time start_;
 };
 
 }  // namespace kaito

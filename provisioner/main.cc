@@ -362,7 +362,7 @@ int main(int argc, char** argv) {
 
   auto registry = std::make_shared<prometheus::Registry>();
   kaito::RpcMetrics metrics(*registry);
-  kaito::provisioner::ProvisionerGrpcService provisioner_service(provider, &metrics);
+  kaito::provisioner::ProvisionerGrpcService provisioner_service(provider);
   std::unique_ptr<kaito::provisioner::SimulatedCloudGrpcService> simulated_cloud_service;
   if (simulated_provider) {
     simulated_cloud_service =

@@ -11,7 +11,7 @@ namespace kaito::provisioner {
 grpc::ServerUnaryReactor* ProvisionerGrpcService::CreateNode(grpc::CallbackServerContext* ctx,
                                                              const v1::CreateNodeRequest* request,
                                                              v1::ProvisionedNode* response) {
-  UnaryCall call(ctx, MethodOf(metrics_, "CreateNode"));
+  UnaryCall call(ctx);
   if (absl::Status s = ValidateCreateNodeRequest(*request); !s.ok()) return call.Finish(s);
   provider_->CreateNode(*request, [call, response](absl::StatusOr<v1::ProvisionedNode> node) {
     if (node.ok()) *response = std::move(*node);
@@ -23,7 +23,7 @@ grpc::ServerUnaryReactor* ProvisionerGrpcService::CreateNode(grpc::CallbackServe
 grpc::ServerUnaryReactor* ProvisionerGrpcService::GetNode(grpc::CallbackServerContext* ctx,
                                                           const v1::GetNodeRequest* request,
                                                           v1::ProvisionedNode* response) {
-  UnaryCall call(ctx, MethodOf(metrics_, "GetNode"));
+  UnaryCall call(ctx);
   if (absl::Status s = ValidateClaimName(request->claim_name()); !s.ok()) return call.Finish(s);
   provider_->GetNode(request->claim_name(),
                      [call, response](absl::StatusOr<v1::ProvisionedNode> node) {
@@ -36,7 +36,7 @@ grpc::ServerUnaryReactor* ProvisionerGrpcService::GetNode(grpc::CallbackServerCo
 grpc::ServerUnaryReactor* ProvisionerGrpcService::DeleteNode(grpc::CallbackServerContext* ctx,
                                                              const v1::DeleteNodeRequest* request,
                                                              v1::DeleteNodeResponse* response) {
-  UnaryCall call(ctx, MethodOf(metrics_, "DeleteNode"));
+  UnaryCall call(ctx);
   if (absl::Status s = ValidateClaimName(request->claim_name()); !s.ok()) return call.Finish(s);
   provider_->DeleteNode(request->claim_name(), [call, response](absl::StatusOr<bool> gone) {
     if (gone.ok()) response->set_gone(*gone);
@@ -48,7 +48,7 @@ grpc::ServerUnaryReactor* ProvisionerGrpcService::DeleteNode(grpc::CallbackServe
 grpc::ServerUnaryReactor* ProvisionerGrpcService::ListNodes(
     grpc::CallbackServerContext* ctx, const v1::ListProvisionedNodesRequest* request,
     v1::ListProvisionedNodesResponse* response) {
-  UnaryCall call(ctx, MethodOf(metrics_, "ListNodes"));
+  UnaryCall call(ctx);
   provider_->ListNodes([call, response](absl::StatusOr<std::vector<v1::ProvisionedNode>> nodes) {
     if (nodes.ok()) {
       for (v1::ProvisionedNode& node : *nodes) *response->add_nodes() = std::move(node);
@@ -61,7 +61,7 @@ grpc::ServerUnaryReactor* ProvisionerGrpcService::ListNodes(
 grpc::ServerUnaryReactor* ProvisionerGrpcService::GetQuota(grpc::CallbackServerContext* ctx,
                                                            const v1::GetQuotaRequest* request,
                                                            v1::QuotaHeadroom* response) {
-  UnaryCall call(ctx, MethodOf(metrics_, "GetQuota"));
+  UnaryCall call(ctx);
   if (absl::Status s = ValidateGetQuotaRequest(*request); !s.ok()) return call.Finish(s);
   provider_->GetQuota(*request, [call, response](absl::StatusOr<v1::QuotaHeadroom> headroom) {
     if (headroom.ok()) *response = std::move(*headroom);

@@ -13,12 +13,11 @@
 
 namespace kaito::provisioner {
 
-// ProvisionerService over any provider. `provider` (and `metrics`, which may be null)
+// ProvisionerService over any provider (its server's interceptor records the calls). `provider`
 // must outlive the service and every call in flight.
 class ProvisionerGrpcService : public v1::ProvisionerService::CallbackService {
  public:
-  explicit ProvisionerGrpcService(NodeProvider* provider, RpcMetrics* metrics = nullptr)
-      : provider_(provider), metrics_(metrics) {}
+  explicit ProvisionerGrpcService(NodeProvider* provider) : provider_(provider) {}
 
   grpc::ServerUnaryReactor* CreateNode(grpc::CallbackServerContext* ctx,
                                        const v1::CreateNodeRequest* request,
@@ -38,7 +37,6 @@ class ProvisionerGrpcService : public v1::ProvisionerService::CallbackService {
 
  private:
   NodeProvider* const provider_;
-  RpcMetrics* const metrics_;
 };
 
 // SimulatedCloudService: the fault knobs of a `SimulatedProvider`. Self-contained, so

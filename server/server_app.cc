@@ -207,6 +207,10 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
   auto store = OpenStore(options);
   if (!store.ok()) return store.status();
   app->store_ = std::move(*store);
+  app->store_->OnWriteHealthChange([raw = app.get()](const std::string& problem) {
+    raw->store_writable_.store(problem.empty());
+    raw->UpdateServingStatus();
+  });
 
   // Every stored secret must open before anything is served; those sealed the old way
   // (plaintext, or a key that is no longer first) are sealed again now.
@@ -342,9 +346,9 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
   app->workspace_service_ =
       std::make_unique<WorkspaceGrpcService>(app->workspaces_.get(), app->rpc_metrics_.get(), auth);
   app->config_service_ =
-      std::make_unique<ConfigGrpcService>(app->configmaps_.get(), app->rpc_metrics_.get(), auth);
+      std::make_unique<ConfigGrpcService>(app->configmaps_.get(), auth);
   app->secret_service_ =
-      std::make_unique<SecretGrpcService>(app->secrets_.get(), app->rpc_metrics_.get(), auth);
+      std::make_unique<SecretGrpcService>(app->secrets_.get(), auth);
   WatchLimits watch_limits;
   watch_limits.backlog_events = options.watch_backlog;
   watch_limits.backlog_bytes = options.watch_backlog_bytes;
@@ -410,6 +414,11 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
   if (!app->server_ || app->grpc_port_ == 0) {
     return absl::UnavailableError("cannot listen for gRPC on " + options.listen);
   }
+  {
+    absl::MutexLock lock(&app->health_mu_);
+    app->health_server_ = app->server_.get();
+  }
+  app->UpdateServingStatus();
   if (options.controllers) {
     if (absl::Status s = app->StartControllers(options); !s.ok()) return s;
   }
@@ -428,7 +437,8 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
         {app->prometheus_, state,
          std::make_shared<WorkspaceCollector>(app->workspace_cache_.get())},
         [raw = app.get()] {
-          return raw->draining_.load() ? std::string("shutting down") : std::string();
+          return raw->draining_.load() ? std::string("shutting down")
+                                       : raw->store_->WriteProblem();
         },
         tls);
     if (!metrics.ok()) return metrics.status();
@@ -582,9 +592,16 @@ void ServerApp::Wait() {
   if (server_) server_->Wait();
 }
 
+void ServerApp::UpdateServingStatus() {
+  absl::MutexLock lock(&health_mu_);
+  if (health_server_ == nullptr) return;
+  health_server_->GetHealthCheckService()->SetServingStatus(!draining_.load() &&
+                                                            store_writable_.load());
+}
+
 void ServerApp::Drain() {
   if (draining_.exchange(true)) return;
-  if (server_) server_->GetHealthCheckService()->SetServingStatus(false);
+  UpdateServingStatus();
 }
 
 void ServerApp::Shutdown() {
@@ -608,6 +625,10 @@ void ServerApp::Shutdown() {
 
 ServerApp::~ServerApp() {
   Shutdown();
+  {
+    absl::MutexLock lock(&health_mu_);
+    health_server_ = nullptr;
+  }
   server_.reset();
   // The caches stop following the store, the store drains its queued writes (their
   // completions may still read the caches, and chain writes that now fail UNAVAILABLE),

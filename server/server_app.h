@@ -230,6 +230,12 @@ class ServerApp {
   int grpc_port_ = 0;
   bool shut_down_ = false;
   std::atomic<bool> draining_{false};
+  // The gRPC health service says SERVING only while not draining and the store takes
+  // writes; guards the health service against the store's listener during start and stop.
+  void UpdateServingStatus();
+  absl::Mutex health_mu_;
+  grpc::Server* health_server_ ABSL_GUARDED_BY(health_mu_) = nullptr;
+  std::atomic<bool> store_writable_{true};
 };
 
 }  // namespace kaito::server

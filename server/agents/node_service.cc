@@ -15,12 +15,13 @@ class ConnectReactor : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Serv
  public:
   // `node`: the node the caller may speak for (empty: any); `refused` not OK ends the
   // stream at once with it.
-  ConnectReactor(const AgentSessionDeps* deps, std::string peer, std::string node,
-                 const absl::Status& refused)
-      : writer_(
+  ConnectReactor(const AgentSessionDeps* deps, RpcMetrics::Method* method, std::string peer,
+                 std::string node, const absl::Status& refused)
+      : method_(method),
+        writer_(
             &mu_, [this](const v1::ServerMessage* m) { StartWrite(m); },
             [this](const grpc::Status& s) { Finish(s); },
-            [](v1::ServerMessage item, v1::ServerMessage* m) { *m = std::move(item); }),
+            [](v1::ServerMessage item, v1::ServerMessage* m) { *m = std::move(item); }, method),
         session_(
             deps, [this](v1::ServerMessage m) { Enqueue(std::move(m)); },
             [this](const absl::Status& s) {
@@ -42,6 +43,7 @@ class ConnectReactor : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Serv
       RequestFinish(grpc::Status::OK);
       return;
     }
+    if (method_) method_->Received();
     session_.OnMessage(in_);
     absl::MutexLock lock(&mu_);
     if (!writer_.finishing()) StartRead(&in_);
@@ -73,6 +75,7 @@ class ConnectReactor : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Serv
     writer_.RequestFinishLocked(status);
   }
 
+  RpcMetrics::Method* const method_;
   absl::Mutex mu_;
   StreamWriter<v1::ServerMessage, v1::ServerMessage> writer_;
   // After the writer: the session's callbacks use it.
@@ -84,12 +87,8 @@ class ConnectReactor : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Serv
 
 NodeGrpcService::NodeGrpcService(const AgentSessionDeps* deps, RpcMetrics* metrics)
     : deps_(deps),
-      m_list_nodes_(MethodOf(metrics, "ListNodes")),
-      m_get_node_(MethodOf(metrics, "GetNode")),
-      m_list_nodeclaims_(MethodOf(metrics, "ListNodeClaims")),
-      m_get_nodeclaim_(MethodOf(metrics, "GetNodeClaim")),
-      m_list_workloads_(MethodOf(metrics, "ListWorkloads")),
-      m_list_events_(MethodOf(metrics, "ListEvents")) {}
+      connect_(StreamMethod(metrics, "/kaito.v1.NodeService/Connect",
+                            RpcMetrics::Type::kBidiStream)) {}
 
 grpc::ServerBidiReactor<v1::AgentMessage, v1::ServerMessage>* NodeGrpcService::Connect(
     grpc::CallbackServerContext* ctx) {
@@ -107,13 +106,13 @@ grpc::ServerBidiReactor<v1::AgentMessage, v1::ServerMessage>* NodeGrpcService::C
       refused = deps_->auth->Authorize(*who, {Verb::kUpdate, "nodes", "", ""});
     }
   }
-  return new ConnectReactor(deps_, ctx->peer(), std::move(node), refused);
+  return new ConnectReactor(deps_, connect_, ctx->peer(), std::move(node), refused);
 }
 
 ServerUnaryReactor* NodeGrpcService::ListNodes(CallbackServerContext* ctx,
                                                const v1::ListRequest* request,
                                                v1::ListNodesResponse* response) {
-  UnaryCall call(ctx, m_list_nodes_);
+  UnaryCall call(ctx);
   if (!Permitted(deps_->auth, ctx, call, {Verb::kList, "nodes", "", ""})) return call.reactor();
   return ListInto(call, deps_->objects.nodes, "",
                   request->label_selector(), request->page_size(), request->page_token(),
@@ -122,7 +121,7 @@ ServerUnaryReactor* NodeGrpcService::ListNodes(CallbackServerContext* ctx,
 
 ServerUnaryReactor* NodeGrpcService::GetNode(CallbackServerContext* ctx,
                                              const v1::ObjectKey* request, v1::Node* response) {
-  UnaryCall call(ctx, m_get_node_);
+  UnaryCall call(ctx);
   if (!Permitted(deps_->auth, ctx, call, {Verb::kGet, "nodes", "", request->name()})) {
     return call.reactor();
   }
@@ -132,7 +131,7 @@ ServerUnaryReactor* NodeGrpcService::GetNode(CallbackServerContext* ctx,
 ServerUnaryReactor* NodeGrpcService::ListNodeClaims(CallbackServerContext* ctx,
                                                     const v1::ListRequest* request,
                                                     v1::ListNodeClaimsResponse* response) {
-  UnaryCall call(ctx, m_list_nodeclaims_);
+  UnaryCall call(ctx);
   if (!Permitted(deps_->auth, ctx, call, {Verb::kList, "nodeclaims", "", ""})) {
     return call.reactor();
   }
@@ -144,7 +143,7 @@ ServerUnaryReactor* NodeGrpcService::ListNodeClaims(CallbackServerContext* ctx,
 ServerUnaryReactor* NodeGrpcService::GetNodeClaim(CallbackServerContext* ctx,
                                                   const v1::ObjectKey* request,
                                                   v1::NodeClaim* response) {
-  UnaryCall call(ctx, m_get_nodeclaim_);
+  UnaryCall call(ctx);
   if (!Permitted(deps_->auth, ctx, call, {Verb::kGet, "nodeclaims", "", request->name()})) {
     return call.reactor();
   }
@@ -154,7 +153,7 @@ ServerUnaryReactor* NodeGrpcService::GetNodeClaim(CallbackServerContext* ctx,
 ServerUnaryReactor* NodeGrpcService::ListWorkloads(CallbackServerContext* ctx,
                                                    const v1::ListRequest* request,
                                                    v1::ListWorkloadsResponse* response) {
-  UnaryCall call(ctx, m_list_workloads_);
+  UnaryCall call(ctx);
   if (!Permitted(deps_->auth, ctx, call, {Verb::kList, "workloads", request->namespace_(), ""})) {
     return call.reactor();
   }
@@ -166,7 +165,7 @@ ServerUnaryReactor* NodeGrpcService::ListWorkloads(CallbackServerContext* ctx,
 ServerUnaryReactor* NodeGrpcService::ListEvents(CallbackServerContext* ctx,
                                                 const v1::ListEventsRequest* request,
                                                 v1::ListEventsResponse* response) {
-  UnaryCall call(ctx, m_list_events_);
+  UnaryCall call(ctx);
   if (!Permitted(deps_->auth, ctx, call, {Verb::kList, "events", request->namespace_(), ""})) {
     return call.reactor();
   }

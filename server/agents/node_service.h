@@ -31,12 +31,7 @@ class NodeGrpcService : public v1::NodeService::CallbackService {
 
  private:
   const AgentSessionDeps* const deps_;
-  RpcMetrics::Method* const m_list_nodes_;
-  RpcMetrics::Method* const m_get_node_;
-  RpcMetrics::Method* const m_list_nodeclaims_;
-  RpcMetrics::Method* const m_get_nodeclaim_;
-  RpcMetrics::Method* const m_list_workloads_;
-  RpcMetrics::Method* const m_list_events_;
+  RpcMetrics::Method* const connect_;
 };
 
 }  // namespace kaito::server

@@ -9,10 +9,8 @@ namespace kaito::server {
 
 class ConfigGrpcService : public v1::ConfigService::CallbackService {
  public:
-  ConfigGrpcService(ObjectRegistry<v1::ConfigMap>* registry, RpcMetrics* metrics,
-                    Authorizer* auth = nullptr)
-      : h_(registry, metrics, auth, "ConfigMap", "ConfigMaps",
-           &v1::WriteConfigMapRequest::config_map) {}
+  explicit ConfigGrpcService(ObjectRegistry<v1::ConfigMap>* registry, Authorizer* auth = nullptr)
+      : h_(registry, auth, &v1::WriteConfigMapRequest::config_map) {}
 
   ServerUnaryReactor* CreateConfigMap(CallbackServerContext* ctx,
                                       const v1::WriteConfigMapRequest* request,
@@ -43,9 +41,8 @@ class ConfigGrpcService : public v1::ConfigService::CallbackService {
 
 class SecretGrpcService : public v1::SecretService::CallbackService {
  public:
-  SecretGrpcService(ObjectRegistry<v1::Secret>* registry, RpcMetrics* metrics,
-                    Authorizer* auth = nullptr)
-      : h_(registry, metrics, auth, "Secret", "Secrets", &v1::WriteSecretRequest::secret) {}
+  explicit SecretGrpcService(ObjectRegistry<v1::Secret>* registry, Authorizer* auth = nullptr)
+      : h_(registry, auth, &v1::WriteSecretRequest::secret) {}
 
   ServerUnaryReactor* CreateSecret(CallbackServerContext* ctx,
                                    const v1::WriteSecretRequest* request,

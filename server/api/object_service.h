@@ -18,22 +18,12 @@ class ObjectHandlers {
  public:
   using ObjectOf = const T& (WriteRequest::*)() const;
 
-  // `kind` names the metrics ("ConfigMap" gives CreateConfigMap, ...; `plural` gives
-  // ListConfigMaps).
-  ObjectHandlers(ObjectRegistry<T>* registry, RpcMetrics* metrics, Authorizer* auth,
-                 const std::string& kind, const std::string& plural, ObjectOf object_of)
-      : registry_(registry),
-        auth_(auth),
-        object_of_(object_of),
-        create_(MethodOf(metrics, ("Create" + kind).c_str())),
-        get_(MethodOf(metrics, ("Get" + kind).c_str())),
-        list_(MethodOf(metrics, ("List" + plural).c_str())),
-        update_(MethodOf(metrics, ("Update" + kind).c_str())),
-        delete_(MethodOf(metrics, ("Delete" + kind).c_str())) {}
+  ObjectHandlers(ObjectRegistry<T>* registry, Authorizer* auth, ObjectOf object_of)
+      : registry_(registry), auth_(auth), object_of_(object_of) {}
 
   ServerUnaryReactor* Create(CallbackServerContext* ctx, const WriteRequest* request,
                              T* response) {
-    UnaryCall call(ctx, create_);
+    UnaryCall call(ctx);
     if (!Permitted(auth_, ctx, call, WriteAccess(Verb::kCreate, (request->*object_of_)()))) {
       return call.reactor();
     }
@@ -45,7 +35,7 @@ class ObjectHandlers {
   }
 
   ServerUnaryReactor* Get(CallbackServerContext* ctx, const v1::ObjectKey* request, T* response) {
-    UnaryCall call(ctx, get_);
+    UnaryCall call(ctx);
     if (!Permitted(auth_, ctx, call,
                    {Verb::kGet, Resource(), ReadNamespace(request->namespace_()), request->name()})) {
       return call.reactor();
@@ -56,7 +46,7 @@ class ObjectHandlers {
 
   ServerUnaryReactor* List(CallbackServerContext* ctx, const v1::ListRequest* request,
                            ListResponse* response) {
-    UnaryCall call(ctx, list_);
+    UnaryCall call(ctx);
     if (!Permitted(auth_, ctx, call, {Verb::kList, Resource(), request->namespace_(), ""})) {
       return call.reactor();
     }
@@ -67,7 +57,7 @@ class ObjectHandlers {
 
   ServerUnaryReactor* Update(CallbackServerContext* ctx, const WriteRequest* request,
                              T* response) {
-    UnaryCall call(ctx, update_);
+    UnaryCall call(ctx);
     if (!Permitted(auth_, ctx, call, WriteAccess(Verb::kUpdate, (request->*object_of_)()))) {
       return call.reactor();
     }
@@ -80,7 +70,7 @@ class ObjectHandlers {
 
   ServerUnaryReactor* Delete(CallbackServerContext* ctx, const v1::DeleteRequest* request,
                              v1::DeleteResponse* response) {
-    UnaryCall call(ctx, delete_);
+    UnaryCall call(ctx);
     if (!Permitted(auth_, ctx, call,
                    {Verb::kDelete, Resource(), ReadNamespace(request->namespace_()),
                     request->name()})) {
@@ -100,11 +90,6 @@ class ObjectHandlers {
   Authorizer* const auth_;
   const ObjectOf object_of_;
   // Resolved once, so that recording an RPC is lock-free.
-  RpcMetrics::Method* const create_;
-  RpcMetrics::Method* const get_;
-  RpcMetrics::Method* const list_;
-  RpcMetrics::Method* const update_;
-  RpcMetrics::Method* const delete_;
 };
 
 }  // namespace kaito::server

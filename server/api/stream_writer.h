@@ -16,6 +16,8 @@
 #include <optional>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "common/rpc_metrics.h"
 
 namespace kaito::server {
 
@@ -26,12 +28,19 @@ class StreamWriter {
   // holds items, not serialized messages).
   using Fill = std::function<void(Item item, Message* message)>;
 
+  // `method` (may be null) counts the stream: started now, each message sent, and its
+  // status and lifetime at the end.
   StreamWriter(absl::Mutex* mu, std::function<void(const Message*)> start_write,
-               std::function<void(const grpc::Status&)> finish, Fill fill)
+               std::function<void(const grpc::Status&)> finish, Fill fill,
+               RpcMetrics::Method* method = nullptr)
       : mu_(mu),
         start_write_(std::move(start_write)),
         finish_(std::move(finish)),
-        fill_(std::move(fill)) {}
+        fill_(std::move(fill)),
+        method_(method),
+        start_(absl::Now()) {
+    if (method_) method_->Started();
+  }
 
   // Queues `item` and writes it when no write is in flight. Dropped once finishing.
   void EnqueueLocked(Item item) ABSL_EXCLUSIVE_LOCKS_REQUIRED(*mu_) {
@@ -75,6 +84,7 @@ class StreamWriter {
   void FinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(*mu_) {
     if (finish_called_) return;
     finish_called_ = true;
+    if (method_) method_->Record(*finish_status_, absl::ToDoubleSeconds(absl::Now() - start_));
     finish_(*finish_status_);
   }
 
@@ -85,6 +95,7 @@ class StreamWriter {
     current_.Clear();
     fill_(std::move(item), &current_);
     writing_ = true;
+    if (method_) method_->Sent();
     start_write_(&current_);
   }
 
@@ -92,6 +103,8 @@ class StreamWriter {
   const std::function<void(const Message*)> start_write_;
   const std::function<void(const grpc::Status&)> finish_;
   const Fill fill_;
+  RpcMetrics::Method* const method_;
+  const absl::Time start_;
   std::deque<Item> queue_ ABSL_GUARDED_BY(*mu_);
   // The message being written; it must stay alive until OnWriteDone.
   Message current_ ABSL_GUARDED_BY(*mu_);

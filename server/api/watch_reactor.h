@@ -45,9 +45,10 @@ class WatchReactor : public grpc::ServerWriteReactor<EventMessage>, public Cache
  public:
   // `quota` (may be null) caps open watches in total and per connection.
   // `allowed` not OK: the watch is refused with it (authorization), before anything else.
-  WatchReactor(ObjectRegistry<T>* registry, RpcMetrics* metrics, const WatchLimits& limits,
-               StreamQuota* quota, grpc::CallbackServerContext* ctx, const Request& request,
-               const absl::Status& allowed = absl::OkStatus())
+  // `method` (may be null) counts the stream in the gRPC series.
+  WatchReactor(ObjectRegistry<T>* registry, RpcMetrics* metrics, RpcMetrics::Method* method,
+               const WatchLimits& limits, StreamQuota* quota, grpc::CallbackServerContext* ctx,
+               const Request& request, const absl::Status& allowed = absl::OkStatus())
       : metrics_(metrics),
         limits_(limits),
         ctx_(ctx),
@@ -68,7 +69,8 @@ class WatchReactor : public grpc::ServerWriteReactor<EventMessage>, public Cache
                 queued_bytes_ -= event->bytes;
               }
               write_started_ = std::chrono::steady_clock::now();
-            }) {
+            },
+            method) {
     if (metrics_) metrics_->open_watches().Increment();
     if (!allowed.ok()) {
       FinishNow(allowed);

@@ -40,7 +40,7 @@ WriteDone<v1::Workspace> WorkspaceGrpcService::FinishWrite(UnaryCall call, Resp*
 ServerUnaryReactor* WorkspaceGrpcService::CreateWorkspace(CallbackServerContext* ctx,
                                                           const v1::CreateWorkspaceRequest* request,
                                                           v1::CreateWorkspaceResponse* response) {
-  UnaryCall call(ctx, m_create_workspace_);
+  UnaryCall call(ctx);
   const auto& meta = request->workspace().metadata();
   if (!Permitted(auth_, ctx, call,
                  {Verb::kCreate, "workspaces", WriteNamespace(meta, false), meta.name()})) {
@@ -54,7 +54,7 @@ ServerUnaryReactor* WorkspaceGrpcService::CreateWorkspace(CallbackServerContext*
 ServerUnaryReactor* WorkspaceGrpcService::GetWorkspace(CallbackServerContext* ctx,
                                                        const v1::GetWorkspaceRequest* request,
                                                        v1::Workspace* response) {
-  UnaryCall call(ctx, m_get_workspace_);
+  UnaryCall call(ctx);
   if (!Permitted(
           auth_, ctx, call,
           {Verb::kGet, "workspaces", ReadNamespace(request->namespace_()), request->name()})) {
@@ -66,7 +66,7 @@ ServerUnaryReactor* WorkspaceGrpcService::GetWorkspace(CallbackServerContext* ct
 ServerUnaryReactor* WorkspaceGrpcService::ListWorkspaces(CallbackServerContext* ctx,
                                                          const v1::ListWorkspacesRequest* request,
                                                          v1::ListWorkspacesResponse* response) {
-  UnaryCall call(ctx, m_list_workspaces_);
+  UnaryCall call(ctx);
   if (!Permitted(auth_, ctx, call, {Verb::kList, "workspaces", request->namespace_(), ""})) {
     return call.reactor();
   }
@@ -77,7 +77,7 @@ ServerUnaryReactor* WorkspaceGrpcService::ListWorkspaces(CallbackServerContext* 
 ServerUnaryReactor* WorkspaceGrpcService::UpdateWorkspace(CallbackServerContext* ctx,
                                                           const v1::UpdateWorkspaceRequest* request,
                                                           v1::UpdateWorkspaceResponse* response) {
-  UnaryCall call(ctx, m_update_workspace_);
+  UnaryCall call(ctx);
   const auto& meta = request->workspace().metadata();
   if (!Permitted(auth_, ctx, call,
                  {Verb::kUpdate, "workspaces", WriteNamespace(meta, false), meta.name()})) {
@@ -92,7 +92,7 @@ ServerUnaryReactor* WorkspaceGrpcService::DeleteWorkspace(CallbackServerContext*
                                                           const v1::DeleteWorkspaceRequest* request,
                                                           v1::DeleteWorkspaceResponse* response) {
   using W = v1::Workspace;
-  UnaryCall call(ctx, m_delete_workspace_);
+  UnaryCall call(ctx);
   if (!Permitted(
           auth_, ctx, call,
           {Verb::kDelete, "workspaces", ReadNamespace(request->namespace_()), request->name()})) {
@@ -119,7 +119,7 @@ grpc::ServerWriteReactor<v1::WorkspaceEvent>* WorkspaceGrpcService::WatchWorkspa
             .status();
   }
   return new WatchReactor<v1::Workspace, v1::WorkspaceEvent, v1::WatchWorkspacesRequest>(
-      registry_, metrics_, watch_limits_, watch_quota_.get(), ctx, *request, allowed);
+      registry_, metrics_, watch_, watch_limits_, watch_quota_.get(), ctx, *request, allowed);
 }
 
 }  // namespace kaito::server

@@ -36,11 +36,8 @@ class WorkspaceGrpcService : public v1::WorkspaceService::CallbackService {
       : registry_(registry),
         metrics_(metrics),
         auth_(auth),
-        m_create_workspace_(MethodOf(metrics, "CreateWorkspace")),
-        m_get_workspace_(MethodOf(metrics, "GetWorkspace")),
-        m_list_workspaces_(MethodOf(metrics, "ListWorkspaces")),
-        m_update_workspace_(MethodOf(metrics, "UpdateWorkspace")),
-        m_delete_workspace_(MethodOf(metrics, "DeleteWorkspace")) {}
+        watch_(StreamMethod(metrics, "/kaito.v1.WorkspaceService/WatchWorkspaces",
+                            RpcMetrics::Type::kServerStream)) {}
 
   grpc::ServerUnaryReactor* CreateWorkspace(grpc::CallbackServerContext* ctx,
                                             const v1::CreateWorkspaceRequest* request,
@@ -73,12 +70,7 @@ class WorkspaceGrpcService : public v1::WorkspaceService::CallbackService {
   QuotaReader quota_reader_;
   WatchLimits watch_limits_;
   std::unique_ptr<StreamQuota> watch_quota_ = std::make_unique<StreamQuota>("watches", StreamLimits{});
-  // Resolved once, so that recording an RPC is lock-free.
-  RpcMetrics::Method* const m_create_workspace_;
-  RpcMetrics::Method* const m_get_workspace_;
-  RpcMetrics::Method* const m_list_workspaces_;
-  RpcMetrics::Method* const m_update_workspace_;
-  RpcMetrics::Method* const m_delete_workspace_;
+  RpcMetrics::Method* const watch_;
 };
 
 }  // namespace kaito::server

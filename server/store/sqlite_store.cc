@@ -1,10 +1,9 @@
 #include "server/store/sqlite_store.h"
 
-#include <spdlog/spdlog.h>
-#include <sys/stat.h>
-
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -58,17 +57,16 @@ absl::Status Exec(sqlite3* db, const char* sql) {
 
 absl::StatusOr<sqlite3*> OpenConnection(const std::string& path) {
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
+  int rc = sqlite3_open_v2(
+      path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     absl::Status status = SqliteError(db, rc, "open");
     sqlite3_close(db);
     return status;
   }
   sqlite3_busy_timeout(db, 5000);
-  for (const char* pragma : {"PRAGMA journal_mode=WAL;", "PRAGMA synchronous=FULL;",
-                             "PRAGMA foreign_keys=OFF;"}) {
+  for (const char* pragma :
+       {"PRAGMA journal_mode=WAL;", "PRAGMA synchronous=FULL;", "PRAGMA foreign_keys=OFF;"}) {
     absl::Status status = Exec(db, pragma);
     if (!status.ok()) {
       sqlite3_close(db);
@@ -245,26 +243,41 @@ void SqliteStore::Enqueue(Op op) {
 
 void SqliteStore::Put(std::string key, std::string value, int64_t expected_revision,
                       WriteCallback done) {
-  Enqueue(Op{Op::Kind::kPut, std::move(key), std::move(value), expected_revision,
-             std::move(done)});
+  Enqueue(Op{Op::Kind::kPut, std::move(key), std::move(value), expected_revision, std::move(done)});
 }
 
 void SqliteStore::Delete(std::string key, int64_t expected_revision, WriteCallback done) {
   Enqueue(Op{Op::Kind::kDelete, std::move(key), "", expected_revision, std::move(done)});
 }
 
+// How often a store whose last commit failed tries a write that changes nothing.
+constexpr absl::Duration kWriteProbeInterval = absl::Seconds(2);
+
 void SqliteStore::WriterLoop() {
   std::vector<Op> batch;
   for (;;) {
     batch.clear();
+    bool unwritable;
+    {
+      absl::MutexLock lock(&state_mu_);
+      unwritable = !write_problem_.empty();
+    }
     {
       absl::MutexLock lock(&queue_mu_);
-      queue_mu_.Await(absl::Condition(
+      const absl::Condition work(
           +[](SqliteStore* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->queue_mu_) {
             return s->stopping_ || !s->queue_.empty();
           },
-          this));
+          this);
+      // While writes fail, an idle store probes, so that its health comes back by itself.
+      bool woken = true;
+      if (unwritable) {
+        woken = queue_mu_.AwaitWithTimeout(work, kWriteProbeInterval);
+      } else {
+        queue_mu_.Await(work);
+      }
       if (queue_.empty() && stopping_) return;
+      if (!woken) batch.push_back(Op{Op::Kind::kProbe, "", "", 0, [](absl::StatusOr<int64_t>) {}});
       while (!queue_.empty() && static_cast<int>(batch.size()) < options_.max_batch) {
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
@@ -272,6 +285,16 @@ void SqliteStore::WriterLoop() {
     }
     CommitBatch(batch);
   }
+}
+
+std::string SqliteStore::WriteProblem() {
+  absl::MutexLock lock(&state_mu_);
+  return write_problem_;
+}
+
+void SqliteStore::OnWriteHealthChange(std::function<void(const std::string&)> listener) {
+  absl::MutexLock lock(&state_mu_);
+  health_listener_ = std::move(listener);
 }
 
 void SqliteStore::CommitBatch(std::vector<Op>& batch) {
@@ -284,6 +307,7 @@ void SqliteStore::CommitBatch(std::vector<Op>& batch) {
     revision = revision_;
   }
   const int64_t start_revision = revision;
+  bool probe = false;
 
   Statement begin(write_db_, "BEGIN IMMEDIATE");
   Statement commit(write_db_, "COMMIT");
@@ -303,6 +327,11 @@ void SqliteStore::CommitBatch(std::vector<Op>& batch) {
     if (op.kind == Op::Kind::kCompact) {
       compact_to = std::max(compact_to, op.expected_revision);
       results[i] = op.expected_revision;
+      continue;
+    }
+    if (op.kind == Op::Kind::kProbe) {
+      probe = true;
+      results[i] = revision;
       continue;
     }
     KeyValue current;
@@ -354,7 +383,8 @@ void SqliteStore::CommitBatch(std::vector<Op>& batch) {
     results[i] = rev;
     events.push_back(std::move(event));
   }
-  if (txn.ok() && revision != start_revision) {
+  // A probe rewrites the revision as it is: a page that must reach the disk.
+  if (txn.ok() && (revision != start_revision || probe)) {
     txn = set_revision.Bind(1, revision).Run("meta");
   }
   if (txn.ok()) txn = commit.Run("commit");
@@ -372,6 +402,18 @@ void SqliteStore::CommitBatch(std::vector<Op>& batch) {
     ++stats_.commits;
     stats_.writes += static_cast<int64_t>(events.size());
     if (!txn.ok()) ++stats_.failed_commits;
+    const std::string problem =
+        txn.ok() ? "" : "the store cannot be written: " + std::string(txn.message());
+    if (problem.empty() != write_problem_.empty()) {
+      if (problem.empty()) {
+        spdlog::info("store: writes succeed again");
+      } else {
+        spdlog::error("store: {}", problem);
+      }
+      write_problem_ = problem;
+      if (health_listener_) health_listener_(problem);
+    }
+    write_problem_ = problem;
     if (compact_to == 0 && options_.history_retention > 0 &&
         revision_ - compacted_ > options_.history_retention + options_.history_retention / 4) {
       compact_to = revision_ - options_.history_retention;
@@ -473,7 +515,7 @@ absl::StatusOr<ListResult> SqliteStore::List(const std::string& prefix) {
 }
 
 absl::StatusOr<std::vector<Event>> SqliteStore::ReadHistory(const std::string& prefix,
-                                                             int64_t after_revision) {
+                                                            int64_t after_revision) {
   absl::MutexLock lock(&read_mu_);
   Statement q(read_db_,
               "SELECT rev, key, type, value, create_rev FROM history WHERE rev > ?1 "
@@ -498,8 +540,8 @@ absl::StatusOr<std::vector<Event>> SqliteStore::ReadHistory(const std::string& p
 }
 
 absl::StatusOr<std::unique_ptr<WatchHandle>> SqliteStore::Watch(const std::string& prefix,
-                                                                 int64_t after_revision,
-                                                                 WatchCallback callback) {
+                                                                int64_t after_revision,
+                                                                WatchCallback callback) {
   absl::MutexLock lock(&watch_mu_);
   int64_t compacted;
   {
@@ -508,8 +550,8 @@ absl::StatusOr<std::unique_ptr<WatchHandle>> SqliteStore::Watch(const std::strin
   }
   if (after_revision < compacted) {
     return absl::OutOfRangeError("revision " + std::to_string(after_revision) +
-                                 " is compacted (oldest available " +
-                                 std::to_string(compacted) + ")");
+                                 " is compacted (oldest available " + std::to_string(compacted) +
+                                 ")");
   }
   auto backlog = ReadHistory(prefix, after_revision);
   if (!backlog.ok()) return backlog.status();

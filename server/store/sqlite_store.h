@@ -58,12 +58,15 @@ class SqliteStore : public Store {
   int64_t CompactedRevision() override;
   absl::Status Compact(int64_t revision) override;
   std::string Backend() const override { return "sqlite"; }
+  std::string WriteProblem() override;
+  void OnWriteHealthChange(std::function<void(const std::string& problem)> listener) override;
 
   SqliteStoreStats stats();
 
  private:
   struct Op {
-    enum class Kind { kPut, kDelete, kCompact } kind;
+    // kProbe: a write that changes nothing, to learn whether the disk takes writes again.
+    enum class Kind { kPut, kDelete, kCompact, kProbe } kind;
     std::string key;
     std::string value;
     int64_t expected_revision = kAnyRevision;
@@ -109,6 +112,9 @@ class SqliteStore : public Store {
   int64_t revision_ ABSL_GUARDED_BY(state_mu_) = 0;   // Last durable revision.
   int64_t compacted_ ABSL_GUARDED_BY(state_mu_) = 0;
   SqliteStoreStats stats_ ABSL_GUARDED_BY(state_mu_);
+  // The last commit's error; empty after a success.
+  std::string write_problem_ ABSL_GUARDED_BY(state_mu_);
+  std::function<void(const std::string&)> health_listener_ ABSL_GUARDED_BY(state_mu_);
 };
 
 }  // namespace kaito::server::store

@@ -87,6 +87,13 @@ class Store {
 
   // "sqlite", "memory", "etcd".
   virtual std::string Backend() const = 0;
+
+  // Why writes fail now (the last commit failed: disk full, I/O error), or empty while the
+  // store takes writes. A store that failed probes itself until a write succeeds again.
+  virtual std::string WriteProblem() { return ""; }
+  // Called (from the store's own thread, under its lock: it must not call the store) each
+  // time WriteProblem changes between empty and not; set before the first write.
+  virtual void OnWriteHealthChange(std::function<void(const std::string& problem)> listener) {}
 };
 
 // Blocking helpers for tests and tools (never call these from a gRPC reactor).

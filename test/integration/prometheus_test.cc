@@ -121,8 +121,8 @@ TEST(PrometheusTest, ScrapesEveryDaemonAndSeesWhatTheTestDid) {
     ASSERT_EQ(r.exit_code, 0) << r.err;
   }
   const std::string query =
-      api + "query?query=kaito_grpc_server_handled_total%7Bmethod%3D%22CreateWorkspace%22%2C"
-            "code%3D%22OK%22%7D";
+      api + "query?query=kaito_grpc_server_handled_total%7Bgrpc_method%3D%22CreateWorkspace%22%2C"
+            "grpc_code%3D%22OK%22%7D";
   EXPECT_TRUE(WaitFor(
       [&] {
         json result = Get(query);

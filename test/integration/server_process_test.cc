@@ -1,10 +1,9 @@
 // kaito-server as a process on port 0, driven by kaitoctl and by an independent Python
 // client, the way users and programs drive it.
 #include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 
 #include <filesystem>
@@ -13,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "kaito/v1/config.grpc.pb.h"
 #include "support/process.h"
 #include "support/temp_dir.h"
 
@@ -87,8 +87,9 @@ TEST_F(ServerProcessTest, ApplyGetDescribeDeleteWithKaitoctl) {
   EXPECT_THAT(r.out, HasSubstr("workspace-tuning-phi-3   Standard_NC6s_v3   Unknown         "
                                "Unknown          Unknown"));
   r = Ctl({"get", "workspace", "workspace-tuning-phi-3", "-o", "wide"});
-  EXPECT_THAT(r.out, ::testing::ContainsRegex(
-                         "JOBSTARTED +WORKSPACESUCCEEDED +TARGETNODES +STATE +NODES +AGE +ENDPOINT"));
+  EXPECT_THAT(r.out,
+              ::testing::ContainsRegex(
+                  "JOBSTARTED +WORKSPACESUCCEEDED +TARGETNODES +STATE +NODES +AGE +ENDPOINT"));
   r = Ctl({"get", "workspace", "workspace-tuning-phi-3", "-o", "yaml"});
   EXPECT_THAT(r.out, HasSubstr("https://example.com/data-v2.parquet"));
   EXPECT_THAT(r.out, HasSubstr("generation: 2\n")) << "int64 fields print as integers";
@@ -107,7 +108,8 @@ TEST_F(ServerProcessTest, ApplyGetDescribeDeleteWithKaitoctl) {
   EXPECT_EQ(r.out, "workspace.kaito.sh \"workspace-tuning-phi-3\" deleted\n");
   r = Ctl({"get", "workspace", "workspace-tuning-phi-3"});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_EQ(r.err, "Error from server (NotFound): workspaces \"workspace-tuning-phi-3\" not found\n");
+  EXPECT_EQ(r.err,
+            "Error from server (NotFound): workspaces \"workspace-tuning-phi-3\" not found\n");
 }
 
 TEST_F(ServerProcessTest, DocumentWithoutMetadataIsAnErrorNotACrash) {
@@ -132,15 +134,18 @@ inference:
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   EXPECT_THAT(r.err, HasSubstr("Error from server (Invalid): workspace/phi-3.5-mini: "));
   EXPECT_THAT(r.err, HasSubstr("metadata.name: Invalid value: \"phi-3.5-mini\""));
-  r = Ctl({"apply", "-f", "-"}, "apiVersion: kaito.sh/v1beta1\nkind: Workspace\nmetadata: {name: x}\n"
-                                "resource: {instanceTyp: y}\n");
+  r = Ctl({"apply", "-f", "-"},
+          "apiVersion: kaito.sh/v1beta1\nkind: Workspace\nmetadata: {name: x}\n"
+          "resource: {instanceTyp: y}\n");
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_EQ(r.err, "error: document 1 (Workspace \"x\") is invalid: resource.instanceTyp: unknown "
-                   "field \"instanceTyp\"\n");
+  EXPECT_EQ(r.err,
+            "error: document 1 (Workspace \"x\") is invalid: resource.instanceTyp: unknown "
+            "field \"instanceTyp\"\n");
   r = Ctl({"apply", "-f", dir_.File("missing.yaml")});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("does not exist"));
-  r = RunCommand({BinDir() + "/kaitoctl", "--server", "127.0.0.1:1", "--timeout", "2", "get", "ws"});
+  r = RunCommand(
+      {BinDir() + "/kaitoctl", "--server", "127.0.0.1:1", "--timeout", "2", "get", "ws"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("error: cannot connect to the server at 127.0.0.1:1"));
 }
@@ -172,7 +177,8 @@ stringData: {HF_TOKEN: hf_value}
 
 TEST_F(ServerProcessTest, DryRunStoresNothing) {
   RunResult r = Ctl({"apply", "--dry-run", "-f", "-"}, kSeed);
-  EXPECT_THAT(r.out, ::testing::StartsWith("workspace/workspace-tuning-phi-3 created (server dry run)\n"))
+  EXPECT_THAT(r.out,
+              ::testing::StartsWith("workspace/workspace-tuning-phi-3 created (server dry run)\n"))
       << r.err;
   EXPECT_THAT(r.out, HasSubstr("instance type:    Standard_NC6s_v3 (1x V100, 16Gi per GPU)"));
   EXPECT_THAT(r.out, HasSubstr("target nodes:     1"));
@@ -192,8 +198,9 @@ TEST_F(ServerProcessTest, GetWatchStreamsChanges) {
                          log);
   ASSERT_TRUE(d.ok());
   watch = std::move(*d);
-  ASSERT_TRUE(WaitFor([&] { return ReadFile(log).find("workspace-tuning-phi-3") != std::string::npos; },
-                      absl::Seconds(10)));
+  ASSERT_TRUE(
+      WaitFor([&] { return ReadFile(log).find("workspace-tuning-phi-3") != std::string::npos; },
+              absl::Seconds(10)));
   std::string changed = kSeed;
   changed.replace(changed.find("data.parquet"), 12, "data-v3.parquet");
   ASSERT_EQ(Ctl({"apply", "-f", "-"}, changed).exit_code, 0);
@@ -219,14 +226,23 @@ TEST_F(ServerProcessTest, VersionAndMetricsEndpoints) {
   ASSERT_EQ(Ctl({"apply", "-f", "-"}, kSeed).exit_code, 0);
   r = RunCommand({"/usr/bin/curl", "-sf", "http://127.0.0.1:" + std::to_string(port) + "/metrics"});
   ASSERT_EQ(r.exit_code, 0);
-  EXPECT_THAT(r.out, HasSubstr("kaito_grpc_server_handled_total{code=\"OK\",method=\"CreateWorkspace\"} 1"));
+  // The gRPC series, labelled as the usual gRPC exporters do.
+  const std::string labels =
+      "grpc_method=\"CreateWorkspace\",grpc_service=\"kaito.v1.WorkspaceService\",grpc_type="
+      "\"unary\"";
+  EXPECT_THAT(r.out,
+              HasSubstr("kaito_grpc_server_handled_total{grpc_code=\"OK\"," + labels + "} 1"));
+  EXPECT_THAT(r.out, HasSubstr("kaito_grpc_server_started_total{" + labels + "} 1"));
+  EXPECT_THAT(r.out, HasSubstr("kaito_grpc_server_msg_received_total{" + labels + "} 1"));
+  EXPECT_THAT(r.out, HasSubstr("kaito_grpc_server_msg_sent_total{" + labels + "} 1"));
+  EXPECT_THAT(r.out, HasSubstr("kaito_grpc_server_handling_seconds_count{" + labels + "} 1"));
   EXPECT_THAT(r.out, HasSubstr("kaito_cache_objects{kind=\"workspace\"} 1"));
   EXPECT_THAT(r.out, HasSubstr("kaito_store_writes_total 1"));
   // Kaito's own workspace metrics (no controllers here: the workspace stays pending).
   EXPECT_THAT(r.out, HasSubstr("kaito_workspace_count{phase=\"pending\"} 1"));
   EXPECT_THAT(r.out, HasSubstr("kaito_workspace_count{phase=\"succeeded\"} 0"));
-  EXPECT_THAT(r.out,
-              HasSubstr("kaito_workspace_preset_count{preset_name=\"phi-3-mini-128k-instruct\"} 1"));
+  EXPECT_THAT(
+      r.out, HasSubstr("kaito_workspace_preset_count{preset_name=\"phi-3-mini-128k-instruct\"} 1"));
   EXPECT_THAT(r.out, HasSubstr("kaito_workspaces{kind=\"tuning\",state=\"Pending\"} 1"));
   EXPECT_THAT(r.out, HasSubstr("process_resident_memory_bytes "));
   EXPECT_THAT(r.out, HasSubstr("process_cpu_seconds_total "));
@@ -253,9 +269,10 @@ TEST_F(ServerProcessTest, VersionAndMetricsEndpoints) {
 }
 
 TEST_F(ServerProcessTest, IndependentPythonClient) {
-  RunResult r = RunCommand({"/usr/bin/python3", Env("KAITO_SOURCE_DIR") + "/test/integration/python_client.py",
-                     server_.address(), Env("KAITO_PYTHON_DIR")},
-                    "", {}, absl::Seconds(120));
+  RunResult r = RunCommand(
+      {"/usr/bin/python3", Env("KAITO_SOURCE_DIR") + "/test/integration/python_client.py",
+       server_.address(), Env("KAITO_PYTHON_DIR")},
+      "", {}, absl::Seconds(120));
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_THAT(r.out, HasSubstr("all ok"));
 }
@@ -270,18 +287,20 @@ TEST_F(ServerProcessTest, SecondServerOnTheSamePortIsRefused) {
 }
 
 TEST_F(ServerProcessTest, SecondServerOnSameDataDirIsRefused) {
-  auto second = RunCommand({BinDir() + "/kaito-server", "--listen", "127.0.0.1:0", "--metrics-listen", "",
-                     "--data-dir", dir_.path()});
+  auto second = RunCommand({BinDir() + "/kaito-server", "--listen", "127.0.0.1:0",
+                            "--metrics-listen", "", "--data-dir", dir_.path()});
   EXPECT_EQ(second.exit_code, 1);
   EXPECT_THAT(second.err, HasSubstr("in use by another process"));
 }
 
 TEST_F(ServerProcessTest, InvalidCatalogIsAStartupErrorNamingTheEntry) {
   TempDir catalog;
-  std::ofstream(catalog.File("models.yaml")) << "models:\n  - {name: m1, weights: lots, disk: 1Gi}\n";
+  std::ofstream(catalog.File("models.yaml"))
+      << "models:\n  - {name: m1, weights: lots, disk: 1Gi}\n";
   std::ofstream(catalog.File("skus.yaml")) << "azure: []\n";
-  RunResult r = RunCommand({BinDir() + "/kaito-server", "--listen", "127.0.0.1:0", "--metrics-listen", "",
-                            "--data-dir", catalog.File("data"), "--catalog-dir", catalog.path()});
+  RunResult r =
+      RunCommand({BinDir() + "/kaito-server", "--listen", "127.0.0.1:0", "--metrics-listen", "",
+                  "--data-dir", catalog.File("data"), "--catalog-dir", catalog.path()});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("models.yaml: models[0] (m1): weights: \"lots\" is not a quantity"));
   r = RunCommand({BinDir() + "/kaito-server", "--listen", "127.0.0.1:0", "--metrics-listen", "",
@@ -293,11 +312,13 @@ TEST_F(ServerProcessTest, InvalidCatalogIsAStartupErrorNamingTheEntry) {
 TEST_F(ServerProcessTest, GetPresetsAndSkus) {
   RunResult r = Ctl({"get", "presets"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_THAT(r.out, ::testing::ContainsRegex("phi-4-mini-instruct +vllm +7.15Gi +131072 +lora,qlora +no"));
+  EXPECT_THAT(
+      r.out, ::testing::ContainsRegex("phi-4-mini-instruct +vllm +7.15Gi +131072 +lora,qlora +no"));
   r = Ctl({"get", "preset", "llama-3.3-70b-instruct", "-o", "yaml"});
   EXPECT_THAT(r.out, HasSubstr("gated: true"));
   r = Ctl({"get", "skus"});
-  EXPECT_THAT(r.out, ::testing::ContainsRegex("Standard_NC6s_v3 +azure +1 +V100 +16Gi +16Gi +7.0 +no +retired"));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex(
+                         "Standard_NC6s_v3 +azure +1 +V100 +16Gi +16Gi +7.0 +no +retired"));
   r = Ctl({"get", "sku", "standard_nc24ads_a100_v4"});
   EXPECT_THAT(r.out, HasSubstr("Standard_NC24ads_A100_v4   azure   1      A100   80Gi"));
   r = Ctl({"get", "sku", "Standard_Nope"});
@@ -321,9 +342,7 @@ TEST(BenchSmokeTest, ApiBenchRunsWithoutErrors) {
   EXPECT_THAT(r.err, ::testing::Not(HasSubstr("failed")));
 }
 
-TEST_F(ServerProcessTest, SigtermStopsCleanly) {
-  EXPECT_EQ(server_.daemon.Stop(), 0);
-}
+TEST_F(ServerProcessTest, SigtermStopsCleanly) { EXPECT_EQ(server_.daemon.Stop(), 0); }
 
 // grpc.health.v1.Health/Check for the whole server, as a generic call (the request is
 // empty; the reply's field 1 is the status): 1 SERVING, 2 NOT_SERVING, 0 when it failed.
@@ -349,7 +368,8 @@ int HealthStatus(const std::string& address) {
   std::vector<grpc::Slice> slices;
   if (!status.ok() || !reply.Dump(&slices).ok()) return 0;
   std::string bytes;
-  for (const auto& slice : slices) bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  for (const auto& slice : slices)
+    bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
   return bytes.size() == 2 && bytes[0] == 0x08 ? bytes[1] : 0;
 }
 
@@ -374,9 +394,91 @@ TEST(ServerShutdownTest, NotReadyThroughTheGracePeriodThenExits) {
   EXPECT_EQ(RunCommand({"/usr/bin/curl", "-s", readyz}).out, "shutting down\n");
   EXPECT_EQ(HealthStatus(server->address()), 2);
   // Still serving the API meanwhile.
-  RunResult version = RunCommand({BinDir() + "/kaitoctl", "--server", server->address(), "version"});
+  RunResult version =
+      RunCommand({BinDir() + "/kaitoctl", "--server", server->address(), "version"});
   EXPECT_EQ(version.exit_code, 0) << version.err;
   EXPECT_EQ(server->daemon.Stop(absl::Seconds(20)), 0);
+}
+
+// A full disk: writes fail, /readyz says why and the gRPC health service is NOT_SERVING,
+// reads go on; once there is space again the store notices by itself (it probes), both
+// recover, and every write acknowledged before is still there. The data directory is a
+// 1 MiB tmpfs in the server's own mount namespace.
+TEST(StoreHealthTest, AFullDiskMakesTheServerNotReadyUntilThereIsSpaceAgain) {
+  TempDir dir;
+  const std::string data = dir.File("data");
+  std::filesystem::create_directories(data);
+  if (RunCommand({"/usr/bin/unshare", "--mount", "--propagation", "private", "/bin/true"})
+          .exit_code != 0) {
+    GTEST_SKIP() << "no mount namespaces here (unshare needs CAP_SYS_ADMIN)";
+  }
+  const std::string port_file = dir.File("port");
+  auto server = Daemon::Start(
+      {"/usr/bin/unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
+       "mount -t tmpfs -o size=1m tmpfs \"$0\" && exec \"$1\" --listen 127.0.0.1:0 "
+       "--metrics-listen 127.0.0.1:0 --data-dir \"$0\" --port-file \"$2\" --no-controllers",
+       data, BinDir() + "/kaito-server", port_file},
+      dir.File("server.log"));
+  ASSERT_TRUE(server.ok()) << server.status();
+  int port = 0;
+  ASSERT_TRUE(WaitForPortFile(port_file, &port, absl::Seconds(20)))
+      << ReadFile(dir.File("server.log"));
+  const std::string address = "127.0.0.1:" + std::to_string(port);
+  const int metrics_port = MetricsPortFromLog(dir.File("server.log"));
+  ASSERT_GT(metrics_port, 0);
+  const std::string readyz = "http://127.0.0.1:" + std::to_string(metrics_port) + "/readyz";
+  auto stub =
+      v1::ConfigService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  auto create = [&](int i) {
+    v1::WriteConfigMapRequest request;
+    request.mutable_config_map()->mutable_metadata()->set_name("filler-" + std::to_string(i));
+    (*request.mutable_config_map()->mutable_data())["blob"] = std::string(64 * 1024, 'a' + i % 26);
+    grpc::ClientContext ctx;
+    v1::ConfigMap out;
+    return stub->CreateConfigMap(&ctx, request, &out);
+  };
+  int acknowledged = 0;
+  grpc::Status refused;
+  for (int i = 0; i < 64; ++i) {
+    grpc::Status s = create(i);
+    if (!s.ok()) {
+      refused = s;
+      break;
+    }
+    ++acknowledged;
+  }
+  ASSERT_FALSE(refused.ok()) << "1 MiB never filled up";
+  EXPECT_GT(acknowledged, 0);
+  EXPECT_TRUE(refused.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED ||
+              refused.error_code() == grpc::StatusCode::UNAVAILABLE)
+      << refused.error_code() << " " << refused.error_message();
+  auto code = [&] {
+    return RunCommand({"/usr/bin/curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", readyz}).out;
+  };
+  EXPECT_EQ(code(), "503");
+  EXPECT_THAT(RunCommand({"/usr/bin/curl", "-s", readyz}).out,
+              HasSubstr("the store cannot be written"));
+  EXPECT_EQ(HealthStatus(address), 2) << "NOT_SERVING";
+  {
+    grpc::ClientContext ctx;
+    v1::ObjectKey key;
+    key.set_name("filler-0");
+    v1::ConfigMap out;
+    EXPECT_TRUE(stub->GetConfigMap(&ctx, key, &out).ok()) << "reads go on";
+  }
+  // Space again: the store's probe finds it without any client write.
+  RunResult grown = RunCommand({"/usr/bin/nsenter", "-t", std::to_string(server->pid()), "-m",
+                                "mount", "-o", "remount,size=16m", data});
+  ASSERT_EQ(grown.exit_code, 0) << grown.err;
+  EXPECT_TRUE(WaitFor([&] { return code() == "200"; }, absl::Seconds(15)))
+      << ReadFile(dir.File("server.log"));
+  EXPECT_EQ(HealthStatus(address), 1) << "SERVING";
+  EXPECT_TRUE(create(100).ok());
+  grpc::ClientContext ctx;
+  v1::ListConfigMapsResponse list;
+  ASSERT_TRUE(stub->ListConfigMaps(&ctx, v1::ListRequest(), &list).ok());
+  EXPECT_EQ(list.items_size(), acknowledged + 1) << "every acknowledged write is kept";
+  EXPECT_EQ(server->Stop(absl::Seconds(20)), 0);
 }
 
 }  // namespace

@@ -41,8 +41,7 @@ class ProvisionerServiceTest : public ::testing::Test {
   ProvisionerServiceTest()
       : catalog_(LoadCatalog()),
         provider_(&clock_, &catalog_, "azure", ShortDelays(), &bootstrapper_),
-        metrics_(registry_),
-        service_(&provider_, &metrics_),
+        service_(&provider_),
         cloud_service_(&provider_) {
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
@@ -104,8 +103,6 @@ class ProvisionerServiceTest : public ::testing::Test {
   presets::Catalog catalog_;
   FakeBootstrapper bootstrapper_;
   SimulatedProvider provider_;
-  prometheus::Registry registry_;
-  RpcMetrics metrics_;
   ProvisionerGrpcService service_;
   SimulatedCloudGrpcService cloud_service_;
   int port_ = 0;

@@ -2,8 +2,8 @@
 // decode, fields the server does not know, huge echoed input, secret guessing, secret
 // references that are paths, finalizers on an object being deleted, and watches from
 // the future. Each was a defect once; each test fails without its fix.
-#include <google/protobuf/unknown_field_set.h>
 #include <google/protobuf/descriptor.pb.h>
+#include <google/protobuf/unknown_field_set.h>
 #include <prometheus/metric_family.h>
 
 #include <set>
@@ -17,20 +17,31 @@ namespace {
 
 using ::testing::HasSubstr;
 
-// kaito_grpc_server_handled_total{method, code} as the server's registry has it now.
-double Handled(ServerApp& app, const std::string& method, const std::string& code) {
+// The value of `family`'s series whose labels include every one of `labels`, as the server's
+// registry has it now (0 when there is none).
+double Series(ServerApp& app, const std::string& family_name,
+              const std::map<std::string, std::string>& labels) {
   for (const prometheus::MetricFamily& family : app.metrics_registry().Collect()) {
-    if (family.name != "kaito_grpc_server_handled_total") continue;
+    if (family.name != family_name) continue;
     for (const prometheus::ClientMetric& metric : family.metric) {
-      bool m = false, c = false;
+      size_t matched = 0;
       for (const prometheus::ClientMetric::Label& label : metric.label) {
-        if (label.name == "method" && label.value == method) m = true;
-        if (label.name == "code" && label.value == code) c = true;
+        auto it = labels.find(label.name);
+        if (it != labels.end() && it->second == label.value) ++matched;
       }
-      if (m && c) return metric.counter.value;
+      if (matched < labels.size()) continue;
+      if (family.type == prometheus::MetricType::Histogram) {
+        return static_cast<double>(metric.histogram.sample_count);
+      }
+      return metric.counter.value;
     }
   }
   return 0;
+}
+
+double Handled(ServerApp& app, const std::string& method, const std::string& code) {
+  return Series(app, "kaito_grpc_server_handled_total",
+                {{"grpc_method", method}, {"grpc_code", code}});
 }
 
 // A length-delimited protobuf field.
@@ -70,6 +81,47 @@ TEST_F(HardeningTest, UndecodableRequestsAreInvalidArgumentAndCounted) {
   EXPECT_EQ(Handled(*app_, "CreateWorkspace", "INVALID_ARGUMENT"), 2);
   EXPECT_EQ(Handled(*app_, "CreateConfigMap", "INVALID_ARGUMENT"), 1);
   EXPECT_EQ(Revision(), 0);
+}
+
+// Every RPC is in the gRPC series: unary calls of every service (System and Preset
+// included) and the watch stream, with its messages and its end.
+TEST_F(HardeningTest, EveryMethodIsCountedStreamsIncluded) {
+  {
+    grpc::ClientContext ctx;
+    v1::VersionInfo version;
+    ASSERT_TRUE(system_->GetVersion(&ctx, v1::GetVersionRequest(), &version).ok());
+  }
+  MustCreate(MakeWorkspace("one"));
+  {
+    WatchReader watch(ws_.get(), v1::WatchWorkspacesRequest());
+    ASSERT_TRUE(watch.WaitForEvents(2));  // The workspace, then the bookmark.
+    MustCreate(MakeWorkspace("two"));
+    ASSERT_TRUE(watch.WaitForEvents(3));
+    EXPECT_EQ(Series(*app_, "kaito_grpc_server_started_total",
+                     {{"grpc_method", "WatchWorkspaces"}, {"grpc_type", "server_stream"}}),
+              1);
+  }  // Cancelled by the client.
+  const std::map<std::string, std::string> watch = {{"grpc_service", "kaito.v1.WorkspaceService"},
+                                                    {"grpc_method", "WatchWorkspaces"},
+                                                    {"grpc_type", "server_stream"}};
+  EXPECT_TRUE(testing::WaitFor(
+      [&] { return Series(*app_, "kaito_grpc_server_handling_seconds", watch) == 1; },
+      absl::Seconds(10)))
+      << "the stream's end is recorded";
+  EXPECT_GE(Series(*app_, "kaito_grpc_server_msg_sent_total", watch), 3);
+  auto code = watch;
+  code["grpc_code"] = "CANCELLED";
+  EXPECT_EQ(Series(*app_, "kaito_grpc_server_handled_total", code), 1);
+  EXPECT_EQ(Series(*app_, "kaito_grpc_server_handled_total",
+                   {{"grpc_service", "kaito.v1.SystemService"},
+                    {"grpc_method", "GetVersion"},
+                    {"grpc_type", "unary"},
+                    {"grpc_code", "OK"}}),
+            1);
+  EXPECT_EQ(Handled(*app_, "CreateWorkspace", "OK"), 2);
+  EXPECT_EQ(
+      Series(*app_, "kaito_grpc_server_msg_received_total", {{"grpc_method", "CreateWorkspace"}}),
+      2);
 }
 
 TEST_F(HardeningTest, UnknownFieldsAreNeitherStoredNorServedBack) {
@@ -186,7 +238,8 @@ TEST_F(SecretOracleTest, AnUpdateRepliesAlikeWhetherOrNotTheValueWasGuessed) {
   ASSERT_TRUE(Write(false, Secret("the-real-value"), true, &right).ok());
   ASSERT_TRUE(Write(false, Secret("a-wrong-guess"), true, &wrong).ok());
   EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(right, wrong))
-      << right.DebugString() << "\nvs\n" << wrong.DebugString();
+      << right.DebugString() << "\nvs\n"
+      << wrong.DebugString();
   EXPECT_EQ(right.metadata().generation(), created.metadata().generation() + 1);
   // For real: the correct guess is a write like any other.
   ASSERT_TRUE(Write(false, Secret("the-real-value"), false, &right).ok());
@@ -222,8 +275,10 @@ TEST_F(ApiTest, SecretReferencesMustBeNamesInTheWorkspaceNamespace) {
   const std::vector<Case> cases = {
       {[](v1::Workspace& ws) {
          ws.mutable_inference()->mutable_preset()->set_name("llama-3.1-8b-instruct");
-         ws.mutable_inference()->mutable_preset()->mutable_preset_options()->set_model_access_secret(
-             "../other-namespace/token");
+         ws.mutable_inference()
+             ->mutable_preset()
+             ->mutable_preset_options()
+             ->set_model_access_secret("../other-namespace/token");
        },
        "inference.preset.presetOptions.modelAccessSecret"},
       {[](v1::Workspace& ws) { MakeTuning(ws)->mutable_output()->set_image_push_secret("a/b"); },
