@@ -5,6 +5,8 @@
 #include <prometheus/client_metric.h>
 #include <prometheus/metric_family.h>
 
+#include "common/bucket_counts.h"
+
 #include <string>
 #include <utility>
 #include <vector>
@@ -22,5 +24,9 @@ prometheus::MetricFamily CounterFamily(const std::string& name, const std::strin
 // A counter family with one unlabelled series.
 prometheus::MetricFamily CounterFamily(const std::string& name, const std::string& help,
                                        double value);
+
+// A histogram family with one unlabelled series.
+prometheus::MetricFamily HistogramFamily(const std::string& name, const std::string& help,
+                                         const BucketCounts& buckets);
 
 }  // namespace kaito

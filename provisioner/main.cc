@@ -15,9 +15,9 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <functional>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <thread>
 
@@ -26,32 +26,32 @@
 #include "common/clock.h"
 #include "common/daemon.h"
 #include "common/grpc_server.h"
-#include "common/reflection_v1.h"
-#include "common/tls.h"
+#include "common/http/http_client.h"
 #include "common/logging.h"
 #include "common/metric_families.h"
 #include "common/metrics_server.h"
+#include "common/reflection_v1.h"
+#include "common/rpc_metrics.h"
+#include "common/tls.h"
 #include "common/version.h"
 #include "presets/catalog.h"
-#include "provisioner/fleet_bootstrapper.h"
 #include "provisioner/azure/arm_client.h"
 #include "provisioner/azure/azure_provider.h"
 #include "provisioner/azure/credentials.h"
-#include "common/http/http_client.h"
+#include "provisioner/fleet_bootstrapper.h"
 #include "provisioner/provider/simulated_provider.h"
-#include "common/rpc_metrics.h"
 #include "provisioner/provisioner_service.h"
 
 namespace {
-
 
 // `kaito_provisioner_nodes{phase}` (and, for Azure, the ARM client's counters), read
 // from the provider at scrape time.
 class ProviderCollector : public prometheus::Collectable {
  public:
   ProviderCollector(std::function<std::map<std::string, int>()> phases,
-                    std::shared_ptr<kaito::provisioner::azure::ArmClient> arm)
-      : phases_(std::move(phases)), arm_(std::move(arm)) {}
+                    std::shared_ptr<kaito::provisioner::azure::ArmClient> arm,
+                    std::shared_ptr<kaito::provisioner::azure::AzureCredential> credential)
+      : phases_(std::move(phases)), arm_(std::move(arm)), credential_(std::move(credential)) {}
 
   std::vector<prometheus::MetricFamily> Collect() const override {
     std::vector<std::pair<kaito::MetricLabels, double>> phases;
@@ -78,10 +78,34 @@ class ProviderCollector : public prometheus::Collectable {
       families.push_back(kaito::CounterFamily("kaito_provisioner_arm_throttled_total",
                                               "ARM responses that were 429 (throttled).",
                                               static_cast<double>(stats.throttled)));
-      families.push_back(kaito::GaugeFamily(
-          "kaito_provisioner_arm_requests", "ARM requests waiting for the rate limit, and in flight.",
-          {{{{"state", "queued"}}, static_cast<double>(stats.queued)},
-           {{{"state", "in_flight"}}, static_cast<double>(stats.in_flight)}}));
+      families.push_back(
+          kaito::GaugeFamily("kaito_provisioner_arm_requests",
+                             "ARM requests waiting for the rate limit, and in flight.",
+                             {{{{"state", "queued"}}, static_cast<double>(stats.queued)},
+                              {{{"state", "in_flight"}}, static_cast<double>(stats.in_flight)}}));
+      families.push_back(kaito::HistogramFamily(
+          "kaito_provisioner_arm_request_duration_seconds",
+          "One ARM HTTP request, sent to answered (each retry its own).", stats.request_seconds));
+      families.push_back(kaito::HistogramFamily(
+          "kaito_provisioner_arm_retry_wait_seconds",
+          "Waits before ARM retries (Retry-After when ARM asks, else backoff).",
+          stats.retry_wait_seconds));
+      families.push_back(kaito::CounterFamily("kaito_provisioner_arm_retry_after_honoured_total",
+                                              "Retries that waited as ARM's Retry-After asked.",
+                                              static_cast<double>(stats.retry_after_honoured)));
+      families.push_back(
+          kaito::CounterFamily("kaito_provisioner_arm_reauthentications_total",
+                               "ARM 401s answered with a new token and one more try.",
+                               static_cast<double>(stats.reauthentications)));
+    }
+    if (credential_ != nullptr) {
+      families.push_back(kaito::CounterFamily("kaito_provisioner_token_requests_total",
+                                              "Token requests to AAD or IMDS (refreshes).",
+                                              static_cast<double>(credential_->requests())));
+      families.push_back(kaito::CounterFamily(
+          "kaito_provisioner_token_failures_total",
+          "Token requests that brought no token (refused, or the endpoint failed).",
+          static_cast<double>(credential_->failures())));
     }
     return families;
   }
@@ -89,6 +113,7 @@ class ProviderCollector : public prometheus::Collectable {
  private:
   std::function<std::map<std::string, int>()> phases_;
   std::shared_ptr<kaito::provisioner::azure::ArmClient> arm_;
+  std::shared_ptr<kaito::provisioner::azure::AzureCredential> credential_;
 };
 
 int Fail(const std::string& message) {
@@ -262,8 +287,9 @@ int main(int argc, char** argv) {
     return Fail(std::string(s.message()));
   }
   if (!tls.enabled()) {
-    spdlog::warn("access control is off: any client that reaches --listen may create and "
-                 "delete nodes (give --tls-cert-file, --tls-key-file and --client-ca-file)");
+    spdlog::warn(
+        "access control is off: any client that reaches --listen may create and "
+        "delete nodes (give --tls-cert-file, --tls-key-file and --client-ca-file)");
   }
   kaito::RouteProtobufLogs();
   // SIGINT and SIGTERM are taken on one thread (blocked before any thread starts).
@@ -285,6 +311,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<kaito::provisioner::SimulatedProvider> simulated_provider;
   std::unique_ptr<kaito::http::CurlHttpClient> http;
   std::shared_ptr<kaito::provisioner::azure::ArmClient> arm;
+  std::shared_ptr<kaito::provisioner::azure::AzureCredential> credential;
   std::shared_ptr<kaito::provisioner::azure::AzureProvider> azure_provider;
   kaito::provisioner::NodeProvider* provider = nullptr;
   std::function<std::map<std::string, int>()> phases;
@@ -323,18 +350,18 @@ int main(int argc, char** argv) {
                     "\": expected a positive duration such as 15s or 30m");
       }
     }
-    azure_options.min_poll_interval = std::min(azure_options.min_poll_interval,
-                                               azure_options.poll_interval);
+    azure_options.min_poll_interval =
+        std::min(azure_options.min_poll_interval, azure_options.poll_interval);
     auto credential_config = kaito::provisioner::azure::CredentialConfigFromEnvironment(
         [](const char* name) { return std::getenv(name); }, imds_endpoint,
         // The ARM audience: the public cloud's unless --arm-endpoint names another.
         arm_endpoint == "https://management.azure.com" ? "https://management.azure.com/"
-                                                        : arm_endpoint + "/");
+                                                       : arm_endpoint + "/");
     if (!credential_config.ok()) return Fail(std::string(credential_config.status().message()));
     credential_config->ca_file = arm_ca_file;
     http = std::make_unique<kaito::http::CurlHttpClient>();
-    auto credential = kaito::provisioner::azure::AzureCredential::Create(*credential_config,
-                                                                         http.get(), clock.get());
+    credential = kaito::provisioner::azure::AzureCredential::Create(*credential_config, http.get(),
+                                                                    clock.get());
     spdlog::info("azure: credential {}; ARM {}; cluster {}/{}/{}", credential->Describe(),
                  arm_endpoint, subscription_id, resource_group, cluster_name);
     arm = kaito::provisioner::azure::ArmClient::Create(arm_options, http.get(), clock.get(),
@@ -343,9 +370,10 @@ int main(int argc, char** argv) {
         kaito::provisioner::azure::AzureProvider::Create(azure_options, arm, clock.get());
     azure_provider->Start([](absl::Status s) {
       if (!s.ok()) {
-        spdlog::error("azure: cannot list the cluster's agent pools: {} (claims are adopted "
-                      "as the control plane asks for them)",
-                      s.ToString());
+        spdlog::error(
+            "azure: cannot list the cluster's agent pools: {} (claims are adopted "
+            "as the control plane asks for them)",
+            s.ToString());
       }
     });
     provider = azure_provider.get();
@@ -376,10 +404,9 @@ int main(int argc, char** argv) {
   kaito::ApplyServerDefaults(builder, &metrics);
   builder.AddListeningPort(listen, kaito::GrpcServerCredentials(tls), &port);
   builder.RegisterService(&provisioner_service);
-  std::vector<std::string> services = {kaito::v1::ProvisionerService::service_full_name(),
-                                       "grpc.health.v1.Health",
-                                       "grpc.reflection.v1alpha.ServerReflection",
-                                       "grpc.reflection.v1.ServerReflection"};
+  std::vector<std::string> services = {
+      kaito::v1::ProvisionerService::service_full_name(), "grpc.health.v1.Health",
+      "grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection"};
   if (simulated_cloud_service) {
     builder.RegisterService(simulated_cloud_service.get());
     services.push_back(kaito::v1::SimulatedCloudService::service_full_name());
@@ -395,8 +422,8 @@ int main(int argc, char** argv) {
   std::unique_ptr<kaito::MetricsServer> metrics_server;
   if (!metrics_listen.empty()) {
     auto started = kaito::MetricsServer::Start(
-        metrics_listen, {registry, std::make_shared<ProviderCollector>(phases, arm)}, nullptr,
-        tls);
+        metrics_listen, {registry, std::make_shared<ProviderCollector>(phases, arm, credential)},
+        nullptr, tls);
     if (!started.ok()) {
       spdlog::critical("cannot serve metrics: {}", started.status().ToString());
       return 1;

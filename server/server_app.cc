@@ -3,6 +3,8 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <prometheus/collectable.h>
+#include <prometheus/counter.h>
+#include <prometheus/histogram.h>
 #include <prometheus/metric_family.h>
 #include <spdlog/spdlog.h>
 
@@ -51,6 +53,12 @@ class StateCollector : public prometheus::Collectable {
       families.push_back(CounterFamily("kaito_store_failed_commits_total",
                                        "Transactions that failed and were rolled back.",
                                        static_cast<double>(s.failed_commits)));
+      families.push_back(HistogramFamily("kaito_store_commit_duration_seconds",
+                                         "A store transaction from BEGIN to a durable COMMIT.",
+                                         s.commit_seconds));
+      families.push_back(HistogramFamily("kaito_store_commit_batch_writes",
+                                         "Writes per store transaction (group commit).",
+                                         s.batch_writes));
     }
     std::vector<std::pair<MetricLabels, double>> objects, watchers;
     for (const auto& [kind, cache] : caches_) {
@@ -435,7 +443,8 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
     auto metrics = MetricsServer::Start(
         options.metrics_listen,
         {app->prometheus_, state,
-         std::make_shared<WorkspaceCollector>(app->workspace_cache_.get())},
+         std::make_shared<WorkspaceCollector>(app->workspace_cache_.get()),
+         std::make_shared<FleetCollector>(app->node_cache_.get(), app->nodeclaim_cache_.get())},
         [raw = app.get()] {
           return raw->draining_.load() ? std::string("shutting down")
                                        : raw->store_->WriteProblem();
@@ -480,6 +489,31 @@ absl::Status ServerApp::StartControllers(const ServerOptions& options) {
   WorkspaceControllerOptions ws;
   ws.validation = validator_->options();
   ws.claim_max_attempts = options.claim_max_attempts;
+  {
+    auto& ready = prometheus::BuildHistogram()
+                      .Name("kaito_workspace_ready_seconds")
+                      .Help("From a workspace's creation to its first Ready (inference) or "
+                            "Succeeded (tuning).")
+                      .Register(*prometheus_);
+    const prometheus::Histogram::BucketBoundaries buckets = {
+        1, 5, 10, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600, 7200, 14400, 43200, 86400};
+    prometheus::Histogram* inference = &ready.Add({{"kind", "inference"}}, buckets);
+    prometheus::Histogram* tuning = &ready.Add({{"kind", "tuning"}}, buckets);
+    ws.on_first_ready = [inference, tuning](const v1::Workspace& w, double seconds) {
+      (w.has_tuning() ? tuning : inference)->Observe(seconds);
+    };
+    auto& unavailable = prometheus::BuildCounter()
+                            .Name("kaito_offerings_marked_unavailable_total")
+                            .Help("Offerings capacity fallback marked unavailable after a "
+                                  "capacity or quota failure.")
+                            .Register(*prometheus_);
+    ws.on_offering_unavailable = [&unavailable](const presets::Offering& o) {
+      unavailable
+          .Add({{"instance_type", o.instance_type},
+                {"capacity_type", o.capacity_type}})
+          .Increment();
+    };
+  }
   workspace_reconciler_ = std::make_unique<WorkspaceReconciler>(
       objects_, catalog_.get(), validation_context_.get(), event_recorder_.get(), clock, ws);
   workspace_controller_ = std::make_unique<Controller>("workspace", workspace_reconciler_.get(),
@@ -516,8 +550,15 @@ absl::Status ServerApp::StartControllers(const ServerOptions& options) {
   two.workers = 2;
   node_lifecycle_controller_ = std::make_unique<Controller>(
       "node-lifecycle", node_lifecycle_reconciler_.get(), clock, two, prometheus_.get());
-  garbage_collector_ =
-      std::make_unique<GarbageCollector>(objects_, clock, GarbageCollectorOptions{}, provisioner_);
+  GarbageCollectorOptions gc;
+  prometheus::Counter* orphans = &prometheus::BuildCounter()
+                                      .Name("kaito_orphaned_machines_collected_total")
+                                      .Help("Machines the provisioner listed with no node claim, "
+                                            "deleted by the garbage collector.")
+                                      .Register(*prometheus_)
+                                      .Add({});
+  gc.on_orphan_collected = [orphans] { orphans->Increment(); };
+  garbage_collector_ = std::make_unique<GarbageCollector>(objects_, clock, gc, provisioner_);
   ControllerOptions one;
   one.workers = 1;
   gc_controller_ = std::make_unique<Controller>("garbage-collector", garbage_collector_.get(),

@@ -10,6 +10,7 @@
 #include <prometheus/collectable.h>
 #include <prometheus/metric_family.h>
 
+#include "kaito/v1/node.pb.h"
 #include "kaito/v1/workspace.pb.h"
 #include "server/registry/object_cache.h"
 
@@ -26,6 +27,23 @@ class WorkspaceCollector : public prometheus::Collectable {
 
  private:
   ObjectCache* workspaces_;
+};
+
+// A node's state for metrics: "Ready", "NotReady" (its agent says so: an unhealthy GPU),
+// "Unknown" (its lease lapsed) or "Lost" (past the grace: its workloads are placed again).
+std::string NodeMetricState(const v1::Node& node);
+
+// The fleet, counted from the caches at scrape time: node claims by phase
+// (kaito_nodeclaims{phase}), nodes by state (kaito_nodes{state}), and the GPUs the agents
+// report by model and health (kaito_gpus{model,healthy}).
+class FleetCollector : public prometheus::Collectable {
+ public:
+  FleetCollector(ObjectCache* nodes, ObjectCache* claims) : nodes_(nodes), claims_(claims) {}
+  std::vector<prometheus::MetricFamily> Collect() const override;
+
+ private:
+  ObjectCache* nodes_;
+  ObjectCache* claims_;
 };
 
 }  // namespace kaito::server

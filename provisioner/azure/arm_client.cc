@@ -134,6 +134,7 @@ void ArmClient::Dispatch(std::shared_ptr<Call> call) {
                            (absl::Uniform<uint16_t>(self->random_) & 0x3fff) | 0x8000,
                            absl::Uniform<uint64_t>(self->random_) & 0xffffffffffffull)});
     }
+    call->sent = self->clock_->Monotonic();
     self->http_->Send(std::move(request), [self, call](absl::StatusOr<http::Response> response) {
       self->Release();
       self->OnResponse(call, std::move(response));
@@ -146,6 +147,7 @@ void ArmClient::OnResponse(std::shared_ptr<Call> call, absl::StatusOr<http::Resp
     absl::MutexLock lock(&mu_);
     ++stats_.responses[absl::StrCat(call->method, " ",
                                     response.ok() ? std::to_string(response->status) : "error")];
+    stats_.request_seconds.Observe(absl::ToDoubleSeconds(clock_->Monotonic() - call->sent));
     if (response.ok() && response->status == 429) ++stats_.throttled;
   }
   if (!response.ok()) {
@@ -191,11 +193,13 @@ void ArmClient::RetryOrFinish(std::shared_ptr<Call> call, absl::StatusOr<http::R
     absl::MutexLock lock(&mu_);
     if (!stopped_) {
       ++stats_.retries;
+      if (delay) ++stats_.retry_after_honoured;
       if (!delay) {
         const double factor = std::pow(2.0, call->retries) - 1;
         const double jitter = absl::Uniform(random_, 0.8, 1.3);
         delay = std::min(options_.max_retry_delay, options_.retry_delay * (factor * jitter));
       }
+      stats_.retry_wait_seconds.Observe(absl::ToDoubleSeconds(*delay));
       auto holder = std::make_shared<Clock::TimerId>(0);
       const Clock::TimerId id = clock_->RunAfter(*delay, [self = shared_from_this(), holder] {
         std::shared_ptr<Call> due;

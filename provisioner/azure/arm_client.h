@@ -22,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/bucket_counts.h"
 #include "common/clock.h"
 #include "common/http/http_client.h"
 #include "provisioner/azure/credentials.h"
@@ -57,6 +58,11 @@ struct ArmClientStats {
   std::map<std::string, int64_t> responses;
   int queued = 0;
   int in_flight = 0;
+  // Each HTTP request, send to response (or transport failure).
+  BucketCounts request_seconds{{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}};
+  // The waits before retries: asked for by Retry-After, or our backoff.
+  BucketCounts retry_wait_seconds{{0.1, 0.5, 1, 2, 5, 10, 30, 60}};
+  int64_t retry_after_honoured = 0;
 };
 
 class ArmClient : public std::enable_shared_from_this<ArmClient> {
@@ -78,6 +84,7 @@ class ArmClient : public std::enable_shared_from_this<ArmClient> {
     int retries = 0;
     bool reauthenticated = false;
     std::string token;
+    absl::Duration sent;  // Monotonic, when the current request was sent.
   };
 
   ArmClient(ArmClientOptions options, http::HttpClient* http, Clock* clock,

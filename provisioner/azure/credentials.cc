@@ -114,6 +114,11 @@ int AzureCredential::requests() {
   return requests_;
 }
 
+int AzureCredential::failures() {
+  absl::MutexLock lock(&mu_);
+  return failures_;
+}
+
 void AzureCredential::GetToken(TokenDone done) {
   std::optional<AccessToken> token;
   bool refresh = false;
@@ -240,6 +245,7 @@ void AzureCredential::OnResponse(absl::StatusOr<http::Response> response) {
     absl::MutexLock lock(&mu_);
     refreshing_ = false;
     if (token.ok()) cached_ = *token;
+    if (!token.ok()) ++failures_;
     waiters.swap(waiters_);
   }
   for (TokenDone& done : waiters) std::move(done)(token);

@@ -83,8 +83,9 @@ class AzureCredential : public TokenCredential,
   void Invalidate(const std::string& token) override;
   std::string Describe() const override;
 
-  // Token requests sent so far (tests and metrics).
+  // Token requests sent so far, and those that brought no token (tests and metrics).
   int requests();
+  int failures();
 
  private:
   AzureCredential(CredentialConfig config, http::HttpClient* http, Clock* clock)
@@ -105,6 +106,7 @@ class AzureCredential : public TokenCredential,
   absl::Time last_refresh_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::vector<TokenDone> waiters_ ABSL_GUARDED_BY(mu_);
   int requests_ ABSL_GUARDED_BY(mu_) = 0;
+  int failures_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // Reads a token endpoint's reply: AAD v2 (`expires_in` a number), v1 and IMDS (strings,

@@ -70,6 +70,7 @@ void GarbageCollector::CollectOrphanedMachines() {
       }
       spdlog::warn("garbage collector: machine {} ({}) has no node claim; deleting it",
                    node.claim_name(), node.instance_type());
+      if (options_.on_orphan_collected) options_.on_orphan_collected();
       provisioner_->DeleteNode(node.claim_name(), [name = node.claim_name()](
                                                       absl::StatusOr<bool> gone) {
         if (!gone.ok()) {

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 
 #include "absl/time/time.h"
 #include "common/clock.h"
@@ -23,6 +24,8 @@ struct GarbageCollectorOptions {
   // deleted (a claim released while the provisioner was unreachable, a control plane whose
   // store was lost). Machines without a creation time are never collected.
   absl::Duration orphan_grace = absl::Minutes(2);
+  // Told of each orphaned machine it asks the provisioner to delete (metrics).
+  std::function<void()> on_orphan_collected;
 };
 
 class GarbageCollector : public Reconciler {

@@ -157,6 +157,13 @@ absl::StatusOr<ReconcileResult> WorkspaceReconciler::Reconcile(const std::string
     auto written = UpdateStatusSync(*objects_.workspaces, std::move(update));
     if (!written.ok()) return written.status();
     if (status.state() != old_state) {
+      const bool first = old_state != "Ready" && old_state != "NotReady" &&
+                         old_state != "Succeeded" &&
+                         (status.state() == "Ready" || status.state() == "Succeeded");
+      if (first && options_.on_first_ready && ws.metadata().has_creation_timestamp()) {
+        options_.on_first_ready(
+            ws, absl::ToDoubleSeconds(now - FromTimestamp(ws.metadata().creation_timestamp())));
+      }
       if (status.state() == "Ready") {
         events_->Normal(ws, "WorkspaceReady", "Workspace is ready: inference is being served" +
                                                    (status.endpoint().empty()
@@ -273,6 +280,7 @@ absl::StatusOr<ReconcileResult> WorkspaceReconciler::Reconcile(const std::string
       std::optional<std::string> unavailable;
       if (!capacity_failure.empty()) {
         unavailable_offerings_.Mark(offering.Key(), capacity_failure);
+        if (options_.on_offering_unavailable) options_.on_offering_unavailable(offering);
         unavailable = capacity_failure;
       } else if (live.empty()) {
         unavailable = unavailable_offerings_.Reason(offering.Key());

@@ -9,12 +9,14 @@
 // workspace is never reconciled by two workers at once. Writes wait for the store only.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "presets/catalog.h"
+#include "presets/offerings.h"
 #include "presets/renderer.h"
 #include "presets/workspace_validator.h"
 #include "server/controller/reconciler.h"
@@ -36,6 +38,11 @@ struct WorkspaceControllerOptions {
   int64_t default_termination_grace_seconds = 30;
   // How long an offering that failed for capacity or quota is skipped by capacity fallback.
   absl::Duration unavailable_offering_ttl = absl::Minutes(3);
+  // Told the seconds from a workspace's creation to its first Ready (or Succeeded, for
+  // tuning), once the status saying so is written (metrics).
+  std::function<void(const v1::Workspace&, double seconds)> on_first_ready;
+  // Told of each offering capacity fallback marks unavailable (metrics).
+  std::function<void(const presets::Offering&)> on_offering_unavailable;
 };
 
 // Node claims of a workspace with capacity fallback carry this annotation ("true"): a

@@ -6,10 +6,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <future>
+
+#include "absl/time/clock.h"
 
 namespace kaito::server::store {
 namespace {
@@ -321,6 +324,7 @@ void SqliteStore::CommitBatch(std::vector<Op>& batch) {
                    "VALUES (?1, ?2, ?3, ?4, ?5)");
   Statement set_revision(write_db_, "UPDATE meta SET value = ?1 WHERE name = 'revision'");
 
+  const absl::Time began = absl::Now();
   absl::Status txn = begin.Run("begin");
   for (size_t i = 0; i < batch.size() && txn.ok(); ++i) {
     Op& op = batch[i];
@@ -401,6 +405,13 @@ void SqliteStore::CommitBatch(std::vector<Op>& batch) {
     revision_ = revision;
     ++stats_.commits;
     stats_.writes += static_cast<int64_t>(events.size());
+    const size_t writes = std::count_if(batch.begin(), batch.end(), [](const Op& op) {
+      return op.kind == Op::Kind::kPut || op.kind == Op::Kind::kDelete;
+    });
+    if (writes > 0) {
+      stats_.commit_seconds.Observe(absl::ToDoubleSeconds(absl::Now() - began));
+      stats_.batch_writes.Observe(static_cast<double>(writes));
+    }
     if (!txn.ok()) ++stats_.failed_commits;
     const std::string problem =
         txn.ok() ? "" : "the store cannot be written: " + std::string(txn.message());

@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
+#include "common/bucket_counts.h"
 #include "server/store/store.h"
 
 namespace kaito::server::store {
@@ -38,6 +39,10 @@ struct SqliteStoreStats {
   int64_t commits = 0;
   int64_t writes = 0;
   int64_t failed_commits = 0;
+  // Each transaction's time from BEGIN to COMMIT (fsync included), and its writes.
+  BucketCounts commit_seconds{{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                               1, 2.5}};
+  BucketCounts batch_writes{{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048}};
 };
 
 class SqliteStore : public Store {

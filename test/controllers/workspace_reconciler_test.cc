@@ -548,13 +548,17 @@ TEST(GarbageCollectorTest, DeletesMachinesThatNoClaimNamesAfterTheGrace) {
   machine("wsnotime0001", std::nullopt);                  // No creation time: never.
   GarbageCollectorOptions options;
   options.orphan_grace = absl::Minutes(2);
+  int collected = 0;  // What kaito_orphaned_machines_collected_total counts.
+  options.on_orphan_collected = [&collected] { ++collected; };
   GarbageCollector gc(w.objects_, &w.clock_, options, &w.provisioner_);
   ASSERT_TRUE(gc.Reconcile("sweep").ok());
   EXPECT_EQ(w.provisioner_.deletes(), std::vector<std::string>{"wsorphanold1"});
+  EXPECT_EQ(collected, 1);
   w.clock_.Advance(absl::Minutes(2));
   ASSERT_TRUE(gc.Reconcile("sweep").ok());
   EXPECT_EQ(w.provisioner_.deletes(),
             (std::vector<std::string>{"wsorphanold1", "wsorphannew1"}));
+  EXPECT_EQ(collected, 2);
 
   GarbageCollector without_provisioner(w.objects_, &w.clock_, options);
   ASSERT_TRUE(without_provisioner.Reconcile("sweep").ok());
@@ -620,6 +624,9 @@ TEST(CapacityFallbackTest, WalksTheOfferingsAndTheNextWorkspaceSkipsTheUnavailab
   std::vector<std::string> reasons = w.EventReasons();
   EXPECT_EQ(std::count(reasons.begin(), reasons.end(), "OfferingUnavailable"), 2);
   EXPECT_EQ(std::count(reasons.begin(), reasons.end(), "OfferingChosen"), 2);
+  EXPECT_EQ(w.unavailable_marked_,
+            (std::vector<std::string>{"Standard_NC24ads_A100_v4/on-demand",
+                                      "Standard_NC48ads_A100_v4/on-demand"}));
 
   const size_t creates_before = w.provisioner_.creates().size();
   create("second");

@@ -48,6 +48,9 @@ class World {
     WorkspaceControllerOptions options;
     options.validation.node_auto_provisioning = true;
     options.claim_max_attempts = 2;
+    options.on_offering_unavailable = [this](const presets::Offering& o) {
+      unavailable_marked_.push_back(o.Key());
+    };
     workspace_ = std::make_unique<WorkspaceReconciler>(objects_, &catalog_, &context_, &recorder_,
                                                        &clock_, options);
     NodeClaimControllerOptions claim_options;
@@ -164,6 +167,8 @@ class World {
   std::unique_ptr<WorkspaceReconciler> workspace_;
   std::unique_ptr<NodeClaimReconciler> nodeclaim_;
   std::vector<std::string> enqueued_claims_;
+  // Offerings capacity fallback marked unavailable, in order (the metrics' feed).
+  std::vector<std::string> unavailable_marked_;
 };
 
 }  // namespace kaito::server::testing

@@ -593,6 +593,26 @@ TEST_F(AzureProvisionerTest, SecretsAndTokensNeverReachALogOrAStatus) {
     EXPECT_FALSE(absl::StrContains(text, "fake-secret")) << text;
     EXPECT_FALSE(std::regex_search(text, token)) << text;
   }
+  // Nor its metrics, which count the refreshes, the refusal and the 401 that led to one.
+  const int metrics_port = testing::MetricsPortFromLog(dir_.File("provisioner.log"));
+  ASSERT_GT(metrics_port, 0);
+  testing::RunResult scraped = RunCommand(
+      {"/usr/bin/curl", "-sf", "http://127.0.0.1:" + std::to_string(metrics_port) + "/metrics"});
+  ASSERT_EQ(scraped.exit_code, 0);
+  EXPECT_FALSE(absl::StrContains(scraped.out, "fake-secret"));
+  EXPECT_FALSE(std::regex_search(scraped.out, token));
+  EXPECT_TRUE(
+      std::regex_search(scraped.out, std::regex("kaito_provisioner_token_requests_total [3-9]")))
+      << scraped.out;
+  EXPECT_TRUE(
+      std::regex_search(scraped.out, std::regex("kaito_provisioner_token_failures_total [1-9]")));
+  // One per expiry: after each, the next ARM call's 401 brings one new token.
+  EXPECT_TRUE(absl::StrContains(scraped.out, "kaito_provisioner_arm_reauthentications_total 2"))
+      << scraped.out;
+  EXPECT_TRUE(std::regex_search(
+      scraped.out, std::regex("kaito_provisioner_arm_request_duration_seconds_count [1-9]")));
+  testing::RunResult lint = RunCommand({"/usr/bin/promtool", "check", "metrics"}, scraped.out);
+  EXPECT_EQ(lint.exit_code, 0) << lint.out << lint.err;
 }
 
 // §6.6 (8): a create that never finishes fails after --azure-create-timeout and its pool is

@@ -3,8 +3,8 @@
 // processes), driven by kaitoctl and by gRPC clients; and the faults the issue names:
 // an agent killed, the server killed mid-reconcile, a quota error, an agent sending
 // garbage. Waiting is on conditions with deadlines; simulated delays are short flags.
-#include <grpcpp/grpcpp.h>
 #include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -26,10 +26,10 @@ using ::testing::HasSubstr;
 
 // Short simulated delays and leases, so that the flow takes seconds.
 const std::vector<std::string> kFast = {
-    "--simulated-create-delay", "300ms", "--simulated-delete-delay", "100ms",
-    "--simulated-pull-delay",   "50ms",  "--simulated-start-delay",  "50ms",
-    "--simulated-ready-delay",  "100ms", "--simulated-job-duration", "500ms",
-    "--claim-poll-interval",    "100ms", "--claim-retry-base",       "200ms",
+    "--simulated-create-delay", "300ms", "--simulated-delete-delay",  "100ms",
+    "--simulated-pull-delay",   "50ms",  "--simulated-start-delay",   "50ms",
+    "--simulated-ready-delay",  "100ms", "--simulated-job-duration",  "500ms",
+    "--claim-poll-interval",    "100ms", "--claim-retry-base",        "200ms",
     "--node-lease-ttl",         "2s",    "--node-heartbeat-interval", "500ms",
     "--node-lost-grace",        "1s"};
 
@@ -170,9 +170,8 @@ TEST_F(ReconcileTest, SeedFlowInDevModeServesTunesAndCleansUp) {
   EXPECT_EQ(inference.status().worker_nodes_size(), 1);
   EXPECT_THAT(inference.status().endpoint(), HasSubstr(":5000"));
 
-  v1::Workspace tuning = client_->WaitWorkspace("workspace-tuning-phi-3", [](const auto& ws) {
-    return ws.status().state() == "Succeeded";
-  });
+  v1::Workspace tuning = client_->WaitWorkspace(
+      "workspace-tuning-phi-3", [](const auto& ws) { return ws.status().state() == "Succeeded"; });
   EXPECT_EQ(Condition(tuning, "JobStarted"), "True");
   EXPECT_EQ(Condition(tuning, "WorkspaceSucceeded"), "True");
   EXPECT_EQ(Condition(tuning, "InferenceReady"), "Unknown");
@@ -198,6 +197,24 @@ TEST_F(ReconcileTest, SeedFlowInDevModeServesTunesAndCleansUp) {
     EXPECT_GE(n.status().gpus_size(), 1) << "GPUs of the instance type, from the SKU catalog";
   }
 
+  // What the fleet looks like to Prometheus now.
+  const int metrics_port = MetricsPortFromLog(dir_.File("server.log"));
+  ASSERT_GT(metrics_port, 0);
+  RunResult scraped = RunCommand(
+      {"/usr/bin/curl", "-sf", "http://127.0.0.1:" + std::to_string(metrics_port) + "/metrics"});
+  ASSERT_EQ(scraped.exit_code, 0);
+  const std::string& m = scraped.out;
+  EXPECT_THAT(m, HasSubstr("kaito_workspace_ready_seconds_count{kind=\"inference\"} 1\n"));
+  EXPECT_THAT(m, HasSubstr("kaito_workspace_ready_seconds_count{kind=\"tuning\"} 1\n"));
+  EXPECT_THAT(m, HasSubstr("kaito_nodes{state=\"Ready\"} 2\n"));
+  EXPECT_THAT(m, HasSubstr("kaito_nodeclaims{phase=\"Ready\"} 2\n"));
+  EXPECT_THAT(m,
+              ::testing::ContainsRegex("kaito_gpus\\{healthy=\"true\",model=\"[^\"]+\"\\} [1-9]"));
+  EXPECT_THAT(m, HasSubstr("kaito_grpc_server_started_total{grpc_method=\"Connect\",grpc_service="
+                           "\"kaito.v1.NodeService\",grpc_type=\"bidi_stream\"} 2\n"));
+  EXPECT_THAT(m, ::testing::ContainsRegex("kaito_store_commit_duration_seconds_count [1-9]"));
+  EXPECT_THAT(m, ::testing::ContainsRegex("kaito_store_commit_batch_writes_count [1-9]"));
+
   for (const char* name : {"workspace-phi-3-mini", "workspace-tuning-phi-3"}) {
     r = Ctl({"delete", "workspace", name, "--wait"});
     EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -213,9 +230,9 @@ TEST_F(ReconcileTest, MultiNodePresetGetsALeaderAndAWorker) {
   StartDev();
   RunResult r = Ctl({"apply", "-f", Example("inference-llama-3.3-70b-multinode.yaml")});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  v1::Workspace ws = client_->WaitWorkspace(
-      "workspace-llama-3-3-70b-instruct",
-      [](const auto& ws) { return Condition(ws, "WorkspaceReady") == "True"; });
+  v1::Workspace ws = client_->WaitWorkspace("workspace-llama-3-3-70b-instruct", [](const auto& ws) {
+    return Condition(ws, "WorkspaceReady") == "True";
+  });
   EXPECT_EQ(ws.status().target_node_count(), 2);
   EXPECT_EQ(ws.status().worker_nodes_size(), 2);
   std::multiset<std::string> roles;
@@ -334,22 +351,40 @@ TEST_F(ReconcileTest, AgentSendingGarbageIsRejectedAndNothingChanges) {
 // serves; the node goes NotReady within the lease, and after the grace period the
 // workload moves to the other node; it never runs on both.
 TEST_F(ReconcileTest, KilledAgentsNodeGoesNotReadyAndItsWorkloadMoves) {
-  auto server = StartServer(dir_.path(), {"--node-lease-ttl", "2s", "--node-heartbeat-interval",
-                                          "500ms", "--node-lost-grace", "1s"},
-                            /*dev=*/false);
+  auto server = StartServer(
+      dir_.path(),
+      {"--node-lease-ttl", "2s", "--node-heartbeat-interval", "500ms", "--node-lost-grace", "1s"},
+      /*dev=*/false);
   ASSERT_TRUE(server.ok()) << server.status();
   server_ = std::move(*server);
   client_ = std::make_unique<Client>(server_.address());
 
   std::map<std::string, Daemon> agents;
   for (const std::string node : {"gpu-a", "gpu-b"}) {
-    auto agent = Daemon::Start(
-        {BinDir() + "/kaito-agent", "--server", server_.address(), "--node-name", node,
-         "--labels", "apps=phi-3", "--instance-type", "Standard_NC24ads_A100_v4",
-         "--runtime", "simulated", "--gpu-probe", "fake", "--fake-gpus", "1xA100:80:8.0",
-         "--metrics-listen", "127.0.0.1:0", "--simulated-pull-delay", "50ms",
-         "--simulated-start-delay", "50ms", "--simulated-ready-delay", "100ms"},
-        dir_.File(node + ".log"));
+    auto agent = Daemon::Start({BinDir() + "/kaito-agent",
+                                "--server",
+                                server_.address(),
+                                "--node-name",
+                                node,
+                                "--labels",
+                                "apps=phi-3",
+                                "--instance-type",
+                                "Standard_NC24ads_A100_v4",
+                                "--runtime",
+                                "simulated",
+                                "--gpu-probe",
+                                "fake",
+                                "--fake-gpus",
+                                "1xA100:80:8.0",
+                                "--metrics-listen",
+                                "127.0.0.1:0",
+                                "--simulated-pull-delay",
+                                "50ms",
+                                "--simulated-start-delay",
+                                "50ms",
+                                "--simulated-ready-delay",
+                                "100ms"},
+                               dir_.File(node + ".log"));
     ASSERT_TRUE(agent.ok()) << agent.status();
     agents.emplace(node, std::move(*agent));
   }
@@ -406,12 +441,12 @@ TEST_F(ReconcileTest, KilledAgentsNodeGoesNotReadyAndItsWorkloadMoves) {
 // again once serving, it restarts nothing.
 TEST_F(ReconcileTest, ServerKilledMidReconcileConvergesWithoutDuplicates) {
   const std::string prov_port_file = dir_.File("prov.port");
-  auto provisioner = Daemon::Start(
-      {BinDir() + "/kaito-provisioner", "--provider", "simulated", "--listen", "127.0.0.1:0",
-       "--port-file", prov_port_file, "--metrics-listen", "127.0.0.1:0",
-       "--simulated-create-delay", "1s", "--simulated-pull-delay", "50ms",
-       "--simulated-start-delay", "50ms", "--simulated-ready-delay", "100ms"},
-      dir_.File("provisioner.log"));
+  auto provisioner =
+      Daemon::Start({BinDir() + "/kaito-provisioner", "--provider", "simulated", "--listen",
+                     "127.0.0.1:0", "--port-file", prov_port_file, "--metrics-listen",
+                     "127.0.0.1:0", "--simulated-create-delay", "1s", "--simulated-pull-delay",
+                     "50ms", "--simulated-start-delay", "50ms", "--simulated-ready-delay", "100ms"},
+                    dir_.File("provisioner.log"));
   ASSERT_TRUE(provisioner.ok()) << provisioner.status();
   int prov_port = 0;
   ASSERT_TRUE(WaitForPortFile(prov_port_file, &prov_port, absl::Seconds(20)))
@@ -420,12 +455,11 @@ TEST_F(ReconcileTest, ServerKilledMidReconcileConvergesWithoutDuplicates) {
   const std::string port_file = dir_.File("port");
   auto start_server = [&](const std::string& listen) {
     std::filesystem::remove(port_file);
-    auto daemon = Daemon::Start(
-        {BinDir() + "/kaito-server", "--listen", listen, "--metrics-listen", "", "--data-dir",
-         dir_.path(), "--port-file", port_file, "--provisioner", prov_address,
-         "--claim-poll-interval", "100ms", "--node-lease-ttl", "3s", "--node-heartbeat-interval",
-         "500ms"},
-        dir_.File("server.log"));
+    auto daemon = Daemon::Start({BinDir() + "/kaito-server", "--listen", listen, "--metrics-listen",
+                                 "", "--data-dir", dir_.path(), "--port-file", port_file,
+                                 "--provisioner", prov_address, "--claim-poll-interval", "100ms",
+                                 "--node-lease-ttl", "3s", "--node-heartbeat-interval", "500ms"},
+                                dir_.File("server.log"));
     EXPECT_TRUE(daemon.ok());
     server_.daemon = std::move(*daemon);
     EXPECT_TRUE(WaitForPortFile(port_file, &server_.port, absl::Seconds(20)));
@@ -440,8 +474,8 @@ TEST_F(ReconcileTest, ServerKilledMidReconcileConvergesWithoutDuplicates) {
   server_.daemon.Kill();
   start_server(listen);
   const std::string name = "workspace-llama-3-3-70b-instruct";
-  client_->WaitWorkspace(name, [](const auto& ws) { return ws.status().state() == "Ready"; },
-                         absl::Seconds(40));
+  client_->WaitWorkspace(
+      name, [](const auto& ws) { return ws.status().state() == "Ready"; }, absl::Seconds(40));
   auto prov = v1::ProvisionerService::NewStub(
       grpc::CreateChannel(prov_address, grpc::InsecureChannelCredentials()));
   grpc::ClientContext ctx;
