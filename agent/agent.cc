@@ -290,9 +290,13 @@ std::vector<v1::GpuInfo> Agent::ProbeGpus() {
       spdlog::warn("node {}: GPU probe failed, reporting no GPUs: {}", options_.node_name, error);
     }
     last_probe_error_ = error;
+    absl::MutexLock lock(&state_mu_);
+    probed_gpus_.clear();
     return {};
   }
   last_probe_error_.clear();
+  absl::MutexLock lock(&state_mu_);
+  probed_gpus_ = *gpus;
   return std::move(*gpus);
 }
 
@@ -494,6 +498,11 @@ AgentState Agent::state() {
 std::vector<v1::WorkloadReport> Agent::workloads() {
   absl::MutexLock lock(&state_mu_);
   return reports_;
+}
+
+std::vector<v1::GpuInfo> Agent::gpus() {
+  absl::MutexLock lock(&state_mu_);
+  return probed_gpus_;
 }
 
 }  // namespace kaito::agent

@@ -114,6 +114,8 @@ class Agent {
   // Thread-safe snapshots.
   AgentState state();
   std::vector<v1::WorkloadReport> workloads();
+  // The GPUs of the last probe (empty before the first, or when it failed).
+  std::vector<v1::GpuInfo> gpus();
 
  private:
   class Session;
@@ -169,6 +171,7 @@ class Agent {
   absl::Mutex state_mu_;
   AgentState state_ ABSL_GUARDED_BY(state_mu_);
   std::vector<v1::WorkloadReport> reports_ ABSL_GUARDED_BY(state_mu_);
+  std::vector<v1::GpuInfo> probed_gpus_ ABSL_GUARDED_BY(state_mu_);
 };
 
 }  // namespace kaito::agent

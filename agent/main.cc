@@ -22,10 +22,11 @@
 #include "agent/agent_config.h"
 #include "agent/agent_metrics.h"
 #include "agent/gpu/fake_gpu_probe.h"
+#include "agent/node_collector.h"
 #include "agent/runtime/simulated_runtime.h"
 #include "common/clock.h"
-#include "common/k8s_names.h"
 #include "common/daemon.h"
+#include "common/k8s_names.h"
 #include "common/logging.h"
 #include "common/metrics_server.h"
 #include "common/tls.h"
@@ -39,7 +40,6 @@ int Fail(const std::string& message, int code = 2) {
   std::fprintf(stderr, "%s: %s\n", kName, message.c_str());
   return code;
 }
-
 
 std::string Hostname() {
   char name[256] = {};
@@ -273,7 +273,8 @@ int main(int argc, char** argv) {
   std::unique_ptr<kaito::MetricsServer> metrics_server;
   if (!metrics_listen.empty()) {
     auto started = kaito::MetricsServer::Start(
-        metrics_listen, {registry}, [agent = agent.get()]() -> std::string {
+        metrics_listen, {registry, std::make_shared<kaito::agent::NodeCollector>(agent.get())},
+        [agent = agent.get()]() -> std::string {
           return agent->state().welcomed ? "" : "not connected to kaito-server";
         },
         serving_tls);

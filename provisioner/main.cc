@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -420,10 +421,12 @@ int main(int argc, char** argv) {
   }
 
   std::unique_ptr<kaito::MetricsServer> metrics_server;
+  // From the signal on, /readyz says 503 and gRPC health NOT_SERVING while calls drain.
+  std::atomic<bool> stopping{false};
   if (!metrics_listen.empty()) {
     auto started = kaito::MetricsServer::Start(
         metrics_listen, {registry, std::make_shared<ProviderCollector>(phases, arm, credential)},
-        nullptr, tls);
+        [&stopping]() -> std::string { return stopping.load() ? "shutting down" : ""; }, tls);
     if (!started.ok()) {
       spdlog::critical("cannot serve metrics: {}", started.status().ToString());
       return 1;
@@ -447,6 +450,8 @@ int main(int argc, char** argv) {
   std::thread waiter([&] {
     const int sig = signals.Wait();
     spdlog::info("signal {}: shutting down", sig);
+    stopping.store(true);
+    server->GetHealthCheckService()->SetServingStatus(false);
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   });
   server->Wait();

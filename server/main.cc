@@ -107,6 +107,8 @@ int main(int argc, char** argv) {
        {&options.claim_retry_base, "Backoff after a failed node claim (doubles, 5m cap)"}},
       {"--claim-poll-interval",
        {&options.claim_poll_interval, "How often a node being created is polled"}},
+      {"--event-ttl",
+       {&options.event_ttl, "Events not seen again for this long are deleted"}},
       {"--node-initialization-timeout",
        {&options.node_initialization_timeout,
         "A created machine whose node is not registered, Ready and showing its instance "

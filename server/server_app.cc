@@ -364,6 +364,7 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
   app->workspace_service_->set_watch_limits(watch_limits);
   app->workspace_service_->set_watch_quota(
       StreamLimits{options.max_watches, options.max_watches_per_connection});
+  app->node_service_->set_watch_limits(watch_limits, app->workspace_service_->watch_quota());
   app->workspace_service_->set_planner(
       [catalog = app->catalog_.get(), validation,
        context = app->validation_context_.get()](const v1::Workspace& ws) {
@@ -551,6 +552,7 @@ absl::Status ServerApp::StartControllers(const ServerOptions& options) {
   node_lifecycle_controller_ = std::make_unique<Controller>(
       "node-lifecycle", node_lifecycle_reconciler_.get(), clock, two, prometheus_.get());
   GarbageCollectorOptions gc;
+  gc.event_ttl = options.event_ttl;
   prometheus::Counter* orphans = &prometheus::BuildCounter()
                                       .Name("kaito_orphaned_machines_collected_total")
                                       .Help("Machines the provisioner listed with no node claim, "

@@ -123,6 +123,8 @@ struct ServerOptions {
   // A created machine whose node is not initialized (registered, Ready, with its instance
   // type's GPUs) this long after its creation is released and created again; 0: no limit.
   absl::Duration node_initialization_timeout = absl::Minutes(15);
+  // Events not seen again for this long are deleted (Kubernetes' default is 1h).
+  absl::Duration event_ttl = absl::Hours(1);
   // Where the provisioned nodes' agents dial; empty: 127.0.0.1:<the gRPC port>.
   std::string advertise_address;
   int workspace_workers = 8;

@@ -1,6 +1,5 @@
 #include "server/agents/node_service.h"
 
-
 #include "server/api/stream_writer.h"
 #include "server/api/unary_call.h"
 
@@ -25,8 +24,8 @@ class ConnectReactor : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Serv
         session_(
             deps, [this](v1::ServerMessage m) { Enqueue(std::move(m)); },
             [this](const absl::Status& s) {
-              RequestFinish(grpc::Status(static_cast<grpc::StatusCode>(s.code()),
-                                         std::string(s.message())));
+              RequestFinish(
+                  grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message())));
             },
             std::move(peer)) {
     if (!refused.ok()) {
@@ -87,8 +86,11 @@ class ConnectReactor : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Serv
 
 NodeGrpcService::NodeGrpcService(const AgentSessionDeps* deps, RpcMetrics* metrics)
     : deps_(deps),
-      connect_(StreamMethod(metrics, "/kaito.v1.NodeService/Connect",
-                            RpcMetrics::Type::kBidiStream)) {}
+      metrics_(metrics),
+      connect_(
+          StreamMethod(metrics, "/kaito.v1.NodeService/Connect", RpcMetrics::Type::kBidiStream)),
+      watch_events_(StreamMethod(metrics, "/kaito.v1.NodeService/WatchEvents",
+                                 RpcMetrics::Type::kServerStream)) {}
 
 grpc::ServerBidiReactor<v1::AgentMessage, v1::ServerMessage>* NodeGrpcService::Connect(
     grpc::CallbackServerContext* ctx) {
@@ -114,9 +116,8 @@ ServerUnaryReactor* NodeGrpcService::ListNodes(CallbackServerContext* ctx,
                                                v1::ListNodesResponse* response) {
   UnaryCall call(ctx);
   if (!Permitted(deps_->auth, ctx, call, {Verb::kList, "nodes", "", ""})) return call.reactor();
-  return ListInto(call, deps_->objects.nodes, "",
-                  request->label_selector(), request->page_size(), request->page_token(),
-                  response);
+  return ListInto(call, deps_->objects.nodes, "", request->label_selector(), request->page_size(),
+                  request->page_token(), response);
 }
 
 ServerUnaryReactor* NodeGrpcService::GetNode(CallbackServerContext* ctx,
@@ -135,9 +136,8 @@ ServerUnaryReactor* NodeGrpcService::ListNodeClaims(CallbackServerContext* ctx,
   if (!Permitted(deps_->auth, ctx, call, {Verb::kList, "nodeclaims", "", ""})) {
     return call.reactor();
   }
-  return ListInto(call, deps_->objects.nodeclaims, "",
-                  request->label_selector(), request->page_size(), request->page_token(),
-                  response);
+  return ListInto(call, deps_->objects.nodeclaims, "", request->label_selector(),
+                  request->page_size(), request->page_token(), response);
 }
 
 ServerUnaryReactor* NodeGrpcService::GetNodeClaim(CallbackServerContext* ctx,
@@ -157,9 +157,8 @@ ServerUnaryReactor* NodeGrpcService::ListWorkloads(CallbackServerContext* ctx,
   if (!Permitted(deps_->auth, ctx, call, {Verb::kList, "workloads", request->namespace_(), ""})) {
     return call.reactor();
   }
-  return ListInto(call, deps_->objects.workloads,
-                  request->namespace_(), request->label_selector(), request->page_size(),
-                  request->page_token(), response);
+  return ListInto(call, deps_->objects.workloads, request->namespace_(), request->label_selector(),
+                  request->page_size(), request->page_token(), response);
 }
 
 ServerUnaryReactor* NodeGrpcService::ListEvents(CallbackServerContext* ctx,
@@ -183,6 +182,19 @@ ServerUnaryReactor* NodeGrpcService::ListEvents(CallbackServerContext* ctx,
   });
   for (const v1::Event* e : sorted) *response->add_items() = *e;
   return call.Finish(absl::OkStatus());
+}
+
+grpc::ServerWriteReactor<v1::EventWatchEvent>* NodeGrpcService::WatchEvents(
+    CallbackServerContext* ctx, const v1::WatchEventsRequest* request) {
+  absl::Status allowed = absl::OkStatus();
+  if (deps_->auth) {
+    allowed =
+        deps_->auth->Check(*ctx, {Verb::kWatch, "events", request->namespace_(), request->name()})
+            .status();
+  }
+  return new WatchReactor<v1::Event, v1::EventWatchEvent, v1::WatchEventsRequest>(
+      deps_->objects.events, metrics_, watch_events_, watch_limits_, watch_quota_, ctx, *request,
+      allowed);
 }
 
 }  // namespace kaito::server

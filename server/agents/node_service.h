@@ -2,10 +2,12 @@
 // agent) and reads of nodes, node claims, workloads and events for operators and kaitoctl.
 #pragma once
 
+#include "common/rpc_metrics.h"
 #include "kaito/v1/agent.grpc.pb.h"
 #include "server/agents/agent_session.h"
 #include "server/api/object_service.h"
-#include "common/rpc_metrics.h"
+#include "server/api/stream_quota.h"
+#include "server/api/watch_reactor.h"
 
 namespace kaito::server {
 
@@ -28,10 +30,23 @@ class NodeGrpcService : public v1::NodeService::CallbackService {
                                     v1::ListWorkloadsResponse* response) override;
   ServerUnaryReactor* ListEvents(CallbackServerContext* ctx, const v1::ListEventsRequest* request,
                                  v1::ListEventsResponse* response) override;
+  grpc::ServerWriteReactor<v1::EventWatchEvent>* WatchEvents(
+      CallbackServerContext* ctx, const v1::WatchEventsRequest* request) override;
+
+  // Event watches share the limits (and the quota, which must outlive the service) of the
+  // workspace watches. Call before serving.
+  void set_watch_limits(const WatchLimits& limits, StreamQuota* quota) {
+    watch_limits_ = limits;
+    watch_quota_ = quota;
+  }
 
  private:
   const AgentSessionDeps* const deps_;
+  RpcMetrics* const metrics_;
   RpcMetrics::Method* const connect_;
+  RpcMetrics::Method* const watch_events_;
+  WatchLimits watch_limits_;
+  StreamQuota* watch_quota_ = nullptr;
 };
 
 }  // namespace kaito::server

@@ -30,6 +30,8 @@ class WorkspaceGrpcService : public v1::WorkspaceService::CallbackService {
   void set_watch_quota(StreamLimits limits) {
     watch_quota_ = std::make_unique<StreamQuota>("watches", limits);
   }
+  // The quota of open watches, which other services' watches share.
+  StreamQuota* watch_quota() { return watch_quota_.get(); }
 
   WorkspaceGrpcService(ObjectRegistry<v1::Workspace>* registry, RpcMetrics* metrics,
                        Authorizer* auth = nullptr)

@@ -49,19 +49,18 @@ TEST(PrometheusTest, ScrapesEveryDaemonAndSeesWhatTheTestDid) {
   ASSERT_TRUE(server.ok()) << server.status();
   const int server_metrics = MetricsPortFromLog(dir.File("server.log"));
 
-  auto provisioner = Daemon::Start(
-      {BinDir() + "/kaito-provisioner", "--listen", "127.0.0.1:0", "--metrics-listen",
-       "127.0.0.1:0"},
-      dir.File("provisioner.log"));
+  auto provisioner = Daemon::Start({BinDir() + "/kaito-provisioner", "--listen", "127.0.0.1:0",
+                                    "--metrics-listen", "127.0.0.1:0"},
+                                   dir.File("provisioner.log"));
   ASSERT_TRUE(provisioner.ok());
   const int provisioner_metrics = MetricsPortFromLog(dir.File("provisioner.log"));
 
-  auto agent = Daemon::Start(
-      {BinDir() + "/kaito-agent", "--server", server->address(), "--node-name", "scraped-node",
-       "--runtime", "simulated", "--gpu-probe", "fake", "--fake-gpus", "1xA100:80:8.0",
-       "--metrics-listen", "127.0.0.1:0", "--port-file", dir.File("agent.port"), "--state-dir",
-       dir.File("agent-state")},
-      dir.File("agent.log"));
+  auto agent =
+      Daemon::Start({BinDir() + "/kaito-agent", "--server", server->address(), "--node-name",
+                     "scraped-node", "--runtime", "simulated", "--gpu-probe", "fake", "--fake-gpus",
+                     "1xA100:80:8.0", "--metrics-listen", "127.0.0.1:0", "--port-file",
+                     dir.File("agent.port"), "--state-dir", dir.File("agent-state")},
+                    dir.File("agent.log"));
   ASSERT_TRUE(agent.ok());
   int agent_metrics = 0;
   ASSERT_TRUE(WaitForPortFile(dir.File("agent.port"), &agent_metrics, absl::Seconds(20)));
@@ -89,11 +88,11 @@ TEST(PrometheusTest, ScrapesEveryDaemonAndSeesWhatTheTestDid) {
   const int prometheus_port = FreePort();
   ASSERT_GT(prometheus_port, 0);
   const std::string api = "http://127.0.0.1:" + std::to_string(prometheus_port) + "/api/v1/";
-  auto prometheus = Daemon::Start(
-      {"/usr/bin/prometheus", "--config.file=" + dir.File("prometheus.yml"),
-       "--storage.tsdb.path=" + dir.File("tsdb"),
-       "--web.listen-address=127.0.0.1:" + std::to_string(prometheus_port)},
-      dir.File("prometheus.log"));
+  auto prometheus =
+      Daemon::Start({"/usr/bin/prometheus", "--config.file=" + dir.File("prometheus.yml"),
+                     "--storage.tsdb.path=" + dir.File("tsdb"),
+                     "--web.listen-address=127.0.0.1:" + std::to_string(prometheus_port)},
+                    dir.File("prometheus.log"));
   ASSERT_TRUE(prometheus.ok());
 
   // Every target up.
@@ -121,8 +120,9 @@ TEST(PrometheusTest, ScrapesEveryDaemonAndSeesWhatTheTestDid) {
     ASSERT_EQ(r.exit_code, 0) << r.err;
   }
   const std::string query =
-      api + "query?query=kaito_grpc_server_handled_total%7Bgrpc_method%3D%22CreateWorkspace%22%2C"
-            "grpc_code%3D%22OK%22%7D";
+      api +
+      "query?query=kaito_grpc_server_handled_total%7Bgrpc_method%3D%22CreateWorkspace%22%2C"
+      "grpc_code%3D%22OK%22%7D";
   EXPECT_TRUE(WaitFor(
       [&] {
         json result = Get(query);
@@ -132,6 +132,15 @@ TEST(PrometheusTest, ScrapesEveryDaemonAndSeesWhatTheTestDid) {
       },
       absl::Seconds(30)))
       << last;
+  // The agent's GPU, as its probe reports it (1xA100 with 80 GiB), and healthy.
+  json gpu = Get(api + "query?query=kaito_agent_gpu_memory_bytes");
+  ASSERT_TRUE(gpu.is_object());
+  ASSERT_EQ(gpu["data"]["result"].size(), 1u) << gpu.dump();
+  EXPECT_EQ(gpu["data"]["result"][0]["value"][1], "85899345920") << gpu.dump();
+  EXPECT_EQ(gpu["data"]["result"][0]["metric"]["job"], "kaito-agent");
+  json healthy = Get(api + "query?query=kaito_agent_gpu_healthy");
+  ASSERT_TRUE(healthy.is_object());
+  EXPECT_EQ(healthy["data"]["result"][0]["value"][1], "1") << healthy.dump();
   // Every daemon says what it is.
   json builds = Get(api + "query?query=kaito_build_info");
   ASSERT_TRUE(builds.is_object());

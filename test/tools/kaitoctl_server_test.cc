@@ -240,6 +240,53 @@ TEST_F(KaitoctlServerTest, WatchFlushesEveryEventInEveryFormat) {
   for (Daemon& d : daemons) d.Stop();
 }
 
+// kubectl's events: `get events` lists them oldest first with kubectl's columns, and `-w`
+// prints the stored ones, then each new one as the controllers record it.
+TEST_F(KaitoctlServerTest, GetEventsListsAndWatches) {
+  StartServer(true);
+  auto watch =
+      Daemon::Start({BinDir() + "/kaitoctl", "get", "events", "-w", "--server", server_.address()},
+                    dir_.File("events-watch"));
+  ASSERT_TRUE(watch.ok()) << watch.status();
+  auto only = Daemon::Start({BinDir() + "/kaitoctl", "get", "ev", "--watch-only", "-o", "name",
+                             "--server", server_.address()},
+                            dir_.File("events-only"));
+  ASSERT_TRUE(only.ok()) << only.status();
+  ASSERT_TRUE(
+      WaitFor([&] { return !ReadFile(dir_.File("events-watch")).empty(); }, absl::Seconds(20)))
+      << "the empty list says so first";
+  EXPECT_EQ(ReadFile(dir_.File("events-watch")), "No resources found in default namespace.\n");
+  ASSERT_EQ(Ctl({"apply", "-f", "-"}, kWorkspace).exit_code, 0);
+  RunResult ready = Ctl({"wait", "--for=condition=WorkspaceReady", "ws/phi", "--timeout=2m"});
+  ASSERT_EQ(ready.exit_code, 0) << ready.err;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return ReadFile(dir_.File("events-watch")).find("WorkspaceReady") != std::string::npos;
+      },
+      absl::Seconds(20)))
+      << ReadFile(dir_.File("events-watch"));
+  const std::string watched = ReadFile(dir_.File("events-watch"));
+  EXPECT_THAT(watched, ::testing::ContainsRegex("LAST SEEN +TYPE +REASON +OBJECT +MESSAGE"));
+  EXPECT_THAT(watched, ::testing::ContainsRegex("Normal +NodeClaimCreated +workspace/phi "));
+  EXPECT_THAT(ReadFile(dir_.File("events-only")), HasSubstr("event/"));
+
+  RunResult listed = Ctl({"get", "events"});
+  ASSERT_EQ(listed.exit_code, 0) << listed.err;
+  EXPECT_THAT(listed.out, ::testing::StartsWith("LAST SEEN"));
+  const size_t created = listed.out.find("NodeClaimCreated"),
+               ready_at = listed.out.find("WorkspaceReady");
+  ASSERT_NE(created, std::string::npos) << listed.out;
+  ASSERT_NE(ready_at, std::string::npos) << listed.out;
+  EXPECT_LT(created, ready_at) << "oldest first";
+  RunResult wide = Ctl({"get", "events", "-o", "wide", "-A"});
+  EXPECT_THAT(wide.out,
+              ::testing::ContainsRegex("NAMESPACE +LAST SEEN .* SOURCE +FIRST SEEN +COUNT"));
+  RunResult other = Ctl({"get", "events", "-n", "elsewhere"});
+  EXPECT_EQ(other.err, "No resources found in elsewhere namespace.\n") << other.out;
+  watch->Stop();
+  only->Stop();
+}
+
 TEST_F(KaitoctlServerTest, ApplyDirectoriesSeveralFilesAndDryRuns) {
   StartServer(true);
   std::filesystem::create_directories(dir_.File("m/sub"));

@@ -106,14 +106,68 @@ absl::StatusOr<PrintOptions> PrintOptionsOf(const GetOptions& o) {
   return options;
 }
 
+// -w for events: the stored events, oldest first (not with --watch-only), then each one as
+// it is recorded, counted again, or removed past its TTL. The watch's own initial state is
+// the list, so nothing is missed or printed twice between a list and a watch.
+int WatchEvents(Client& c, const ResourceSelection& selection, const GetOptions& o,
+                PrintOptions options) {
+  const ResourceType& type = *selection.type;
+  options = OptionsFor(options, type);
+  v1::WatchEventsRequest req;
+  req.set_namespace_(ScopeOf(c, o).ns);
+  req.set_label_selector(o.selector);
+  if (!selection.names.empty()) req.set_name(selection.names.front());
+  auto ctx = c.StreamContext();  // No deadline: a watch runs until it is stopped.
+  auto reader = c.nodes().WatchEvents(ctx.get(), req);
+  v1::EventWatchEvent event;
+  std::vector<v1::Event> initial;
+  bool live = false, printed = false;
+  while (reader->Read(&event)) {
+    if (!live) {
+      if (event.type() != v1::BOOKMARK) {
+        initial.push_back(std::move(*event.mutable_object()));
+        continue;
+      }
+      live = true;
+      if (o.watch_only) continue;
+      const auto last_seen = [](const v1::Event& e) {
+        const auto& t = e.has_last_timestamp() ? e.last_timestamp() : e.first_timestamp();
+        return std::make_pair(t.seconds(), t.nanos());
+      };
+      std::stable_sort(initial.begin(), initial.end(), [&](const v1::Event& a, const v1::Event& b) {
+        return last_seen(a) < last_seen(b);
+      });
+      std::vector<PrintedObject> objects;
+      for (const v1::Event& e : initial) objects.push_back(ToPrinted(e));
+      if (!objects.empty()) {
+        PrintAndFlush(FormatObjects(type, objects, options, false));
+        printed = true;
+      } else if (options.format.IsTable()) {
+        SaysNoResources(type, ScopeOf(c, o));
+      }
+      continue;
+    }
+    if (event.type() == v1::BOOKMARK) continue;
+    options.now = absl::Now();
+    std::string text = FormatObjects(type, {ToPrinted(event.object())}, options, false, !printed);
+    if (printed && options.format.kind == OutputKind::kYaml) text = "---\n" + text;
+    PrintAndFlush(text);
+    printed = true;
+  }
+  CallStatus s = c.Finished(reader->Finish(), *ctx);
+  return s.ok() || s.code() == grpc::CANCELLED ? 0 : Fail(s);
+}
+
 // -w / --watch-only: the workspaces (all, or the one named), then every change until the
 // stream ends or the user stops it. Each event is flushed as it is printed.
 int GetAndWatch(Client& c, const ResourceSelection& selection, const GetOptions& o,
                 PrintOptions options, const std::optional<JsonPath>& sort_by) {
-  if (selection.type->plural != "workspaces") {
-    return FailLocal("watch is served for workspaces only, not " + selection.type->plural);
-  }
   if (selection.names.size() > 1) return FailLocal("watch is only supported on one name");
+  if (selection.type->plural == "events") return WatchEvents(c, selection, o, options);
+  if (selection.type->plural != "workspaces") {
+    return FailLocal("watch is served for workspaces and events only, not " +
+                     selection.type->plural);
+  }
   Fetched initial;
   if (int rc = Fetch(c, selection, o, &initial); rc != 0) return rc;
   if (!selection.names.empty() && !initial.objects.empty()) {

@@ -120,6 +120,16 @@ CallStatus ListObjects(Client& c, const ResourceType& type, const ReadScope& sco
         },
         out, resource_version);
   }
+  if (kind == "events") {
+    // One reply, oldest first; no paging or selector on events.
+    v1::ListEventsRequest req;
+    req.set_namespace_(scope.ns);
+    v1::ListEventsResponse resp;
+    CallStatus s = c.Unary(
+        [&](grpc::ClientContext* ctx) { return c.nodes().ListEvents(ctx, req, &resp); });
+    for (auto& e : *resp.mutable_items()) out->push_back(std::make_unique<v1::Event>(std::move(e)));
+    return s;
+  }
   if (kind == "workloads") {
     return ListPages<v1::ListWorkloadsResponse>(
         c, req,

@@ -360,6 +360,35 @@ std::vector<std::string> WorkloadRow(const v1::Workload& workload, absl::Time no
   return r;
 }
 
+std::vector<std::string> EventHeaders(bool wide, bool with_namespace) {
+  std::vector<std::string> h;
+  if (with_namespace) h.push_back("NAMESPACE");
+  h.insert(h.end(), {"LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"});
+  if (wide) h.insert(h.end(), {"SOURCE", "FIRST SEEN", "COUNT"});
+  return h;
+}
+
+std::vector<std::string> EventRow(const v1::Event& event, absl::Time now, bool wide,
+                                  bool with_namespace) {
+  std::vector<std::string> r;
+  if (with_namespace) r.push_back(event.metadata().namespace_());
+  const auto& ref = event.involved_object();
+  const auto seen = [&](const google::protobuf::Timestamp& t) {
+    return t.seconds() == 0 && t.nanos() == 0 ? std::string("<unknown>")
+                                              : HumanAge(now - ToTime(t));
+  };
+  r.insert(r.end(),
+           {seen(event.has_last_timestamp() ? event.last_timestamp() : event.first_timestamp()),
+            OrNone(event.type()), OrNone(event.reason()),
+            absl::AsciiStrToLower(ref.kind()) + "/" + ref.name(), OneLine(event.message())});
+  if (wide) {
+    r.push_back(OrNone(event.source()));
+    r.push_back(seen(event.first_timestamp()));
+    r.push_back(std::to_string(std::max(1, event.count())));
+  }
+  return r;
+}
+
 std::vector<std::string> DataHeaders(bool with_namespace) {
   std::vector<std::string> h = {"NAME", "DATA", "AGE"};
   if (with_namespace) h.insert(h.begin(), "NAMESPACE");

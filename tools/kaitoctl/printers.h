@@ -58,6 +58,11 @@ std::vector<std::string> NodeClaimRow(const v1::NodeClaim& claim, absl::Time now
 // `with_namespace` puts NAMESPACE first. PHASE is "Terminating" while the workload is
 // being deleted.
 std::vector<std::string> WorkloadHeaders(bool wide, bool with_namespace);
+// `kubectl get events`' columns: LAST SEEN, TYPE, REASON, OBJECT (kind/name), MESSAGE;
+// wide adds SOURCE, FIRST SEEN and COUNT.
+std::vector<std::string> EventHeaders(bool wide, bool with_namespace);
+std::vector<std::string> EventRow(const v1::Event& event, absl::Time now, bool wide,
+                                  bool with_namespace);
 std::vector<std::string> WorkloadRow(const v1::Workload& workload, absl::Time now, bool wide,
                                      bool with_namespace);
 

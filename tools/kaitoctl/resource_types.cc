@@ -6,6 +6,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "kaito/v1/config.pb.h"
+#include "kaito/v1/event.pb.h"
 #include "kaito/v1/node.pb.h"
 #include "kaito/v1/nodeclaim.pb.h"
 #include "kaito/v1/presets.pb.h"
@@ -41,6 +42,15 @@ std::vector<ResourceType> BuildTypes() {
                    Columns<v1::ConfigMap>([](bool, bool ns) { return DataHeaders(ns); },
                                           [](const v1::ConfigMap& m, absl::Time now, bool,
                                              bool ns) { return ConfigMapRow(m, now, ns); })});
+  types.push_back({"events",
+                   "event",
+                   {"ev"},
+                   "",
+                   "v1",
+                   "Event",
+                   true,
+                   "kaito.v1.Event",
+                   Columns<v1::Event>(EventHeaders, EventRow)});
   types.push_back({"nodes",
                    "node",
                    {"no"},
