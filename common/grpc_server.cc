@@ -6,7 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_replace.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 
 namespace kaito {
@@ -24,12 +26,8 @@ std::string FullMethodName(const char* path) {
 // own answer is a bare UNIMPLEMENTED).
 class UnaryObserver : public grpc::experimental::Interceptor {
  public:
-  UnaryObserver(grpc::experimental::ServerRpcInfo* info, RpcMetrics* metrics)
-      : full_(FullMethodName(info->method())),
-        method_(metrics ? metrics->ForMethod(info->method() ? info->method() : "",
-                                             RpcMetrics::Type::kUnary)
-                        : nullptr),
-        start_(absl::Now()) {
+  UnaryObserver(grpc::experimental::ServerRpcInfo* info, RpcMetrics::Method* method)
+      : info_(info), method_(method), start_(absl::Now()) {
     if (method_) method_->Started();
   }
 
@@ -60,8 +58,8 @@ class UnaryObserver : public grpc::experimental::Interceptor {
  private:
   std::string Message() const {
     std::string type = "the request message";
-    if (const auto* method =
-            google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(full_)) {
+    if (const auto* method = google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(
+            FullMethodName(info_->method()))) {
       type = method->input_type()->full_name();
     }
     return "request cannot be decoded as " + type +
@@ -69,7 +67,7 @@ class UnaryObserver : public grpc::experimental::Interceptor {
            "it nests too deeply";
   }
 
-  const std::string full_;  // "kaito.v1.WorkspaceService.CreateWorkspace"
+  grpc::experimental::ServerRpcInfo* const info_;
   RpcMetrics::Method* const method_;
   const absl::Time start_;
   bool undecodable_ = false;
@@ -85,11 +83,27 @@ class UnaryObserverFactory : public grpc::experimental::ServerInterceptorFactory
     // phase falls behind its updater). Streams record their own metrics; a stream whose
     // first message does not decode keeps gRPC's UNIMPLEMENTED.
     if (info->type() != grpc::experimental::ServerRpcInfo::Type::UNARY) return nullptr;
-    return new UnaryObserver(info, metrics_);
+    return new UnaryObserver(info, ForMethod(info->method()));
   }
 
  private:
+  // The method's series, by the address of its path: gRPC's generated code hands every call
+  // of a method the same string, so a call costs a shared-lock hash lookup, not a string.
+  RpcMetrics::Method* ForMethod(const char* path) {
+    if (metrics_ == nullptr || path == nullptr) return nullptr;
+    {
+      absl::ReaderMutexLock lock(&mu_);
+      if (auto it = by_path_.find(path); it != by_path_.end()) return it->second;
+    }
+    RpcMetrics::Method* method = metrics_->ForMethod(path, RpcMetrics::Type::kUnary);
+    absl::MutexLock lock(&mu_);
+    by_path_.emplace(path, method);
+    return method;
+  }
+
   RpcMetrics* metrics_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<const char*, RpcMetrics::Method*> by_path_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
