@@ -106,6 +106,17 @@ absl::StatusOr<PrintOptions> PrintOptionsOf(const GetOptions& o) {
   return options;
 }
 
+// One object a watch brought, flushed at once: the table's header before the first row only,
+// yaml documents apart.
+void PrintWatched(const ResourceType& type, const google::protobuf::Message& object,
+                  PrintOptions& options, bool& printed) {
+  options.now = absl::Now();
+  std::string text = FormatObjects(type, {ToPrinted(object)}, options, false, !printed);
+  if (printed && options.format.kind == OutputKind::kYaml) text = "---\n" + text;
+  PrintAndFlush(text);
+  printed = true;
+}
+
 // -w for events: the stored events, oldest first (not with --watch-only), then each one as
 // it is recorded, counted again, or removed past its TTL. The watch's own initial state is
 // the list, so nothing is missed or printed twice between a list and a watch.
@@ -148,11 +159,7 @@ int WatchEvents(Client& c, const ResourceSelection& selection, const GetOptions&
       continue;
     }
     if (event.type() == v1::BOOKMARK) continue;
-    options.now = absl::Now();
-    std::string text = FormatObjects(type, {ToPrinted(event.object())}, options, false, !printed);
-    if (printed && options.format.kind == OutputKind::kYaml) text = "---\n" + text;
-    PrintAndFlush(text);
-    printed = true;
+    PrintWatched(type, event.object(), options, printed);
   }
   CallStatus s = c.Finished(reader->Finish(), *ctx);
   return s.ok() || s.code() == grpc::CANCELLED ? 0 : Fail(s);
@@ -196,11 +203,7 @@ int GetAndWatch(Client& c, const ResourceSelection& selection, const GetOptions&
   v1::WorkspaceEvent event;
   while (reader->Read(&event)) {
     if (event.type() == v1::BOOKMARK) continue;
-    options.now = absl::Now();
-    std::string text = FormatObjects(type, {ToPrinted(event.object())}, options, false, !printed);
-    if (printed && options.format.kind == OutputKind::kYaml) text = "---\n" + text;
-    PrintAndFlush(text);
-    printed = true;
+    PrintWatched(type, event.object(), options, printed);
   }
   CallStatus s = c.Finished(reader->Finish(), *ctx);
   return s.ok() || s.code() == grpc::CANCELLED ? 0 : Fail(s);
