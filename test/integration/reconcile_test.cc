@@ -13,6 +13,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "kaito/v1/agent.grpc.pb.h"
 #include "kaito/v1/provisioner.grpc.pb.h"
 #include "kaito/v1/workspace.grpc.pb.h"
@@ -23,6 +24,7 @@ namespace kaito::testing {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 // Short simulated delays and leases, so that the flow takes seconds.
 const std::vector<std::string> kFast = {
@@ -224,6 +226,71 @@ TEST_F(ReconcileTest, SeedFlowInDevModeServesTunesAndCleansUp) {
   EXPECT_TRUE(client_->Workloads().empty());
   EXPECT_TRUE(WaitFor([&] { return client_->Nodes().empty(); }, absl::Seconds(10)))
       << client_->Nodes().size() << " nodes left";
+}
+
+// A Secret's value never appears anywhere a user or an operator can read, whatever the
+// path: the server at trace level (dev mode: its simulated agents and runtime log into the
+// same file) through a Secret's create, a tuning workspace that pushes with it until it
+// Succeeds, a refused update of the Secret and a bad reference to it; then the log, every
+// event, every object's status, the metrics and the error messages are searched.
+TEST_F(ReconcileTest, ASecretValueNeverReachesALogAnEventAStatusOrAMetric) {
+  StartDev({"--log-level", "trace"});
+  const std::string value = "s3cr3t-Vh7Q-push-token";
+  // Only what is base64 of the value travels in a manifest; search for both.
+  const std::string encoded = "czNjcjN0LVZoN1EtcHVzaC10b2tlbg==";
+  RunResult r = Ctl({"apply", "-f", "-"},
+                    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: acr-registry-secret\n"
+                    "type: kubernetes.io/dockerconfigjson\nstringData:\n  .dockerconfigjson: "
+                    "'{\"auths\":{\"myregistry.azurecr.io\":{\"auth\":\"" +
+                        value + "\"}}}'\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = Ctl({"apply", "-f", Example("tuning-phi-3.yaml")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  client_->WaitWorkspace("workspace-tuning-phi-3",
+                         [](const auto& ws) { return ws.status().state() == "Succeeded"; });
+  // Error paths: a Secret whose data is not valid, and a workspace naming a missing secret.
+  RunResult bad = Ctl({"apply", "-f", "-"},
+                      "apiVersion: v1\nkind: Secret\nmetadata:\n  name: acr-registry-secret\n"
+                      "data:\n  token: '" +
+                          value + "'\n");
+  EXPECT_NE(bad.exit_code, 0) << "not base64";
+  std::string missing = ReadFile(Example("tuning-phi-3.yaml"));
+  missing.replace(missing.find("workspace-tuning-phi-3"), 22, "workspace-tuning-other");
+  missing.replace(missing.find("acr-registry-secret"), 19, value.substr(0, 6) + "-missing");
+  RunResult other = Ctl({"apply", "-f", "-"}, missing);
+
+  std::vector<std::pair<std::string, std::string>> places = {
+      {"the server's log", ReadFile(dir_.File("server.log"))},
+      {"a refused apply", bad.out + bad.err},
+      {"another apply", other.out + other.err},
+  };
+  for (const std::vector<std::string>& get :
+       {std::vector<std::string>{"get", "events", "-A", "-o", "yaml"},
+        {"get", "workspaces", "-A", "-o", "yaml"},
+        {"get", "secrets", "-A", "-o", "yaml"},
+        {"get", "nodes", "-o", "yaml"},
+        {"get", "nodeclaims", "-o", "yaml"},
+        {"get", "workloads", "-A", "-o", "yaml"},
+        {"describe", "workspace", "workspace-tuning-phi-3"}}) {
+    RunResult got = Ctl(get);
+    EXPECT_EQ(got.exit_code, 0) << got.err;
+    places.push_back({absl::StrJoin(get, " "), got.out + got.err});
+  }
+  const int metrics_port = MetricsPortFromLog(dir_.File("server.log"));
+  ASSERT_GT(metrics_port, 0);
+  places.push_back(
+      {"/metrics", RunCommand({"/usr/bin/curl", "-sf",
+                               "http://127.0.0.1:" + std::to_string(metrics_port) + "/metrics"})
+                       .out});
+  // The paths ran: the log is the verbose one of the whole flow, and the workload that pushed
+  // mounted the secret (by name: its value travels only to the runtime).
+  ASSERT_THAT(places[0].second, HasSubstr(" D kaito-server event Normal Workspace/"
+                                          "workspace-tuning-phi-3: TuningSucceeded"));
+  ASSERT_THAT(places[8].second, HasSubstr("acr-registry-secret")) << places[8].first;
+  for (const auto& [where, text] : places) {
+    EXPECT_THAT(text, Not(HasSubstr(value))) << where;
+    EXPECT_THAT(text, Not(HasSubstr(encoded))) << where;
+  }
 }
 
 TEST_F(ReconcileTest, MultiNodePresetGetsALeaderAndAWorker) {
