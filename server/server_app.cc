@@ -445,7 +445,12 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
         options.metrics_listen,
         {app->prometheus_, state,
          std::make_shared<WorkspaceCollector>(app->workspace_cache_.get()),
-         std::make_shared<FleetCollector>(app->node_cache_.get(), app->nodeclaim_cache_.get())},
+         std::make_shared<FleetCollector>(app->node_cache_.get(), app->nodeclaim_cache_.get(),
+                                          [raw = app.get()]() -> size_t {
+                                            return raw->session_registry_
+                                                       ? raw->session_registry_->sessions()
+                                                       : 0;
+                                          })},
         [raw = app.get()] {
           return raw->draining_.load() ? std::string("shutting down")
                                        : raw->store_->WriteProblem();

@@ -86,7 +86,10 @@ std::vector<prometheus::MetricFamily> FleetCollector::Collect() const {
   return {GaugeFamily("kaito_nodeclaims", "Node claims by phase.", Series(phases)),
           GaugeFamily("kaito_nodes", "Nodes by state (Ready, NotReady, Unknown, Lost).",
                       Series(states)),
-          GaugeFamily("kaito_gpus", "GPUs the agents report, by model and health.", Series(gpus))};
+          GaugeFamily("kaito_gpus", "GPUs the agents report, by model and health.", Series(gpus)),
+          GaugeFamily("kaito_agent_sessions_connected",
+                      "Agents whose session with this server is open now.",
+                      {{{}, static_cast<double>(connected_agents_())}})};
 }
 
 }  // namespace kaito::server

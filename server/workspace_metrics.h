@@ -4,11 +4,12 @@
 // state and kind (kaito_workspaces{kind,state}).
 #pragma once
 
-#include <string>
-#include <vector>
-
 #include <prometheus/collectable.h>
 #include <prometheus/metric_family.h>
+
+#include <functional>
+#include <string>
+#include <vector>
 
 #include "kaito/v1/node.pb.h"
 #include "kaito/v1/workspace.pb.h"
@@ -35,15 +36,18 @@ std::string NodeMetricState(const v1::Node& node);
 
 // The fleet, counted from the caches at scrape time: node claims by phase
 // (kaito_nodeclaims{phase}), nodes by state (kaito_nodes{state}), and the GPUs the agents
-// report by model and health (kaito_gpus{model,healthy}).
+// report by model and health (kaito_gpus{model,healthy}), and the agents connected now
+// (kaito_agent_sessions_connected, from `connected_agents`).
 class FleetCollector : public prometheus::Collectable {
  public:
-  FleetCollector(ObjectCache* nodes, ObjectCache* claims) : nodes_(nodes), claims_(claims) {}
+  FleetCollector(ObjectCache* nodes, ObjectCache* claims, std::function<size_t()> connected_agents)
+      : nodes_(nodes), claims_(claims), connected_agents_(std::move(connected_agents)) {}
   std::vector<prometheus::MetricFamily> Collect() const override;
 
  private:
   ObjectCache* nodes_;
   ObjectCache* claims_;
+  std::function<size_t()> connected_agents_;
 };
 
 }  // namespace kaito::server

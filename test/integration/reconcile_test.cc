@@ -210,6 +210,7 @@ TEST_F(ReconcileTest, SeedFlowInDevModeServesTunesAndCleansUp) {
   EXPECT_THAT(m, HasSubstr("kaito_workspace_ready_seconds_count{kind=\"tuning\"} 1\n"));
   EXPECT_THAT(m, HasSubstr("kaito_nodes{state=\"Ready\"} 2\n"));
   EXPECT_THAT(m, HasSubstr("kaito_nodeclaims{phase=\"Ready\"} 2\n"));
+  EXPECT_THAT(m, HasSubstr("kaito_agent_sessions_connected 2\n"));
   EXPECT_THAT(m,
               ::testing::ContainsRegex("kaito_gpus\\{healthy=\"true\",model=\"[^\"]+\"\\} [1-9]"));
   EXPECT_THAT(m, HasSubstr("kaito_grpc_server_started_total{grpc_method=\"Connect\",grpc_service="
