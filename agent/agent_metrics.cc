@@ -3,13 +3,6 @@
 #include <string>
 
 namespace kaito::agent {
-namespace {
-
-const char* const kPhases[] = {"Pending", "Pulling",   "Starting", "Running",
-                               "Ready",   "Succeeded", "Failed",   "other"};
-
-}  // namespace
-
 AgentMetrics::AgentMetrics(prometheus::Registry& registry)
     : phase_family_(prometheus::BuildCounter()
                         .Name("kaito_agent_workload_phase_changes_total")
@@ -47,12 +40,12 @@ AgentMetrics::AgentMetrics(prometheus::Registry& registry)
                       .Register(registry);
   desired_applied_ = &desired.Add({{"outcome", "applied"}});
   desired_ignored_ = &desired.Add({{"outcome", "ignored_old_generation"}});
-  for (size_t i = 0; i < 8; ++i) phases_[i] = &phase_family_.Add({{"phase", kPhases[i]}});
+  for (size_t i = 0; i < 8; ++i) phases_[i] = &phase_family_.Add({{"phase", kWorkloadPhases[i]}});
 }
 
 prometheus::Counter& AgentMetrics::workload_phase(const std::string& phase) {
   for (size_t i = 0; i < 7; ++i) {
-    if (phase == kPhases[i]) return *phases_[i];
+    if (phase == kWorkloadPhases[i]) return *phases_[i];
   }
   return *phases_[7];
 }

@@ -13,6 +13,10 @@
 
 namespace kaito::agent {
 
+// The workload phases the agent's series are labelled with; "other" for anything else.
+inline constexpr const char* kWorkloadPhases[] = {"Pending", "Pulling",   "Starting", "Running",
+                                                  "Ready",   "Succeeded", "Failed",   "other"};
+
 // Thread-safe; the series are resolved once, so recording takes no lock.
 class AgentMetrics {
  public:

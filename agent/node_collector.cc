@@ -3,16 +3,10 @@
 #include <map>
 #include <string>
 
+#include "agent/agent_metrics.h"
 #include "common/metric_families.h"
 
 namespace kaito::agent {
-namespace {
-
-const char* const kPhases[] = {"Pending", "Pulling",   "Starting", "Running",
-                               "Ready",   "Succeeded", "Failed",   "other"};
-
-}  // namespace
-
 std::vector<prometheus::MetricFamily> NodeCollector::Collect() const {
   std::vector<std::pair<MetricLabels, double>> total, used, utilization, temperature, power,
       healthy;
@@ -26,7 +20,7 @@ std::vector<prometheus::MetricFamily> NodeCollector::Collect() const {
     healthy.push_back({labels, gpu.healthy() ? 1.0 : 0.0});
   }
   std::map<std::string, double> phases;
-  for (const char* phase : kPhases) phases[phase] = 0;
+  for (const char* phase : kWorkloadPhases) phases[phase] = 0;
   for (const v1::WorkloadReport& report : agent_->workloads()) {
     const std::string& phase = report.status().phase();
     phases[phases.contains(phase) ? phase : "other"] += 1;

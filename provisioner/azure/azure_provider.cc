@@ -366,9 +366,9 @@ void AzureProvider::WithUsages(UsagesDone done) {
   });
 }
 
-std::pair<int64_t, int64_t> AzureProvider::ReservedLocked(const UsageSnapshot& snapshot,
-                                                          const std::string& family,
-                                                          const std::string& except) {
+std::vector<AzureProvider::QuotaPool> AzureProvider::QuotaPoolsLocked(const UsageSnapshot& snapshot,
+                                                                      const std::string& family,
+                                                                      const std::string& except) {
   int64_t reserved_family = 0, reserved_total = 0;
   for (const auto& [other_name, other] : claims_) {
     if (other_name == except || other.node.phase() != kCreating || !other.request ||
@@ -379,7 +379,14 @@ std::pair<int64_t, int64_t> AzureProvider::ReservedLocked(const UsageSnapshot& s
     reserved_total += facts.vcpus;
     if (facts.family == family) reserved_family += facts.vcpus;
   }
-  return {reserved_family, reserved_total};
+  std::vector<QuotaPool> pools;
+  for (const auto& [name, reserved] : {std::pair<std::string, int64_t>{family, reserved_family},
+                                       std::pair<std::string, int64_t>{"cores", reserved_total}}) {
+    if (auto it = snapshot.families.find(name); it != snapshot.families.end()) {
+      pools.push_back({name, it->second, reserved});
+    }
+  }
+  return pools;
 }
 
 void AzureProvider::GetQuota(const v1::GetQuotaRequest& request, QuotaDone done) {
@@ -406,21 +413,20 @@ void AzureProvider::GetQuota(const v1::GetQuotaRequest& request, QuotaDone done)
     }
     const int64_t need_vcpus = int64_t{need.vcpus} * headroom.nodes();
     bool fits = true;
+    headroom.set_family_limit(-1);
+    headroom.set_regional_limit(-1);
     {
       absl::MutexLock lock(&self->mu_);
-      const auto [reserved_family, reserved_total] =
-          self->ReservedLocked(*snapshot, need.family, "");
-      auto family = snapshot->families.find(need.family);
-      headroom.set_family_limit(family == snapshot->families.end() ? -1 : family->second.limit);
-      if (family != snapshot->families.end()) {
-        headroom.set_family_used(family->second.used + reserved_family);
-        fits = fits && headroom.family_used() + need_vcpus <= headroom.family_limit();
-      }
-      auto cores = snapshot->families.find("cores");
-      headroom.set_regional_limit(cores == snapshot->families.end() ? -1 : cores->second.limit);
-      if (cores != snapshot->families.end()) {
-        headroom.set_regional_used(cores->second.used + reserved_total);
-        fits = fits && headroom.regional_used() + need_vcpus <= headroom.regional_limit();
+      for (const QuotaPool& pool : self->QuotaPoolsLocked(*snapshot, need.family, "")) {
+        const int64_t used = pool.usage.used + pool.reserved;
+        fits = fits && used + need_vcpus <= pool.usage.limit;
+        if (pool.name == need.family) {
+          headroom.set_family_limit(pool.usage.limit);
+          headroom.set_family_used(used);
+        } else {
+          headroom.set_regional_limit(pool.usage.limit);
+          headroom.set_regional_used(used);
+        }
       }
     }
     headroom.set_known(true);
@@ -453,14 +459,10 @@ void AzureProvider::CheckQuota(const std::string& name, uint64_t generation) {
       if (claim == nullptr || !claim->request) return;
       const std::string& vm_size = claim->request->spec().instance_type();
       const VmSizeFacts need = AzureVmSizeFacts(vm_size);
-      const auto [reserved_family, reserved_total] =
-          self->ReservedLocked(*snapshot, need.family, name);
-      for (const auto& [family, reserved] :
-           {std::pair<std::string, int64_t>{need.family, reserved_family},
-            std::pair<std::string, int64_t>{"cores", reserved_total}}) {
-        auto it = snapshot->families.find(family);
-        if (it == snapshot->families.end()) continue;
-        const QuotaUsage& usage = it->second;
+      for (const QuotaPool& pool : self->QuotaPoolsLocked(*snapshot, need.family, name)) {
+        const std::string& family = pool.name;
+        const QuotaUsage& usage = pool.usage;
+        const int64_t reserved = pool.reserved;
         if (usage.used + reserved + need.vcpus <= usage.limit) continue;
         refusal = absl::StrCat(
             "quota check before create: a ", vm_size, " node needs ", need.vcpus, " vCPUs of ",

@@ -163,10 +163,18 @@ class AzureProvider : public NodeProvider, public std::enable_shared_from_this<A
   // Refuses a create that the vCPU quota cannot hold (QuotaExceeded) before any PUT.
   void CheckQuota(const std::string& name, uint64_t generation);
   void WithUsages(UsagesDone done);
-  // vCPUs (of `family`, and in total) held by our creates accepted after `snapshot` was
-  // taken, other than claim `except`'s: the snapshot does not show them yet.
-  std::pair<int64_t, int64_t> ReservedLocked(const UsageSnapshot& snapshot,
-                                             const std::string& family, const std::string& except)
+  // One quota a create draws on: the size's family, or "cores" (the regional total), with
+  // the vCPUs our creates accepted after the snapshot hold in it (the snapshot does not
+  // show them yet).
+  struct QuotaPool {
+    std::string name;
+    QuotaUsage usage;
+    int64_t reserved = 0;
+  };
+  // The family's pool, then the regional one, as far as the snapshot lists them; creates of
+  // claim `except` are not counted.
+  std::vector<QuotaPool> QuotaPoolsLocked(const UsageSnapshot& snapshot,
+                                          const std::string& family, const std::string& except)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PutPool(const std::string& name, uint64_t generation);
   void PollCreate(const std::string& name, uint64_t generation);

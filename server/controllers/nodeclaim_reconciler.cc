@@ -145,6 +145,7 @@ absl::StatusOr<ReconcileResult> NodeClaimReconciler::Follow(const v1::NodeClaim&
   if (node && node->metadata().has_deletion_timestamp()) node = nullptr;
   const int expected =
       options_.expected_gpus ? options_.expected_gpus(claim.spec().instance_type()) : 0;
+  const int gpus = node ? HealthyGpus(*node) : 0;
   // Why the node is not ready (empty when it is), as the claim's Ready condition says it.
   std::string reason, message;
   if (!node) {
@@ -155,7 +156,7 @@ absl::StatusOr<ReconcileResult> NodeClaimReconciler::Follow(const v1::NodeClaim&
     reason = "NodeNotReady";
     message = "node " + node_name + " is not ready" +
               (c != nullptr && !c->message().empty() ? ": " + c->message() : "");
-  } else if (const int gpus = HealthyGpus(*node); gpus < expected) {
+  } else if (gpus < expected) {
     reason = "GpuNotFound";
     message =
         absl::StrCat("node ", node_name, " reports ", gpus, " healthy GPU", gpus == 1 ? "" : "s",
@@ -188,7 +189,6 @@ absl::StatusOr<ReconcileResult> NodeClaimReconciler::Follow(const v1::NodeClaim&
                ready ? "node " + node_name + " is ready" : message, claim.metadata().generation(),
                now);
   if (ready) {
-    const int gpus = HealthyGpus(*node);
     SetCondition(us->mutable_conditions(), "Initialized", true, "NodeInitialized",
                  absl::StrCat("node ", node_name, " registered, ready, with ", gpus, " healthy GPU",
                               gpus == 1 ? "" : "s"),

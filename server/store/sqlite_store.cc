@@ -421,9 +421,9 @@ void SqliteStore::CommitBatch(std::vector<Op>& batch) {
       } else {
         spdlog::error("store: {}", problem);
       }
-      write_problem_ = problem;
       if (health_listener_) health_listener_(problem);
     }
+    // Also when only the text changed: /readyz says the latest reason.
     write_problem_ = problem;
     if (compact_to == 0 && options_.history_retention > 0 &&
         revision_ - compacted_ > options_.history_retention + options_.history_retention / 4) {
