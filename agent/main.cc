@@ -22,7 +22,9 @@
 #include "agent/agent_config.h"
 #include "agent/agent_metrics.h"
 #include "agent/gpu/fake_gpu_probe.h"
+#include "agent/gpu/nvml_gpu_probe.h"
 #include "agent/node_collector.h"
+#include "agent/runtime/docker_runtime.h"
 #include "agent/runtime/simulated_runtime.h"
 #include "common/clock.h"
 #include "common/daemon.h"
@@ -57,7 +59,9 @@ int main(int argc, char** argv) {
   std::string server, node_name, labels_text, taints_text, instance_type, provider_id;
   std::string address = "127.0.0.1";
   std::string runtime_kind = "docker", docker_host = "unix:///var/run/docker.sock";
+  std::string publish_address, docker_gpus = "auto";
   std::string gpu_probe_kind, fake_gpus, fake_gpus_file, state_dir;
+  std::string nvml_library = kaito::agent::kNvmlLibrary;
   std::string pull_delay = "500ms", start_delay = "500ms", ready_delay = "1s", job_duration = "3s",
               probe_interval = "30s";
   std::vector<std::string> fault_specs;
@@ -79,14 +83,26 @@ int main(int argc, char** argv) {
   app.add_option("--address", address, "Host or IP where this node's workloads answer")
       ->capture_default_str();
   app.add_option("--runtime", runtime_kind,
-                 "Container runtime: simulated | docker (docker: not part of this build yet)")
+                 "Container runtime: docker (the Docker Engine API: Docker, or Podman's "
+                 "service) | simulated (nothing runs)")
       ->capture_default_str();
   app.add_option("--docker-host", docker_host,
                  "Docker Engine API socket (Podman: unix:///run/podman/podman.sock)")
       ->capture_default_str();
+  app.add_option("--publish-address", publish_address,
+                 "--runtime docker: the host address workload ports are published on (default: "
+                 "every interface); each gets a port the kernel picks, reported in the endpoint");
+  app.add_option("--docker-gpus", docker_gpus,
+                 "--runtime docker: how GPUs are given to containers: auto (CDI names for "
+                 "Podman, device requests for Docker) | cdi | device-requests")
+      ->capture_default_str();
   app.add_option("--gpu-probe", gpu_probe_kind,
                  "GPU discovery: nvml | fake (default: fake when --fake-gpus or "
-                 "--fake-gpus-file is given, else nvml; nvml is not part of this build yet)");
+                 "--fake-gpus-file is given, else nvml)");
+  app.add_option("--nvml-library", nvml_library,
+                 "--gpu-probe nvml: the NVML library to load (a name the dynamic linker finds, or "
+                 "a path); without it the agent starts, reports no GPUs and tries again")
+      ->capture_default_str();
   app.add_option("--fake-gpus", fake_gpus,
                  "Fake GPUs COUNTxMODEL:MEMORY_GIB[:CC],... e.g. 1xA100:80:8.0");
   app.add_option("--fake-gpus-file", fake_gpus_file,
@@ -152,21 +168,15 @@ int main(int argc, char** argv) {
   if (!labels.ok()) return Fail(std::string(labels.status().message()));
   auto taints = kaito::agent::ParseTaints(taints_text);
   if (!taints.ok()) return Fail(std::string(taints.status().message()));
-  if (runtime_kind == "docker") {
-    return Fail("--runtime docker is not part of this build yet (use --runtime simulated)");
-  }
-  if (runtime_kind != "simulated") {
+  if (runtime_kind != "simulated" && runtime_kind != "docker") {
     return Fail("--runtime \"" + runtime_kind + "\": want simulated or docker");
   }
   const bool fake_given = !fake_gpus.empty() || !fake_gpus_file.empty();
   if (gpu_probe_kind.empty()) gpu_probe_kind = fake_given ? "fake" : "nvml";
-  if (gpu_probe_kind == "nvml") {
-    if (fake_given) return Fail("--fake-gpus and --fake-gpus-file need --gpu-probe fake");
-    return Fail(
-        "--gpu-probe nvml is not part of this build yet (use --gpu-probe fake with "
-        "--fake-gpus or --fake-gpus-file)");
+  if (gpu_probe_kind == "nvml" && fake_given) {
+    return Fail("--fake-gpus and --fake-gpus-file need --gpu-probe fake");
   }
-  if (gpu_probe_kind != "fake") {
+  if (gpu_probe_kind != "fake" && gpu_probe_kind != "nvml") {
     return Fail("--gpu-probe \"" + gpu_probe_kind + "\": want nvml or fake");
   }
   if (!fake_gpus.empty() && !fake_gpus_file.empty()) {
@@ -195,11 +205,29 @@ int main(int argc, char** argv) {
     if (!fault.ok()) return Fail("--simulate-fault: " + std::string(fault.status().message()));
     runtime_options.faults.push_back(std::move(*fault));
   }
+  kaito::agent::DockerRuntimeOptions docker_options;
+  docker_options.docker_host = docker_host;
+  docker_options.publish_address = publish_address;
+  if (docker_gpus == "cdi") {
+    docker_options.gpu_mode = kaito::agent::DockerRuntimeOptions::GpuMode::kCdi;
+  } else if (docker_gpus == "device-requests") {
+    docker_options.gpu_mode = kaito::agent::DockerRuntimeOptions::GpuMode::kDeviceRequests;
+  } else if (docker_gpus != "auto") {
+    return Fail("--docker-gpus \"" + docker_gpus + "\": want auto, cdi or device-requests");
+  }
+  if (auto socket = kaito::agent::DockerSocketPath(docker_host); !socket.ok()) {
+    if (runtime_kind == "docker") return Fail(std::string(socket.status().message()));
+  }
   if (!port_file.empty() && metrics_listen.empty()) {
     return Fail("--port-file writes the metrics port; it needs --metrics-listen");
   }
-  std::unique_ptr<kaito::agent::FakeGpuProbe> probe;
-  if (!fake_gpus_file.empty()) {
+  std::unique_ptr<kaito::agent::GpuProbe> probe;
+  kaito::agent::LazyNvmlProbe* nvml = nullptr;
+  if (gpu_probe_kind == "nvml") {
+    auto lazy = std::make_unique<kaito::agent::LazyNvmlProbe>(nvml_library);
+    nvml = lazy.get();
+    probe = std::move(lazy);
+  } else if (!fake_gpus_file.empty()) {
     probe = kaito::agent::FakeGpuProbe::FromFile(fake_gpus_file, node_name);
     if (auto first = probe->Probe(); !first.ok()) {
       return Fail("--fake-gpus-file: " + std::string(first.status().message()));
@@ -234,6 +262,20 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  if (nvml != nullptr) {
+    // After the signals are blocked: NVML may start threads. Without a driver the agent
+    // still starts; it reports no GPUs and tries NVML again at every probe.
+    if (auto gpus = nvml->Probe(); gpus.ok()) {
+      const std::string& driver = nvml->opened()->driver_version();
+      spdlog::info("NVML: NVIDIA driver {}, {} GPU(s)",
+                   driver.empty() ? "(version unknown)" : driver, gpus->size());
+    } else {
+      spdlog::warn(
+          "--gpu-probe nvml: no NVIDIA driver usable on this node ({}); reporting no GPUs and "
+          "trying again at every probe",
+          std::string(gpus.status().message()));
+    }
+  }
   if (!listen.empty()) {
     spdlog::info(
         "--listen {} ignored: kaito-agent serves no gRPC (it dials --server); "
@@ -242,15 +284,28 @@ int main(int argc, char** argv) {
   }
 
   kaito::RealClock clock;
-  spdlog::warn(
-      "--runtime simulated: NOTHING REALLY RUNS on this node; containers are simulated "
-      "(pull {}, start {}, ready {}, job {}){}",
-      absl::FormatDuration(runtime_options.pull_delay),
-      absl::FormatDuration(runtime_options.start_delay),
-      absl::FormatDuration(runtime_options.ready_delay),
-      absl::FormatDuration(runtime_options.job_duration),
-      runtime_options.faults.empty() ? "" : ", with injected faults");
-  kaito::agent::SimulatedRuntime runtime(&clock, std::move(runtime_options));
+  std::unique_ptr<kaito::agent::ContainerRuntime> runtime;
+  if (runtime_kind == "docker") {
+    auto docker = kaito::agent::DockerRuntime::Connect(&clock, docker_options);
+    if (!docker.ok()) {
+      spdlog::critical("--runtime docker: {}", std::string(docker.status().message()));
+      return 1;
+    }
+    spdlog::info("--runtime docker: {} at {}; GPUs as {}", (*docker)->engine(), docker_host,
+                 (*docker)->uses_cdi() ? "CDI devices (nvidia.com/gpu=N)"
+                                       : "device requests (NVIDIA container toolkit)");
+    runtime = *std::move(docker);
+  } else {
+    spdlog::warn(
+        "--runtime simulated: NOTHING REALLY RUNS on this node; containers are simulated "
+        "(pull {}, start {}, ready {}, job {}){}",
+        absl::FormatDuration(runtime_options.pull_delay),
+        absl::FormatDuration(runtime_options.start_delay),
+        absl::FormatDuration(runtime_options.ready_delay),
+        absl::FormatDuration(runtime_options.job_duration),
+        runtime_options.faults.empty() ? "" : ", with injected faults");
+    runtime = std::make_unique<kaito::agent::SimulatedRuntime>(&clock, std::move(runtime_options));
+  }
 
   auto registry = std::make_shared<prometheus::Registry>();
   kaito::agent::AgentMetrics metrics(*registry);
@@ -268,7 +323,7 @@ int main(int argc, char** argv) {
   options.supervisor.max_restarts = max_restarts;
   options.metrics = &metrics;
   auto agent =
-      std::make_unique<kaito::agent::Agent>(std::move(options), &clock, probe.get(), &runtime);
+      std::make_unique<kaito::agent::Agent>(std::move(options), &clock, probe.get(), runtime.get());
 
   std::unique_ptr<kaito::MetricsServer> metrics_server;
   if (!metrics_listen.empty()) {
@@ -289,7 +344,7 @@ int main(int argc, char** argv) {
     }
   }
   spdlog::info("kaito-agent {} for node {}: server {}, runtime {}, metrics on {}", kaito::Version(),
-               node_name, server, runtime.name(),
+               node_name, server, runtime->name(),
                metrics_server ? std::to_string(metrics_server->port()) : "off");
   agent->Start();
 

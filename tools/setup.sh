@@ -14,6 +14,7 @@ PACKAGES=(
   python3-grpcio python3-protobuf grpc-proto curl prometheus
   clang libclang-rt-14-dev
   python3-kubernetes
+  podman runc busybox-static docker-registry
 )
 # kubectl for the Kubernetes shim's tests: the machine's own when it has one (any recent
 # release), else Debian's.

@@ -78,6 +78,9 @@ struct ContainerInfo {
   absl::Time created_at = absl::InfinitePast();
   absl::Time started_at = absl::InfinitePast();
   absl::Time finished_at = absl::InfinitePast();
+  // Container port -> the host port it is published on, for runtimes that publish ports on
+  // ports of their choosing (Docker); empty when the container's ports are the host's.
+  std::map<int, int> host_ports;
 };
 
 // Contract, for every implementation:

@@ -1003,7 +1003,13 @@ void WorkloadSupervisor::UpdateStatus(Workload& w) {
       break;
   }
   if (s.phase() == "Ready" && w.endpoint_port > 0) {
-    s.set_endpoint(absl::StrCat(options_.node_address, ":", w.endpoint_port));
+    // Where the runtime published the port, if it chose one.
+    int port = w.endpoint_port;
+    if (!w.main.empty()) {
+      auto published = w.main[0].info.host_ports.find(w.endpoint_port);
+      if (published != w.main[0].info.host_ports.end()) port = published->second;
+    }
+    s.set_endpoint(absl::StrCat(options_.node_address, ":", port));
   } else {
     s.clear_endpoint();
   }

@@ -14,9 +14,11 @@ void GlobalInit() {
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
-absl::Status TransferError(CURLcode code, const char* detail, bool too_big, int64_t limit) {
+absl::Status TransferError(CURLcode code, const char* detail, bool too_big, bool aborted,
+                           int64_t limit) {
   const std::string text =
       absl::StrCat(curl_easy_strerror(code), detail[0] != '\0' ? ": " : "", detail);
+  if (aborted) return absl::CancelledError("the receiver of the body stopped the transfer");
   if (too_big) {
     return absl::ResourceExhaustedError(
         absl::StrCat("response body exceeds the limit of ", limit, " bytes"));
@@ -70,6 +72,7 @@ struct CurlHttpClient::Transfer {
   curl_slist* header_list = nullptr;
   std::string body;
   bool too_big = false;
+  bool aborted = false;
   absl::Time started;
   char error[CURL_ERROR_SIZE] = {0};
 };
@@ -127,8 +130,11 @@ void CurlHttpClient::StartQueued() {
     curl_easy_setopt(easy, CURLOPT_URL, r.url.c_str());
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, transfer->error);
+    // An infinite timeout is none (a stream that stays open).
     curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS,
-                     static_cast<long>(absl::ToInt64Milliseconds(r.timeout)));
+                     r.timeout == absl::InfiniteDuration()
+                         ? 0L
+                         : static_cast<long>(absl::ToInt64Milliseconds(r.timeout)));
     curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
                      static_cast<long>(absl::ToInt64Milliseconds(r.connect_timeout)));
     curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -159,6 +165,11 @@ void CurlHttpClient::StartQueued() {
         +[](char* data, size_t size, size_t count, void* user) -> size_t {
           auto* t = static_cast<Transfer*>(user);
           const size_t n = size * count;
+          if (t->request.on_body_data) {
+            if (t->request.on_body_data(std::string_view(data, n))) return n;
+            t->aborted = true;
+            return 0;
+          }
           if (static_cast<int64_t>(t->body.size() + n) > t->request.max_response_bytes) {
             t->too_big = true;
             return 0;  // Aborts the transfer with CURLE_WRITE_ERROR.
@@ -177,7 +188,7 @@ void CurlHttpClient::Finish(Transfer* transfer, CURLcode code) {
   curl_multi_remove_handle(multi_, transfer->easy);
   absl::StatusOr<Response> result;
   if (code != CURLE_OK) {
-    result = TransferError(code, transfer->error, transfer->too_big,
+    result = TransferError(code, transfer->error, transfer->too_big, transfer->aborted,
                            transfer->request.max_response_bytes);
   } else {
     Response response;

@@ -11,16 +11,19 @@
 //   DEADLINE_EXCEEDED  `timeout` (or `connect_timeout`) passed;
 //   RESOURCE_EXHAUSTED the body exceeded `max_response_bytes`;
 //   INVALID_ARGUMENT   the request itself is malformed (URL, method);
-//   CANCELLED          the client stopped before the request finished.
+//   CANCELLED          the client stopped before the request finished, or `on_body_data`
+//                      asked to stop.
 #pragma once
 
 #include <curl/curl.h>
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -39,6 +42,7 @@ struct Request {
   // Sent as given, in order.
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
+  // Of the whole transfer; InfiniteDuration for none.
   absl::Duration timeout = absl::Seconds(30);
   absl::Duration connect_timeout = absl::Seconds(10);
   // Talk HTTP over this unix socket instead of TCP (the Docker Engine API).
@@ -48,6 +52,11 @@ struct Request {
   // PEM bundle of the CAs trusted for https (empty: the system's).
   std::string ca_file;
   int64_t max_response_bytes = 64ll << 20;
+  // When set, the body is not kept: each piece is handed to `on_body_data` as it arrives (on
+  // the client's thread; it must not block), and the Response's body stays empty. Returning
+  // false aborts the transfer (CANCELLED). For streams: Docker's events and pull progress,
+  // logs that follow. `max_response_bytes` does not apply.
+  std::function<bool(std::string_view)> on_body_data;
 };
 
 struct Response {

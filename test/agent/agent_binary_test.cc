@@ -1,7 +1,9 @@
 // The kaito-agent binary: its flag checks, and a run against the fake NodeService that ends
 // with SIGTERM.
 #include <gtest/gtest.h>
+#include <stdlib.h>
 
+#include <fstream>
 #include <string>
 
 #include "absl/strings/numbers.h"
@@ -44,9 +46,16 @@ TEST(AgentBinaryTest, RejectsBadFlagsWithAClearMessage) {
     return args;
   };
   const Case cases[] = {
-      {{Agent(), "--server", "127.0.0.1:1", "--runtime", "docker"},
-       "--runtime docker is not part of this build yet"},
-      {with({"--gpu-probe", "nvml"}), "--gpu-probe nvml is not part of this build yet"},
+      {{Agent(), "--server", "127.0.0.1:1", "--runtime", "docker", "--docker-host",
+        "tcp://127.0.0.1:2375", "--fake-gpus", "1xA100:80"},
+       "--docker-host \"tcp://127.0.0.1:2375\": want unix:///PATH"},
+      {{Agent(), "--server", "127.0.0.1:1", "--runtime", "docker", "--docker-gpus", "all",
+        "--fake-gpus", "1xA100:80"},
+       "--docker-gpus \"all\": want auto, cdi or device-requests"},
+      {{Agent(), "--server", "127.0.0.1:1", "--runtime", "containerd"},
+       "--runtime \"containerd\": want simulated or docker"},
+      {with({"--gpu-probe", "nvml", "--fake-gpus", "1xA100:80"}),
+       "--fake-gpus and --fake-gpus-file need --gpu-probe fake"},
       {with({"--fake-gpus", "2xA100"}), "fake GPU spec \"2xA100\""},
       {with({"--fake-gpus", "1xA100:80", "--labels", "a=b,bad key=1"}),
        "--labels item \"bad key=1\""},
@@ -117,6 +126,56 @@ TEST(AgentBinaryTest, ConnectsWritesItsPortAndStopsOnSigterm) {
   EXPECT_TRUE(WaitFor([&] { return server.open_streams("bin-node") == 0; }, absl::Seconds(10)));
   const std::string log = kaito::testing::ReadFile(dir.File("agent.log"));
   EXPECT_NE(log.find("NOTHING REALLY RUNS"), std::string::npos) << log;
+}
+
+// --gpu-probe nvml with the fake NVML library (test/agent/fake_nvml.c): the Hello lists the
+// driver's GPUs.
+TEST(AgentBinaryTest, NvmlProbeReportsTheDriversGpus) {
+  testing::FakeNodeServer server;
+  ASSERT_TRUE(server.Start().ok());
+  kaito::testing::TempDir dir;
+  {
+    std::ofstream config(dir.File("nvml.conf"));
+    config << "driver=550.54.15\n"
+           << "gpu uuid=GPU-bin-0 name=NVIDIA_A10 mem_total=25769803776 mem_used=0 cc=8.6\n";
+  }
+  setenv("FAKE_NVML_CONFIG", dir.File("nvml.conf").c_str(), 1);
+  auto daemon = kaito::testing::Daemon::Start(
+      {Agent(), "--server", server.address(), "--node-name", "nvml-node", "--runtime", "simulated",
+       "--gpu-probe", "nvml", "--nvml-library", FAKE_NVML_PATH, "--metrics-listen", ""},
+      dir.File("agent.log"));
+  unsetenv("FAKE_NVML_CONFIG");  // The child has its copy.
+  ASSERT_TRUE(daemon.ok()) << daemon.status();
+  ASSERT_TRUE(WaitFor([&] { return server.Hellos("nvml-node").size() == 1; }, absl::Seconds(30)))
+      << kaito::testing::ReadFile(dir.File("agent.log"));
+  const auto hello = server.Hellos("nvml-node")[0];
+  ASSERT_EQ(hello.gpus_size(), 1);
+  EXPECT_EQ(hello.gpus(0).uuid(), "GPU-bin-0");
+  EXPECT_EQ(hello.gpus(0).model(), "NVIDIA A10");
+  EXPECT_EQ(hello.gpus(0).compute_capability(), "8.6");
+  EXPECT_TRUE(hello.gpus(0).healthy());
+  EXPECT_EQ(daemon->Stop(absl::Seconds(20)), 0);
+  const std::string log = kaito::testing::ReadFile(dir.File("agent.log"));
+  EXPECT_NE(log.find("NVIDIA driver 550.54.15, 1 GPU(s)"), std::string::npos) << log;
+}
+
+// Without an NVIDIA driver the agent still starts, says so and reports no GPUs.
+TEST(AgentBinaryTest, StartsWithoutAnNvidiaDriverAndReportsNoGpus) {
+  testing::FakeNodeServer server;
+  ASSERT_TRUE(server.Start().ok());
+  kaito::testing::TempDir dir;
+  auto daemon = kaito::testing::Daemon::Start(
+      {Agent(), "--server", server.address(), "--node-name", "no-driver", "--runtime", "simulated",
+       "--gpu-probe", "nvml", "--nvml-library", dir.File("libnvidia-ml.so.1"), "--metrics-listen",
+       ""},
+      dir.File("agent.log"));
+  ASSERT_TRUE(daemon.ok()) << daemon.status();
+  ASSERT_TRUE(WaitFor([&] { return server.Hellos("no-driver").size() == 1; }, absl::Seconds(30)))
+      << kaito::testing::ReadFile(dir.File("agent.log"));
+  EXPECT_EQ(server.Hellos("no-driver")[0].gpus_size(), 0);
+  EXPECT_EQ(daemon->Stop(absl::Seconds(20)), 0);
+  const std::string log = kaito::testing::ReadFile(dir.File("agent.log"));
+  EXPECT_NE(log.find("no NVIDIA driver"), std::string::npos) << log;
 }
 
 }  // namespace

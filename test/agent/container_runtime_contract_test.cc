@@ -1,16 +1,23 @@
 // The contract of `ContainerRuntime` (container_runtime.h), as one suite that every
-// implementation runs: today the simulated runtime; the Docker Engine API runtime joins with
-// its own harness (a real Podman service), so the fake cannot drift from the real thing.
+// implementation runs: the simulated runtime, and the Docker Engine API runtime against a
+// real Podman service and a real registry that the suite starts, so the fake cannot drift
+// from the real thing.
 #include <gtest/gtest.h>
 
 #include <functional>
 #include <memory>
 #include <optional>
+#include <thread>
 
+#include "absl/synchronization/mutex.h"
 #include "agent/runtime/container_runtime.h"
+#include "agent/runtime/docker_runtime.h"
 #include "agent/runtime/simulated_runtime.h"
 #include "agent/supervisor/container_labels.h"
 #include "common/clock.h"
+#include "podman_world.h"
+#include "support/process.h"
+#include "support/temp_dir.h"
 
 namespace kaito::agent {
 namespace {
@@ -47,27 +54,89 @@ class SimulatedHarness : public RuntimeHarness {
   std::unique_ptr<SimulatedRuntime> runtime_;
 };
 
-using HarnessFactory = std::function<std::unique_ptr<RuntimeHarness>()>;
+class DockerHarness : public RuntimeHarness {
+ public:
+  DockerHarness() {
+    PodmanWorld& world = PodmanWorld::Get();
+    if (!world.error.empty()) {
+      ADD_FAILURE() << "the Podman service or registry did not start: " << world.error;
+      return;
+    }
+    DockerRuntimeOptions o;
+    o.docker_host = world.podman->docker_host();
+    auto runtime = DockerRuntime::Connect(&clock_, o);
+    if (!runtime.ok()) {
+      ADD_FAILURE() << runtime.status();
+      return;
+    }
+    runtime_ = *std::move(runtime);
+  }
+  ~DockerHarness() override {
+    // What a test left behind goes, so names are free for the next.
+    if (runtime_ != nullptr) {
+      PodmanWorld::Get().podman->Podman({"rm", "--all", "--force", "--time", "0"});
+    }
+  }
+  ContainerRuntime* runtime() override { return runtime_.get(); }
+  bool DriveUntil(const std::function<bool()>& done) override {
+    return testing::WaitFor(done, absl::Seconds(60));
+  }
+  std::string image() override { return PodmanWorld::Get().image; }
+  std::string missing_image() override {
+    return PodmanWorld::Get().registry->host() + "/kaito-test/missing:1";
+  }
+
+ private:
+  RealClock clock_;
+  std::unique_ptr<DockerRuntime> runtime_;
+};
+
+// A named factory: the name is what gtest (and ctest) print for the parameter.
+struct HarnessFactory {
+  std::string name;
+  std::function<std::unique_ptr<RuntimeHarness>()> make;
+  friend void PrintTo(const HarnessFactory& f, std::ostream* os) { *os << f.name; }
+};
 
 class ContainerRuntimeContractTest : public ::testing::TestWithParam<HarnessFactory> {
  protected:
   void SetUp() override {
-    harness_ = GetParam()();
+    harness_ = GetParam().make();
     runtime_ = harness_->runtime();
+    if (runtime_ == nullptr) GTEST_SKIP() << "no runtime (the failure above says why)";
   }
 
   // Calls `start(callback)` and drives the runtime until the callback ran; returns its value.
   template <typename T>
   T Call(const std::function<void(absl::AnyInvocable<void(T)>)>& start) {
-    std::optional<T> result;
-    bool inline_call = true;
-    start([&](T value) {
-      EXPECT_FALSE(inline_call) << "the callback ran inside the call";
-      result.emplace(std::move(value));
+    // The callback may run on the runtime's own thread.
+    struct Result {
+      absl::Mutex mu;
+      std::optional<T> value;
+      bool inline_call = true;
+      bool ran_inline = false;
+    };
+    auto result = std::make_shared<Result>();
+    const std::thread::id caller = std::this_thread::get_id();
+    start([result, caller](T value) {
+      absl::MutexLock lock(&result->mu);
+      // Inline means inside the call, on the caller's thread (another thread may well
+      // answer before the call has returned).
+      if (result->inline_call && std::this_thread::get_id() == caller) result->ran_inline = true;
+      result->value.emplace(std::move(value));
     });
-    inline_call = false;
-    EXPECT_TRUE(harness_->DriveUntil([&] { return result.has_value(); }));
-    return result.has_value() ? std::move(*result) : T(absl::DeadlineExceededError("no reply"));
+    {
+      absl::MutexLock lock(&result->mu);
+      result->inline_call = false;
+      EXPECT_FALSE(result->ran_inline) << "the callback ran inside the call";
+    }
+    EXPECT_TRUE(harness_->DriveUntil([&] {
+      absl::MutexLock lock(&result->mu);
+      return result->value.has_value();
+    }));
+    absl::MutexLock lock(&result->mu);
+    return result->value.has_value() ? std::move(*result->value)
+                                     : T(absl::DeadlineExceededError("no reply"));
   }
 
   absl::Status Pull(const std::string& image) {
@@ -161,27 +230,49 @@ TEST_P(ContainerRuntimeContractTest, ListenersSeeStateChangesUntilRemoved) {
   ASSERT_TRUE(Pull(harness_->image()).ok());
   auto id = Create("contract-events");
   ASSERT_TRUE(id.ok());
-  std::vector<ContainerState> states;
-  const auto listener = runtime_->AddListener([&](const ContainerInfo& info) {
-    if (info.id == *id) states.push_back(info.state);
+  // Shared with the listener: a call already under way may finish after RemoveListener.
+  struct Seen {
+    absl::Mutex mu;
+    std::vector<ContainerState> states;
+  };
+  auto seen = std::make_shared<Seen>();
+  const std::string watched = *id;
+  const auto listener = runtime_->AddListener([seen, watched](const ContainerInfo& info) {
+    absl::MutexLock lock(&seen->mu);
+    if (info.id == watched) seen->states.push_back(info.state);
   });
+  auto last_state = [&] {
+    absl::MutexLock lock(&seen->mu);
+    return seen->states.empty() ? std::optional<ContainerState>() : seen->states.back();
+  };
   ASSERT_TRUE(Start(*id).ok());
+  ASSERT_TRUE(harness_->DriveUntil([&] { return last_state() == ContainerState::kRunning; }));
   ASSERT_TRUE(Stop(*id).ok());
-  ASSERT_TRUE(harness_->DriveUntil(
-      [&] { return !states.empty() && states.back() == ContainerState::kExited; }));
-  EXPECT_EQ(states.front(), ContainerState::kRunning);
+  ASSERT_TRUE(harness_->DriveUntil([&] { return last_state() == ContainerState::kExited; }));
   runtime_->RemoveListener(listener);
-  const size_t seen = states.size();
+  size_t count;
+  {
+    absl::MutexLock lock(&seen->mu);
+    count = seen->states.size();
+    EXPECT_EQ(seen->states.front(), ContainerState::kRunning);
+  }
   ASSERT_TRUE(Start(*id).ok());
-  EXPECT_EQ(states.size(), seen);
   ASSERT_TRUE(Stop(*id).ok());
+  {
+    absl::MutexLock lock(&seen->mu);
+    EXPECT_EQ(seen->states.size(), count);
+  }
   EXPECT_TRUE(Remove(*id).ok());
 }
 
 INSTANTIATE_TEST_SUITE_P(Simulated, ContainerRuntimeContractTest,
-                         ::testing::Values(HarnessFactory([] {
-                           return std::make_unique<SimulatedHarness>();
-                         })));
+                         ::testing::Values(HarnessFactory{
+                             "simulated", [] { return std::make_unique<SimulatedHarness>(); }}),
+                         [](const auto& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(DockerApiOnPodman, ContainerRuntimeContractTest,
+                         ::testing::Values(HarnessFactory{
+                             "podman", [] { return std::make_unique<DockerHarness>(); }}),
+                         [](const auto& info) { return info.param.name; });
 
 }  // namespace
 }  // namespace kaito::agent
