@@ -53,15 +53,32 @@ std::string Hostname() {
   return host;
 }
 
+// Why `kind` is not a CDI kind ("vendor/class", e.g. nvidia.com/gpu), or "".
+std::string CheckCdiKind(const std::string& kind) {
+  const size_t slash = kind.find('/');
+  if (slash == std::string::npos || slash == 0 || slash + 1 == kind.size() ||
+      kind.find('/', slash + 1) != std::string::npos) {
+    return "want VENDOR/CLASS, e.g. nvidia.com/gpu";
+  }
+  for (char c : kind) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_' &&
+        c != '/') {
+      return "only letters, digits, '.', '-', '_' and one '/'";
+    }
+  }
+  return "";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string server, node_name, labels_text, taints_text, instance_type, provider_id;
   std::string address = "127.0.0.1";
   std::string runtime_kind = "docker", docker_host = "unix:///var/run/docker.sock";
-  std::string publish_address, docker_gpus = "auto";
+  std::string publish_address, docker_gpus = "auto", cdi_gpu_kind = "nvidia.com/gpu";
   std::string gpu_probe_kind, fake_gpus, fake_gpus_file, state_dir;
   std::string nvml_library = kaito::agent::kNvmlLibrary;
+  std::string crash_backoff = "10s";
   std::string pull_delay = "500ms", start_delay = "500ms", ready_delay = "1s", job_duration = "3s",
               probe_interval = "30s";
   std::vector<std::string> fault_specs;
@@ -94,7 +111,12 @@ int main(int argc, char** argv) {
                  "every interface); each gets a port the kernel picks, reported in the endpoint");
   app.add_option("--docker-gpus", docker_gpus,
                  "--runtime docker: how GPUs are given to containers: auto (CDI names for "
-                 "Podman, device requests for Docker) | cdi | device-requests")
+                 "Podman, device requests for Docker) | cdi | device-requests | none (not "
+                 "attached: for nodes whose GPUs are fake)")
+      ->capture_default_str();
+  app.add_option("--cdi-gpu-kind", cdi_gpu_kind,
+                 "--runtime docker with CDI: the CDI kind of the node's GPUs (device N is "
+                 "KIND=N)")
       ->capture_default_str();
   app.add_option("--gpu-probe", gpu_probe_kind,
                  "GPU discovery: nvml | fake (default: fake when --fake-gpus or "
@@ -126,6 +148,10 @@ int main(int argc, char** argv) {
                  "Simulated runtime fault, repeatable: "
                  "SUBSTRING=pull|start|crash[:AFTER[:CODE]]|oom[:AFTER]|never-ready (matches "
                  "the image or the workload name)");
+  app.add_option("--crash-backoff", crash_backoff,
+                 "Wait before the first restart of a crashed inference container; it doubles "
+                 "per crash up to 5m, as kubelet's")
+      ->capture_default_str();
   app.add_option("--max-restarts", max_restarts,
                  "Restarts of a crashing inference workload before it is Failed")
       ->capture_default_str()
@@ -188,13 +214,14 @@ int main(int argc, char** argv) {
     const std::string* text;
     absl::Duration* out;
   };
-  absl::Duration probe_every;
+  absl::Duration probe_every, crash_backoff_initial;
   for (const DurationFlag& d : {
            DurationFlag{"--simulated-pull-delay", &pull_delay, &runtime_options.pull_delay},
            DurationFlag{"--simulated-start-delay", &start_delay, &runtime_options.start_delay},
            DurationFlag{"--simulated-ready-delay", &ready_delay, &runtime_options.ready_delay},
            DurationFlag{"--simulated-job-duration", &job_duration, &runtime_options.job_duration},
            DurationFlag{"--gpu-probe-interval", &probe_interval, &probe_every},
+           DurationFlag{"--crash-backoff", &crash_backoff, &crash_backoff_initial},
        }) {
     auto parsed = kaito::agent::ParseFlagDuration(d.flag, *d.text);
     if (!parsed.ok()) return Fail(std::string(parsed.status().message()));
@@ -208,12 +235,19 @@ int main(int argc, char** argv) {
   kaito::agent::DockerRuntimeOptions docker_options;
   docker_options.docker_host = docker_host;
   docker_options.publish_address = publish_address;
+  docker_options.cdi_gpu_kind = cdi_gpu_kind;
   if (docker_gpus == "cdi") {
     docker_options.gpu_mode = kaito::agent::DockerRuntimeOptions::GpuMode::kCdi;
   } else if (docker_gpus == "device-requests") {
     docker_options.gpu_mode = kaito::agent::DockerRuntimeOptions::GpuMode::kDeviceRequests;
+  } else if (docker_gpus == "none") {
+    docker_options.gpu_mode = kaito::agent::DockerRuntimeOptions::GpuMode::kNone;
   } else if (docker_gpus != "auto") {
-    return Fail("--docker-gpus \"" + docker_gpus + "\": want auto, cdi or device-requests");
+    return Fail("--docker-gpus \"" + docker_gpus +
+                "\": want auto, cdi, device-requests or none");
+  }
+  if (std::string why = CheckCdiKind(cdi_gpu_kind); !why.empty()) {
+    return Fail("--cdi-gpu-kind \"" + cdi_gpu_kind + "\": " + why);
   }
   if (auto socket = kaito::agent::DockerSocketPath(docker_host); !socket.ok()) {
     if (runtime_kind == "docker") return Fail(std::string(socket.status().message()));
@@ -291,9 +325,15 @@ int main(int argc, char** argv) {
       spdlog::critical("--runtime docker: {}", std::string(docker.status().message()));
       return 1;
     }
-    spdlog::info("--runtime docker: {} at {}; GPUs as {}", (*docker)->engine(), docker_host,
-                 (*docker)->uses_cdi() ? "CDI devices (nvidia.com/gpu=N)"
-                                       : "device requests (NVIDIA container toolkit)");
+    const char* gpus = "not attached (--docker-gpus none)";
+    if ((*docker)->gpu_attach() == kaito::agent::GpuAttach::kCdi) gpus = "CDI devices";
+    if ((*docker)->gpu_attach() == kaito::agent::GpuAttach::kDeviceRequests) {
+      gpus = "device requests (NVIDIA container toolkit)";
+    }
+    spdlog::info("--runtime docker: {} at {}; GPUs: {}{}", (*docker)->engine(), docker_host, gpus,
+                 (*docker)->gpu_attach() == kaito::agent::GpuAttach::kCdi
+                     ? " " + cdi_gpu_kind + "=N"
+                     : std::string());
     runtime = *std::move(docker);
   } else {
     spdlog::warn(
@@ -321,6 +361,7 @@ int main(int argc, char** argv) {
       kaito::agent::CreateAgentChannel(server, kaito::GrpcChannelCredentials(client_tls));
   options.gpu_probe_interval = probe_every;
   options.supervisor.max_restarts = max_restarts;
+  options.supervisor.crash_backoff_initial = crash_backoff_initial;
   options.metrics = &metrics;
   auto agent =
       std::make_unique<kaito::agent::Agent>(std::move(options), &clock, probe.get(), runtime.get());

@@ -256,6 +256,34 @@ void AddAdapters(const RenderOptions& o, v1::WorkloadSpec& w, v1::ContainerSpec&
   }
 }
 
+// A Kubernetes probe of a template (httpGet or exec, with its timings) as the agent runs it.
+void TemplateProbe(const google::protobuf::Struct& probe, v1::Probe* out) {
+  const auto& f = probe.fields();
+  auto number = [&](const char* key) {
+    auto it = f.find(key);
+    return it == f.end() ? 0 : static_cast<int>(it->second.number_value());
+  };
+  if (auto http = f.find("httpGet"); http != f.end()) {
+    const auto& hf = http->second.struct_value().fields();
+    auto path = hf.find("path");
+    out->set_http_path(path == hf.end() || path->second.string_value().empty()
+                           ? "/"
+                           : path->second.string_value());
+    // A named port is not resolved: only numbers reach the agent.
+    auto port = hf.find("port");
+    if (port != hf.end()) out->set_port(static_cast<int>(port->second.number_value()));
+  } else if (auto exec = f.find("exec"); exec != f.end()) {
+    auto command = exec->second.struct_value().fields().find("command");
+    if (command != exec->second.struct_value().fields().end()) {
+      for (const auto& v : command->second.list_value().values()) out->add_exec(v.string_value());
+    }
+  }
+  out->set_initial_delay_seconds(number("initialDelaySeconds"));
+  out->set_period_seconds(number("periodSeconds"));
+  out->set_timeout_seconds(number("timeoutSeconds"));
+  out->set_failure_threshold(number("failureThreshold"));
+}
+
 absl::StatusOr<std::vector<v1::WorkloadSpec>> RenderTemplate(const RenderInput& in) {
   const v1::Workspace& ws = *in.workspace;
   const auto& tmpl = ws.inference().template_();
@@ -316,8 +344,55 @@ absl::StatusOr<std::vector<v1::WorkloadSpec>> RenderTemplate(const RenderInput& 
           }
         }
       }
+      if (auto it = f.find("readinessProbe"); it != f.end() && it->second.has_struct_value()) {
+        TemplateProbe(it->second.struct_value(), c.mutable_readiness_probe());
+      }
+      if (auto it = f.find("volumeMounts"); it != f.end()) {
+        for (const auto& m : it->second.list_value().values()) {
+          const auto& mf = m.struct_value().fields();
+          auto field = [&](const char* key) {
+            auto found = mf.find(key);
+            return found == mf.end() ? google::protobuf::Value() : found->second;
+          };
+          AddMount(c, field("name").string_value(), field("mountPath").string_value(),
+                   field("readOnly").bool_value());
+        }
+      }
       w.set_gpus(w.gpus() + c.gpus());
       *w.add_containers() = std::move(c);
+    }
+    if (auto grace = spec->second.struct_value().fields().find("terminationGracePeriodSeconds");
+        grace != spec->second.struct_value().fields().end() && grace->second.has_number_value()) {
+      w.set_termination_grace_period_seconds(static_cast<int>(grace->second.number_value()));
+    }
+    if (auto volumes = spec->second.struct_value().fields().find("volumes");
+        volumes != spec->second.struct_value().fields().end()) {
+      for (const auto& v : volumes->second.list_value().values()) {
+        const auto& vf = v.struct_value().fields();
+        auto name = vf.find("name");
+        if (name == vf.end()) continue;
+        v1::Volume* volume = AddVolume(w, name->second.string_value());
+        if (auto empty = vf.find("emptyDir"); empty != vf.end()) {
+          auto medium = empty->second.struct_value().fields().find("medium");
+          volume->set_empty_dir_medium(
+              medium == empty->second.struct_value().fields().end() ? ""
+                                                                    : medium->second.string_value());
+        } else if (auto cm = vf.find("configMap"); cm != vf.end()) {
+          auto cm_name = cm->second.struct_value().fields().find("name");
+          volume->set_config_map(
+              cm_name == cm->second.struct_value().fields().end() ? "" : cm_name->second.string_value());
+        } else if (auto secret = vf.find("secret"); secret != vf.end()) {
+          auto secret_name = secret->second.struct_value().fields().find("secretName");
+          volume->set_secret(secret_name == secret->second.struct_value().fields().end()
+                                 ? ""
+                                 : secret_name->second.string_value());
+        } else {
+          // Any other Kubernetes source, passed through as the workspace gave it.
+          google::protobuf::Struct rest = v.struct_value();
+          rest.mutable_fields()->erase("name");
+          volume->set_volume_source_json(StructJson(rest));
+        }
+      }
     }
     out.push_back(std::move(w));
   }

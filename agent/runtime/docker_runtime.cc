@@ -222,8 +222,44 @@ absl::Status ClassifyDockerError(const std::string& op, int http_status,
   return absl::InternalError(text);
 }
 
+namespace {
+
+// The CDI names of `count` GPUs.
+std::vector<std::string> CdiNames(const DockerRuntimeOptions& options, int count) {
+  std::vector<std::string> names;
+  for (int i = 0; i < count; ++i) names.push_back(absl::StrCat(options.cdi_gpu_kind, "=", i));
+  return names;
+}
+
+// The labels of `config`, with the agent's HTTP probe when it has one.
+json Labels(const ContainerConfig& config) {
+  json labels = json::object();
+  for (const auto& [k, v] : config.labels) labels[k] = v;
+  if (config.health_check.has_value() && config.health_check->exec.empty() &&
+      config.health_check->port > 0) {
+    labels[kProbeLabel] = ProbeLabelValue(*config.health_check);
+  }
+  return labels;
+}
+
+// The engine's own health check (Docker's HealthConfig, which libpod takes too), for exec
+// checks; null otherwise.
+json EngineHealthcheck(const ContainerConfig& config) {
+  if (!config.health_check.has_value() || config.health_check->exec.empty()) return nullptr;
+  const HealthCheck& c = *config.health_check;
+  json test = json::array({"CMD"});
+  for (const std::string& arg : c.exec) test.push_back(arg);
+  return {{"Test", test},
+          {"Interval", Nanos(c.interval)},
+          {"Timeout", Nanos(c.timeout)},
+          {"Retries", c.retries},
+          {"StartPeriod", Nanos(c.start_period)}};
+}
+
+}  // namespace
+
 std::string DockerCreateBody(const ContainerConfig& config, const DockerRuntimeOptions& options,
-                             bool cdi) {
+                             GpuAttach gpus) {
   json body = json::object();
   body["Image"] = config.image;
   if (!config.entrypoint.empty()) body["Entrypoint"] = config.entrypoint;
@@ -231,8 +267,6 @@ std::string DockerCreateBody(const ContainerConfig& config, const DockerRuntimeO
   json env = json::array();
   for (const auto& [k, v] : config.env) env.push_back(absl::StrCat(k, "=", v));
   body["Env"] = env;
-  json labels = json::object();
-  for (const auto& [k, v] : config.labels) labels[k] = v;
   json host = json::object();
   json exposed = json::object();
   json bindings = json::object();
@@ -264,38 +298,69 @@ std::string DockerCreateBody(const ContainerConfig& config, const DockerRuntimeO
     mounts.push_back(std::move(mount));
   }
   if (!mounts.empty()) host["Mounts"] = mounts;
-  if (config.gpus > 0) {
-    if (cdi) {
-      json devices = json::array();
-      for (int i = 0; i < config.gpus; ++i) {
-        devices.push_back({{"PathOnHost", absl::StrCat("nvidia.com/gpu=", i)},
-                           {"PathInContainer", ""},
-                           {"CgroupPermissions", "rwm"}});
-      }
-      host["Devices"] = devices;
-    } else {
-      host["DeviceRequests"] =
-          json::array({{{"Driver", "nvidia"},
-                        {"Count", config.gpus},
-                        {"Capabilities", json::array({json::array({"gpu"})})}}});
-    }
+  if (config.gpus > 0 && gpus == GpuAttach::kDeviceRequests) {
+    host["DeviceRequests"] = json::array({{{"Driver", "nvidia"},
+                                           {"Count", config.gpus},
+                                           {"Capabilities", json::array({json::array({"gpu"})})}}});
+  } else if (config.gpus > 0 && gpus == GpuAttach::kCdi) {
+    host["DeviceRequests"] =
+        json::array({{{"Driver", "cdi"}, {"DeviceIDs", CdiNames(options, config.gpus)}}});
   }
-  if (config.health_check.has_value()) {
-    const HealthCheck& c = *config.health_check;
-    if (!c.exec.empty()) {
-      json test = json::array({"CMD"});
-      for (const std::string& arg : c.exec) test.push_back(arg);
-      body["Healthcheck"] = {{"Test", test},
-                             {"Interval", Nanos(c.interval)},
-                             {"Timeout", Nanos(c.timeout)},
-                             {"Retries", c.retries},
-                             {"StartPeriod", Nanos(c.start_period)}};
-    } else if (c.port > 0) {
-      labels[kProbeLabel] = ProbeLabelValue(c);
-    }
-  }
-  body["Labels"] = labels;
+  if (json check = EngineHealthcheck(config); !check.is_null()) body["Healthcheck"] = check;
+  body["Labels"] = Labels(config);
   body["HostConfig"] = host;
+  return body.dump();
+}
+
+std::string PodmanCreateBody(const ContainerConfig& config, const DockerRuntimeOptions& options,
+                             GpuAttach gpus) {
+  json body = json::object();
+  body["name"] = config.name;
+  body["image"] = config.image;
+  if (!config.entrypoint.empty()) body["entrypoint"] = config.entrypoint;
+  if (!config.args.empty()) body["command"] = config.args;
+  json env = json::object();
+  for (const auto& [k, v] : config.env) env[k] = v;
+  body["env"] = env;
+  body["labels"] = Labels(config);
+  body["netns"] = {{"nsmode", "bridge"}};
+  json ports = json::array();
+  for (int port : config.ports) {
+    // Host port 0: the kernel picks.
+    ports.push_back(
+        {{"container_port", port}, {"host_ip", options.publish_address}, {"host_port", 0}});
+  }
+  if (!ports.empty()) body["portmappings"] = ports;
+  json mounts = json::array();
+  json volumes = json::array();
+  for (const Mount& m : config.mounts) {
+    json opts = m.read_only ? json::array({"ro"}) : json::array();
+    switch (m.type) {
+      case Mount::Type::kVolume:
+        volumes.push_back({{"Name", m.source}, {"Dest", m.target}, {"Options", opts}});
+        break;
+      case Mount::Type::kBind:
+        opts.push_back("rbind");
+        mounts.push_back(
+            {{"destination", m.target}, {"type", "bind"}, {"source", m.source}, {"options", opts}});
+        break;
+      case Mount::Type::kTmpfs:
+        mounts.push_back(
+            {{"destination", m.target}, {"type", "tmpfs"}, {"source", "tmpfs"}, {"options", opts}});
+        break;
+    }
+  }
+  if (!mounts.empty()) body["mounts"] = mounts;
+  if (!volumes.empty()) body["volumes"] = volumes;
+  if (config.gpus > 0 && gpus != GpuAttach::kNone) {
+    // Podman has no device requests; its GPUs are CDI devices.
+    json devices = json::array();
+    for (const std::string& name : CdiNames(options, config.gpus)) {
+      devices.push_back({{"path", name}});
+    }
+    body["devices"] = devices;
+  }
+  if (json check = EngineHealthcheck(config); !check.is_null()) body["healthconfig"] = check;
   return body.dump();
 }
 
@@ -353,16 +418,24 @@ absl::StatusOr<std::unique_ptr<DockerRuntime>> DockerRuntime::Connect(
     }
   }
   runtime->engine_ = absl::StrCat(product, " ", StringField(v, "Version"));
-  const bool podman = absl::StrContains(product, "Podman");
+  runtime->podman_ = absl::StrContains(product, "Podman");
   switch (runtime->options_.gpu_mode) {
     case DockerRuntimeOptions::GpuMode::kAuto:
-      runtime->cdi_ = podman;
+      runtime->gpus_ = runtime->podman_ ? GpuAttach::kCdi : GpuAttach::kDeviceRequests;
       break;
     case DockerRuntimeOptions::GpuMode::kCdi:
-      runtime->cdi_ = true;
+      runtime->gpus_ = GpuAttach::kCdi;
       break;
     case DockerRuntimeOptions::GpuMode::kDeviceRequests:
-      runtime->cdi_ = false;
+      if (runtime->podman_) {
+        return absl::InvalidArgumentError(
+            "--docker-gpus device-requests: Podman takes GPUs as CDI devices only (use cdi or "
+            "auto)");
+      }
+      runtime->gpus_ = GpuAttach::kDeviceRequests;
+      break;
+    case DockerRuntimeOptions::GpuMode::kNone:
+      runtime->gpus_ = GpuAttach::kNone;
       break;
   }
   runtime->OpenEvents();
@@ -401,8 +474,10 @@ DockerRuntime::~DockerRuntime() {
 }
 
 std::string DockerRuntime::Url(const std::string& path) const {
-  // The host part is ignored over a unix socket.
-  return absl::StrCat("http://docker/", options_.api_version, path);
+  // The host part is ignored over a unix socket. Podman's own (libpod) endpoints have their
+  // own versions; 4.0.0 is the oldest Podman 4 serves.
+  return absl::StrCat("http://docker/",
+                      absl::StartsWith(path, "/libpod/") ? "v4.0.0" : options_.api_version, path);
 }
 
 void DockerRuntime::Call(std::string method, std::string path, std::string body,
@@ -525,8 +600,14 @@ void DockerRuntime::Pull(const std::string& image, StatusCallback done) {
 
 void DockerRuntime::CreateContainer(const ContainerConfig& config,
                                     absl::AnyInvocable<void(absl::StatusOr<std::string>)> done) {
-  Call("POST", absl::StrCat("/containers/create?name=", http::UrlEncode(config.name)),
-       DockerCreateBody(config, options_, cdi_), options_.request_timeout,
+  // Podman's own endpoint lives beside the Docker API's, under its own version.
+  std::string path = podman_
+                         ? std::string("/libpod/containers/create")
+                         : absl::StrCat("/containers/create?name=", http::UrlEncode(config.name));
+  Call("POST", std::move(path),
+       podman_ ? PodmanCreateBody(config, options_, gpus_)
+               : DockerCreateBody(config, options_, gpus_),
+       options_.request_timeout,
        [done = std::move(done)](absl::StatusOr<http::Response> r) mutable {
          if (!r.ok()) {
            done(r.status());

@@ -11,7 +11,10 @@
 //   so an image needs no curl inside; exec checks become the engine's own Healthcheck. The
 //   probe travels in a label, so an agent that restarts probes the containers it adopts.
 // - GPUs: Docker's device requests (NVIDIA container toolkit), or CDI device names
-//   (`nvidia.com/gpu=N`) for Podman; `GpuMode::kAuto` picks by the engine `Connect` found.
+//   (`nvidia.com/gpu=N`); `GpuMode::kAuto` picks CDI for Podman and device requests for
+//   Docker. Podman's Docker-compatible create cannot take a CDI name (4.3 turns it into a
+//   path), so with Podman containers are created through its own libpod endpoint, with the
+//   same content; every other call is the Docker API on both engines.
 // - Listeners are fed by the engine's event stream (reconnected with backoff), each event
 //   followed by an inspection; inspections of one container are serialized and coalesced, so
 //   a listener sees its states in order (a state that lasted less than one inspection may be
@@ -38,7 +41,8 @@
 namespace kaito::agent {
 
 struct DockerRuntimeOptions {
-  enum class GpuMode { kAuto, kDeviceRequests, kCdi };
+  // kNone: GPUs are not attached (a node whose GPUs are fake, for tests and demos).
+  enum class GpuMode { kAuto, kDeviceRequests, kCdi, kNone };
 
   // `unix:///PATH`.
   std::string docker_host = "unix:///var/run/docker.sock";
@@ -49,6 +53,8 @@ struct DockerRuntimeOptions {
   // Where this process reaches a published port, for readiness probes.
   std::string probe_address = "127.0.0.1";
   GpuMode gpu_mode = GpuMode::kAuto;
+  // The CDI kind of the node's GPUs: device N is `<kind>=N`.
+  std::string cdi_gpu_kind = "nvidia.com/gpu";
   // Of every call but pulls and stops (a stop also waits out the grace period).
   absl::Duration request_timeout = absl::Minutes(2);
   absl::Duration pull_timeout = absl::Minutes(60);
@@ -65,9 +71,16 @@ absl::StatusOr<std::string> DockerSocketPath(const std::string& docker_host);
 absl::Status ClassifyDockerError(const std::string& op, int http_status,
                                  const std::string& message);
 
-// The JSON body of `POST /containers/create` for `config` (tests check it).
+// How GPUs are attached (the resolved `GpuMode`).
+enum class GpuAttach { kNone, kDeviceRequests, kCdi };
+
+// The JSON body of Docker's `POST /containers/create` for `config` (CDI as Docker 25 takes
+// it: a device request of driver "cdi").
 std::string DockerCreateBody(const ContainerConfig& config, const DockerRuntimeOptions& options,
-                             bool cdi);
+                             GpuAttach gpus);
+// The JSON body of Podman's `POST /libpod/containers/create` (a SpecGenerator) for `config`.
+std::string PodmanCreateBody(const ContainerConfig& config, const DockerRuntimeOptions& options,
+                             GpuAttach gpus);
 
 class DockerRuntime : public ContainerRuntime {
  public:
@@ -84,7 +97,8 @@ class DockerRuntime : public ContainerRuntime {
   std::string name() const override { return "docker"; }
   // e.g. "Podman Engine 4.3.1" or "Docker Engine 24.0.7".
   std::string engine() const { return engine_; }
-  bool uses_cdi() const { return cdi_; }
+  bool podman() const { return podman_; }
+  GpuAttach gpu_attach() const { return gpus_; }
 
   void PullImage(const std::string& image, StatusCallback done) override;
   void CreateContainer(const ContainerConfig& config,
@@ -137,7 +151,8 @@ class DockerRuntime : public ContainerRuntime {
   const DockerRuntimeOptions options_;
   const std::string socket_path_;
   std::string engine_;
-  bool cdi_ = false;
+  bool podman_ = false;
+  GpuAttach gpus_ = GpuAttach::kDeviceRequests;
 
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

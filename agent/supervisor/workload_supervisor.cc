@@ -1,5 +1,7 @@
 #include "agent/supervisor/workload_supervisor.h"
 
+#include <nlohmann/json.hpp>
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -204,6 +206,31 @@ WorkloadSupervisor::Container* WorkloadSupervisor::ContainerOf(Workload& w, cons
 
 namespace {
 
+// The node's meaning of a passed-through Kubernetes volume source: hostPath -> a bind mount
+// of that directory; persistentVolumeClaim -> the named volume `kaito-pvc_<ns>_<claim>`.
+// Anything else has none (nullopt).
+std::optional<std::pair<Mount::Type, std::string>> NodeVolumeSource(const std::string& json_text,
+                                                                    const std::string& ns) {
+  nlohmann::json source = nlohmann::json::parse(json_text, nullptr, false);
+  if (!source.is_object()) return std::nullopt;
+  if (auto host = source.find("hostPath"); host != source.end() && host->is_object()) {
+    auto path = host->find("path");
+    if (path != host->end() && path->is_string() && !path->get<std::string>().empty() &&
+        path->get<std::string>()[0] == '/') {
+      return std::make_pair(Mount::Type::kBind, path->get<std::string>());
+    }
+    return std::nullopt;
+  }
+  if (auto pvc = source.find("persistentVolumeClaim"); pvc != source.end() && pvc->is_object()) {
+    auto claim = pvc->find("claimName");
+    if (claim != pvc->end() && claim->is_string() && !claim->get<std::string>().empty()) {
+      return std::make_pair(Mount::Type::kVolume,
+                            Sanitize(absl::StrCat("kaito-pvc_", ns, "_", claim->get<std::string>())));
+    }
+  }
+  return std::nullopt;
+}
+
 // The container configs, labels and policies of a desired workload.
 void FillFromSpec(const v1::Workload& spec, const WorkloadSupervisorOptions& options,
                   std::string* restart_policy, int* endpoint_port, absl::Duration* grace,
@@ -255,9 +282,16 @@ void FillFromSpec(const v1::Workload& spec, const WorkloadSupervisorOptions& opt
           mount.type = Mount::Type::kVolume;
           mount.source =
               Sanitize(absl::StrCat("kaito_", ns, "_", name, "_", v.name(), "_", uid.substr(0, 8)));
+        } else if (v.source_case() == v1::Volume::kVolumeSourceJson) {
+          // Kubernetes sources that have a meaning on one node: a host directory, or a claim
+          // as a named volume of the node that outlives the workload (a tuning job's
+          // results survive a retry on the same node).
+          auto source = NodeVolumeSource(v.volume_source_json(), ns);
+          if (!source.has_value()) continue;
+          mount.type = source->first;
+          mount.source = source->second;
         } else {
-          // ConfigMap, Secret and passed-through volume sources are not materialized on the
-          // node yet.
+          // ConfigMap and Secret volumes are not materialized on the node yet.
           continue;
         }
         config.mounts.push_back(std::move(mount));
@@ -482,6 +516,9 @@ bool WorkloadSupervisor::Apply(int64_t generation, const std::vector<v1::Workloa
         ++index;
       }
       w.adopted = false;
+      // The restarts counted by the agent before this one (the server keeps the last
+      // report): an adopted container's history is not in the engine.
+      w.restarts = std::max(w.restarts, spec->status().restarts());
       w.images = std::move(images);
       w.grace = grace;
       w.endpoint_port = endpoint_port;

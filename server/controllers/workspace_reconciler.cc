@@ -464,7 +464,12 @@ absl::StatusOr<ReconcileResult> WorkspaceReconciler::Reconcile(const std::string
                               : options_.default_termination_grace_seconds;
     for (int i = 0; i < plan.workloads_size() && i < target; ++i) {
       v1::WorkloadSpec desired = plan.workloads(i);
-      desired.set_termination_grace_period_seconds(grace);
+      // The workspace's own setting, else the template's (a custom template may set it),
+      // else the default.
+      if (ws.has_termination_grace_period_seconds() ||
+          desired.termination_grace_period_seconds() <= 0) {
+        desired.set_termination_grace_period_seconds(grace);
+      }
       auto existing = by_name.find(desired.name());
       if (existing != by_name.end()) {
         const v1::Workload& w = *existing->second;

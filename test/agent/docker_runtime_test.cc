@@ -92,7 +92,7 @@ TEST(DockerCreateBodyTest, PortsMountsEnvAndProbes) {
   config.health_check = http;
   DockerRuntimeOptions options;
   options.publish_address = "10.0.0.4";
-  json body = json::parse(DockerCreateBody(config, options, false));
+  json body = json::parse(DockerCreateBody(config, options, GpuAttach::kNone));
   EXPECT_EQ(body["Image"], "registry.example/model:1");
   EXPECT_EQ(body["Entrypoint"], json({"python3", "serve.py"}));
   EXPECT_EQ(body["Cmd"], json({"--port", "5000"}));
@@ -119,13 +119,58 @@ TEST(DockerCreateBodyTest, GpusAsDeviceRequestsOrCdiNames) {
   ContainerConfig config;
   config.image = "i:1";
   config.gpus = 2;
-  json docker = json::parse(DockerCreateBody(config, {}, /*cdi=*/false));
+  json docker = json::parse(DockerCreateBody(config, {}, GpuAttach::kDeviceRequests));
   ASSERT_TRUE(docker["HostConfig"].contains("DeviceRequests"));
+  EXPECT_EQ(docker["HostConfig"]["DeviceRequests"][0]["Driver"], "nvidia");
   EXPECT_EQ(docker["HostConfig"]["DeviceRequests"][0]["Count"], 2);
   EXPECT_EQ(docker["HostConfig"]["DeviceRequests"][0]["Capabilities"], json({{"gpu"}}));
-  json podman = json::parse(DockerCreateBody(config, {}, /*cdi=*/true));
-  ASSERT_EQ(podman["HostConfig"]["Devices"].size(), 2u);
-  EXPECT_EQ(podman["HostConfig"]["Devices"][1]["PathOnHost"], "nvidia.com/gpu=1");
+  json docker_cdi = json::parse(DockerCreateBody(config, {}, GpuAttach::kCdi));
+  EXPECT_EQ(docker_cdi["HostConfig"]["DeviceRequests"][0]["Driver"], "cdi");
+  EXPECT_EQ(docker_cdi["HostConfig"]["DeviceRequests"][0]["DeviceIDs"],
+            json({"nvidia.com/gpu=0", "nvidia.com/gpu=1"}));
+  json none = json::parse(DockerCreateBody(config, {}, GpuAttach::kNone));
+  EXPECT_FALSE(none["HostConfig"].contains("DeviceRequests"));
+  DockerRuntimeOptions options;
+  options.cdi_gpu_kind = "example.com/accel";
+  json podman = json::parse(PodmanCreateBody(config, options, GpuAttach::kCdi));
+  ASSERT_EQ(podman["devices"].size(), 2u);
+  EXPECT_EQ(podman["devices"][1]["path"], "example.com/accel=1");
+  EXPECT_FALSE(
+      json::parse(PodmanCreateBody(config, options, GpuAttach::kNone)).contains("devices"));
+}
+
+TEST(PodmanCreateBodyTest, TheSameContainerInLibpodsTerms) {
+  ContainerConfig config;
+  config.name = "kaito_default_ws-0_main";
+  config.image = "registry.example/model:1";
+  config.entrypoint = {"python3"};
+  config.args = {"serve.py"};
+  config.env = {{"A", "1"}};
+  config.labels = {{"kaito.sh/managed-by", "kaito-agent"}};
+  config.ports = {5000};
+  config.mounts = {{Mount::Type::kVolume, "kaito_vol", "/data", true},
+                   {Mount::Type::kTmpfs, "", "/dev/shm", false},
+                   {Mount::Type::kBind, "/srv/models", "/models", true}};
+  HealthCheck http;
+  http.http_path = "/health";
+  http.port = 5000;
+  config.health_check = http;
+  DockerRuntimeOptions options;
+  options.publish_address = "127.0.0.1";
+  json body = json::parse(PodmanCreateBody(config, options, GpuAttach::kCdi));
+  EXPECT_EQ(body["name"], "kaito_default_ws-0_main");
+  EXPECT_EQ(body["entrypoint"], json({"python3"}));
+  EXPECT_EQ(body["command"], json({"serve.py"}));
+  EXPECT_EQ(body["env"]["A"], "1");
+  EXPECT_EQ(body["portmappings"][0]["container_port"], 5000);
+  EXPECT_EQ(body["portmappings"][0]["host_port"], 0);
+  EXPECT_EQ(body["portmappings"][0]["host_ip"], "127.0.0.1");
+  EXPECT_EQ(body["volumes"][0]["Name"], "kaito_vol");
+  EXPECT_EQ(body["volumes"][0]["Options"], json({"ro"}));
+  EXPECT_EQ(body["mounts"][0]["type"], "tmpfs");
+  EXPECT_EQ(body["mounts"][1]["source"], "/srv/models");
+  EXPECT_EQ(body["labels"]["kaito.sh/http-readiness-probe"], "5000 /health 10000 1000 3 0");
+  EXPECT_FALSE(body.contains("devices")) << "no GPUs asked for";
 }
 
 TEST(DockerCreateBodyTest, ExecChecksAreTheEnginesHealthcheck) {
@@ -136,7 +181,7 @@ TEST(DockerCreateBodyTest, ExecChecksAreTheEnginesHealthcheck) {
   exec.interval = absl::Seconds(2);
   exec.retries = 4;
   config.health_check = exec;
-  json body = json::parse(DockerCreateBody(config, {}, false));
+  json body = json::parse(DockerCreateBody(config, {}, GpuAttach::kNone));
   EXPECT_EQ(body["Healthcheck"]["Test"], json({"CMD", "cat", "/tmp/ready"}));
   EXPECT_EQ(body["Healthcheck"]["Interval"], 2000000000);
   EXPECT_EQ(body["Healthcheck"]["Retries"], 4);
@@ -156,7 +201,8 @@ class DockerRuntimeTest : public ::testing::Test {
     ASSERT_TRUE(runtime.ok()) << runtime.status();
     runtime_ = *std::move(runtime);
     EXPECT_NE(runtime_->engine().find("Podman"), std::string::npos) << runtime_->engine();
-    EXPECT_TRUE(runtime_->uses_cdi());
+    EXPECT_TRUE(runtime_->podman());
+    EXPECT_EQ(runtime_->gpu_attach(), GpuAttach::kCdi);
     listener_ = runtime_->AddListener([seen = seen_](const ContainerInfo& info) {
       absl::MutexLock lock(&seen->mu);
       seen->last[info.id] = info;

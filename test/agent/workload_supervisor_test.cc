@@ -359,13 +359,16 @@ TEST_F(SupervisorTest, RestartedSupervisorAdoptsItsContainersWithoutRestartingTh
   EXPECT_EQ(adopted[0].status().endpoint(), "10.0.0.5:5000");
   EXPECT_EQ(adopted[1].status().phase(), "Succeeded");
 
-  // The server's set names the same incarnations: nothing is restarted or recreated.
-  ASSERT_TRUE(
-      Apply(1, {InferenceWorkload("llama-0", "uid-1", 1), TuningWorkload("tune-0", "uid-t", 1)}));
+  // The server's set names the same incarnations: nothing is restarted or recreated. Its
+  // copy of the status carries the restarts the old agent counted; the count goes on.
+  v1::Workload known = InferenceWorkload("llama-0", "uid-1", 1);
+  known.mutable_status()->set_restarts(3);
+  ASSERT_TRUE(Apply(1, {known, TuningWorkload("tune-0", "uid-t", 1)}));
   clock_.Advance(absl::Minutes(2));
   EXPECT_EQ(runtime_->starts(), starts);
   EXPECT_EQ(Containers().size(), containers);
   EXPECT_EQ(Status("llama-0").phase(), "Ready");
+  EXPECT_EQ(Status("llama-0").restarts(), 3);
 
   // An adopted workload that crashes is restarted as before.
   runtime_->AddFault({"vllm", SimulatedFault::Kind::kCrash, absl::ZeroDuration(), 1});

@@ -188,6 +188,54 @@ inference:
   CheckGolden("custom_template", w);
 }
 
+TEST(RendererTest, CustomTemplateKeepsReadinessProbeAndVolumes) {
+  // Kaito's custom-model example: the agent must know when the server answers /health, and
+  // mount the shared memory volume the template declares.
+  auto w = Render(R"(apiVersion: kaito.sh/v1beta1
+kind: Workspace
+metadata: {name: workspace-custom-llm}
+resource: {instanceType: Standard_NC24ads_A100_v4, labelSelector: {matchLabels: {apps: custom}}}
+inference:
+  template:
+    spec:
+      containers:
+      - name: server
+        image: example.com/server:1
+        ports: [{containerPort: 5000}]
+        readinessProbe:
+          httpGet: {path: /health, port: 5000, scheme: HTTP}
+          initialDelaySeconds: 30
+          periodSeconds: 10
+          timeoutSeconds: 2
+          failureThreshold: 3
+        volumeMounts: [{name: dshm, mountPath: /dev/shm}, {name: data, mountPath: /data, readOnly: true}]
+      - name: sidecar
+        image: example.com/sidecar:1
+        readinessProbe: {exec: {command: [cat, /tmp/ready]}}
+      volumes:
+      - {name: dshm, emptyDir: {medium: Memory}}
+      - {name: data, hostPath: {path: /srv/data}}
+      terminationGracePeriodSeconds: 5
+)", "Standard_NC24ads_A100_v4", 1);
+  EXPECT_EQ(w[0].termination_grace_period_seconds(), 5);
+  ASSERT_EQ(w.size(), 1u);
+  ASSERT_EQ(w[0].containers_size(), 2);
+  const v1::Probe& p = w[0].containers(0).readiness_probe();
+  EXPECT_EQ(p.http_path(), "/health");
+  EXPECT_EQ(p.port(), 5000);
+  EXPECT_EQ(p.initial_delay_seconds(), 30);
+  EXPECT_EQ(p.period_seconds(), 10);
+  EXPECT_EQ(p.timeout_seconds(), 2);
+  EXPECT_EQ(p.failure_threshold(), 3);
+  ASSERT_EQ(w[0].containers(0).volume_mounts_size(), 2);
+  EXPECT_EQ(w[0].containers(0).volume_mounts(0).mount_path(), "/dev/shm");
+  EXPECT_TRUE(w[0].containers(0).volume_mounts(1).read_only());
+  EXPECT_EQ(w[0].containers(1).readiness_probe().exec_size(), 2);
+  ASSERT_EQ(w[0].volumes_size(), 2);
+  EXPECT_EQ(w[0].volumes(0).empty_dir_medium(), "Memory");
+  EXPECT_NE(w[0].volumes(1).volume_source_json().find("/srv/data"), std::string::npos);
+}
+
 TEST(RendererTest, ImageWeightsModelPullsWeights) {
   auto w = Render(R"(apiVersion: kaito.sh/v1beta1
 kind: Workspace
