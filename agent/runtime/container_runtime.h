@@ -123,6 +123,10 @@ class ContainerRuntime {
   virtual void StopContainer(const std::string& id, absl::Duration grace, StatusCallback done) = 0;
   // Removes a container that does not run (FAILED_PRECONDITION while it runs).
   virtual void RemoveContainer(const std::string& id, StatusCallback done) = 0;
+  // The last `tail_lines` lines the container wrote (stdout and stderr as the runtime
+  // interleaves them), at most 64 KiB; for the message of a failed container.
+  virtual void ContainerLogs(const std::string& id, int tail_lines,
+                             absl::AnyInvocable<void(absl::StatusOr<std::string>)> done) = 0;
   // Every container whose labels include all of `labels`.
   virtual void ListContainers(
       const std::map<std::string, std::string>& labels,

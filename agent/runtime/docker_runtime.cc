@@ -684,6 +684,47 @@ void DockerRuntime::RemoveContainer(const std::string& id, StatusCallback done) 
        });
 }
 
+std::string DemultiplexLogs(const std::string& body) {
+  std::string out;
+  size_t at = 0;
+  while (at + 8 <= body.size()) {
+    const auto* h = reinterpret_cast<const unsigned char*>(body.data() + at);
+    if (h[0] > 2 || h[1] != 0 || h[2] != 0 || h[3] != 0) return at == 0 ? body : out;
+    const size_t length = (size_t{h[4]} << 24) | (size_t{h[5]} << 16) | (size_t{h[6]} << 8) | h[7];
+    if (at + 8 + length > body.size()) return out + body.substr(at + 8);
+    out.append(body, at + 8, length);
+    at += 8 + length;
+  }
+  return at == 0 ? body : out;
+}
+
+void DockerRuntime::ContainerLogs(const std::string& id, int tail_lines,
+                                  absl::AnyInvocable<void(absl::StatusOr<std::string>)> done) {
+  http::Request request;
+  request.url = Url(absl::StrCat("/containers/", http::UrlEncode(id),
+                                 "/logs?stdout=1&stderr=1&tail=", std::max(1, tail_lines)));
+  request.unix_socket_path = socket_path_;
+  request.timeout = options_.request_timeout;
+  // A few lines; more is cut (the error says so) rather than held.
+  request.max_response_bytes = 64 << 10;
+  http_->Send(std::move(request),
+              [this, done = std::move(done)](absl::StatusOr<http::Response> r) mutable {
+                {
+                  absl::MutexLock lock(&mu_);
+                  if (stopping_) return;
+                }
+                if (!r.ok()) {
+                  done(r.status());
+                  return;
+                }
+                if (r->status != 200) {
+                  done(ClassifyDockerError("logs", r->status, ErrorMessage(*r)));
+                  return;
+                }
+                done(DemultiplexLogs(r->body));
+              });
+}
+
 void DockerRuntime::InspectContainer(const std::string& id,
                                      absl::AnyInvocable<void(absl::StatusOr<ContainerInfo>)> done) {
   Inspect(id, std::move(done));

@@ -74,6 +74,11 @@ absl::Status ClassifyDockerError(const std::string& op, int http_status,
 // How GPUs are attached (the resolved `GpuMode`).
 enum class GpuAttach { kNone, kDeviceRequests, kCdi };
 
+// The text of a `GET /containers/{id}/logs` reply: Docker's multiplexed frames (an 8-byte
+// header: stream 0-2, three zero bytes, the big-endian length) joined, or the body as it is
+// when it is not framed (a container with a TTY).
+std::string DemultiplexLogs(const std::string& body);
+
 // The JSON body of Docker's `POST /containers/create` for `config` (CDI as Docker 25 takes
 // it: a device request of driver "cdi").
 std::string DockerCreateBody(const ContainerConfig& config, const DockerRuntimeOptions& options,
@@ -108,6 +113,8 @@ class DockerRuntime : public ContainerRuntime {
                         absl::AnyInvocable<void(absl::StatusOr<ContainerInfo>)> done) override;
   void StopContainer(const std::string& id, absl::Duration grace, StatusCallback done) override;
   void RemoveContainer(const std::string& id, StatusCallback done) override;
+  void ContainerLogs(const std::string& id, int tail_lines,
+                     absl::AnyInvocable<void(absl::StatusOr<std::string>)> done) override;
   void ListContainers(
       const std::map<std::string, std::string>& labels,
       absl::AnyInvocable<void(absl::StatusOr<std::vector<ContainerInfo>>)> done) override;

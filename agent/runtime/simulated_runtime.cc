@@ -320,6 +320,25 @@ void SimulatedRuntime::InspectContainer(
   });
 }
 
+void SimulatedRuntime::ContainerLogs(const std::string& id, int tail_lines,
+                                     absl::AnyInvocable<void(absl::StatusOr<std::string>)> done) {
+  After(absl::ZeroDuration(), [this, id, done = std::move(done)]() mutable {
+    absl::StatusOr<std::string> result = absl::NotFoundError("no such container " + id);
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = containers_.find(id);
+      if (it != containers_.end()) {
+        const ContainerInfo& info = it->second.info;
+        result = info.state == ContainerState::kExited
+                     ? absl::StrCat("simulated ", info.image, ": exiting with code ",
+                                    info.exit_code, "\n")
+                     : std::string();
+      }
+    }
+    done(std::move(result));
+  });
+}
+
 void SimulatedRuntime::StopContainer(const std::string& id, absl::Duration grace,
                                      StatusCallback done) {
   After(absl::ZeroDuration(), [this, id, grace, done = std::move(done)]() mutable {

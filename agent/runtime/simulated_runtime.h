@@ -82,6 +82,9 @@ class SimulatedRuntime : public ContainerRuntime {
                         absl::AnyInvocable<void(absl::StatusOr<ContainerInfo>)> done) override;
   void StopContainer(const std::string& id, absl::Duration grace, StatusCallback done) override;
   void RemoveContainer(const std::string& id, StatusCallback done) override;
+  // What a simulated container "wrote": one line per run that ended, naming its exit.
+  void ContainerLogs(const std::string& id, int tail_lines,
+                     absl::AnyInvocable<void(absl::StatusOr<std::string>)> done) override;
   void ListContainers(
       const std::map<std::string, std::string>& labels,
       absl::AnyInvocable<void(absl::StatusOr<std::vector<ContainerInfo>>)> done) override;

@@ -11,6 +11,10 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/strip.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/str_join.h"
 #include "agent/supervisor/container_labels.h"
 
 namespace kaito::agent {
@@ -118,6 +122,23 @@ void SetTimestamp(google::protobuf::Timestamp* ts, absl::Time t) {
   const int64_t seconds = absl::ToUnixSeconds(t);
   ts->set_seconds(seconds);
   ts->set_nanos(static_cast<int32_t>((t - absl::FromUnixSeconds(seconds)) / absl::Nanoseconds(1)));
+}
+
+// The lines of a failed container's output that reach its workload's message.
+constexpr int kLogTailLines = 10;
+constexpr size_t kLogTailBytes = 1024;
+
+// The last lines of `logs`, joined with " | ", at most kLogTailBytes (cut at the front).
+std::string LogTail(const std::string& logs) {
+  std::vector<std::string> lines;
+  for (absl::string_view line : absl::StrSplit(logs, '\n')) {
+    line = absl::StripAsciiWhitespace(line);
+    if (!line.empty()) lines.emplace_back(line);
+  }
+  if (lines.size() > kLogTailLines) lines.erase(lines.begin(), lines.end() - kLogTailLines);
+  std::string tail = absl::StrJoin(lines, " | ");
+  if (tail.size() > kLogTailBytes) tail = "..." + tail.substr(tail.size() - kLogTailBytes);
+  return tail;
 }
 
 std::string DescribeExit(bool init, const std::string& name, const ContainerInfo& info) {
@@ -805,12 +826,27 @@ void WorkloadSupervisor::HandleExit(Workload& w, Container& c) {
   FailedRun(w, c);
 }
 
+void WorkloadSupervisor::AttachLogTail(Workload& w, const Container& c) {
+  if (c.id.empty()) return;
+  const std::string message = w.status.message();
+  runtime_->ContainerLogs(
+      c.id, kLogTailLines,
+      Callback(w.serial, [this, message](Workload& w, absl::StatusOr<std::string> logs) {
+        if (!logs.ok() || w.status.message() != message) return;
+        const std::string tail = LogTail(*logs);
+        if (tail.empty()) return;
+        w.status.set_message(absl::StrCat(message, "; last output: ", tail));
+        UpdateStatus(w);
+      }));
+}
+
 void WorkloadSupervisor::FailedRun(Workload& w, Container& c) {
   const bool oom = c.info.oom_killed;
   const std::string what = DescribeExit(c.init, c.spec_name, c.info);
   if (w.restart_policy == "Never") {
     StopOthers(w, &c);
     Finish(w, false, oom ? kReasonOom : kReasonJobFailed, what);
+    AttachLogTail(w, c);
     return;
   }
   c.started = false;
@@ -821,6 +857,7 @@ void WorkloadSupervisor::FailedRun(Workload& w, Container& c) {
     Finish(w, false, oom ? kReasonOom : kReasonCrashLoop,
            absl::StrCat(what, "; restarted ", w.restarts, " times, giving up (max restarts ",
                         options_.max_restarts, ")"));
+    AttachLogTail(w, c);
     return;
   }
   absl::Duration delay = options_.crash_backoff_initial;
@@ -832,6 +869,7 @@ void WorkloadSupervisor::FailedRun(Workload& w, Container& c) {
   w.status.set_message(absl::StrCat(what, "; back-off ", absl::FormatDuration(delay),
                                     " before restart ", w.restarts + 1, " of ",
                                     options_.max_restarts));
+  AttachLogTail(w, c);
   const bool init = c.init;
   w.timer = clock_->RunAfter(delay, Callback(w.serial, [this, init](Workload& w) {
                                w.timer = 0;

@@ -121,6 +121,9 @@ class WorkloadSupervisor {
   void OnContainerInfo(const ContainerInfo& info);
   void HandleExit(Workload& w, Container& c);
   void FailedRun(Workload& w, Container& c);
+  // Appends the last lines `c` wrote to the workload's message, once the runtime has them,
+  // unless the message has moved on by then.
+  void AttachLogTail(Workload& w, const Container& c);
   void Finish(Workload& w, bool succeeded, const std::string& reason, const std::string& message);
   void StopOthers(Workload& w, const Container* except);
   void RetryLater(Workload& w, const std::string& what, const absl::Status& status);

@@ -73,6 +73,21 @@ TEST(ClassifyDockerErrorTest, DockerAndPodmanTexts) {
   }
 }
 
+TEST(DemultiplexLogsTest, FramesAreJoinedAndRawTextKept) {
+  std::string framed;
+  auto frame = [&](char stream, const std::string& text) {
+    framed += std::string({stream, 0, 0, 0, 0, 0, 0, static_cast<char>(text.size())});
+    framed += text;
+  };
+  frame(1, "out line\n");
+  frame(2, "err line\n");
+  EXPECT_EQ(DemultiplexLogs(framed), "out line\nerr line\n");
+  EXPECT_EQ(DemultiplexLogs("plain tty output\n"), "plain tty output\n");
+  EXPECT_EQ(DemultiplexLogs(""), "");
+  // A frame cut short keeps what arrived.
+  EXPECT_EQ(DemultiplexLogs(framed.substr(0, framed.size() - 3)), "out line\nerr li");
+}
+
 TEST(DockerCreateBodyTest, PortsMountsEnvAndProbes) {
   ContainerConfig config;
   config.name = "x";
@@ -353,7 +368,9 @@ TEST_F(DockerRuntimeTest, AProbeThatKeepsFailingTurnsUnhealthy) {
 
 TEST_F(DockerRuntimeTest, ExitCodesEnvAndVolumes) {
   ContainerConfig c =
-      Busybox("exit-7", {"/bin/sh", "-c", "echo \"$GREETING\" > /data/out; exit 7"});
+      Busybox("exit-7", {"/bin/sh", "-c",
+                         "echo \"$GREETING\" > /data/out; echo to stdout; echo to stderr >&2; "
+                         "exit 7"});
   c.env = {{"GREETING", "hello from the agent"}};
   c.mounts = {{Mount::Type::kVolume, "kaito_test_exit_vol", "/data", false}};
   const std::string id = Run(c);
@@ -365,6 +382,11 @@ TEST_F(DockerRuntimeTest, ExitCodesEnvAndVolumes) {
   // (Not ordered against started_at: Podman stamps the start after runc returns, which a
   // process this quick can outlive.)
   EXPECT_NE(exited->finished_at, absl::InfinitePast());
+  // Both streams, in order, without Docker's frame headers.
+  auto logs = Wait<absl::StatusOr<std::string>>(
+      [&](auto done) { runtime_->ContainerLogs(id, 10, std::move(done)); });
+  ASSERT_TRUE(logs.ok()) << logs.status();
+  EXPECT_EQ(*logs, "to stdout\nto stderr\n");
   auto mountpoint = PodmanWorld::Get().podman->Podman(
       {"volume", "inspect", "--format", "{{.Mountpoint}}", "kaito_test_exit_vol"});
   ASSERT_EQ(mountpoint.exit_code, 0) << mountpoint.err;

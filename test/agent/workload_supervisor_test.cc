@@ -2,6 +2,7 @@
 // advancing the clock on the test thread, so there is no waiting and no other thread.
 #include "agent/supervisor/workload_supervisor.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <memory>
@@ -273,6 +274,13 @@ TEST_F(SupervisorTest, FailingJobIsJobFailed) {
   EXPECT_EQ(Status("tune-0").reason(), "JobFailed");
   EXPECT_EQ(Status("tune-0").exit_code(), 2);
   EXPECT_EQ(runtime_->starts(), 2);  // The init container and one run: never restarted.
+  // The last lines the container wrote follow in the message, once the runtime has them.
+  ASSERT_TRUE(AdvanceUntil([&] {
+    return Status("tune-0").message().find("; last output: ") != std::string::npos;
+  }));
+  EXPECT_THAT(Status("tune-0").message(),
+              ::testing::HasSubstr("exited with code 2; last output: simulated tuner:1: exiting "
+                                   "with code 2"));
 }
 
 TEST_F(SupervisorTest, RemovalStopsWithTheGracePeriodAndRemovesTheContainers) {
@@ -426,6 +434,10 @@ class FlakyPullRuntime : public ContainerRuntime {
       const std::map<std::string, std::string>& labels,
       absl::AnyInvocable<void(absl::StatusOr<std::vector<ContainerInfo>>)> done) override {
     inner_->ListContainers(labels, std::move(done));
+  }
+  void ContainerLogs(const std::string& id, int tail_lines,
+                     absl::AnyInvocable<void(absl::StatusOr<std::string>)> done) override {
+    inner_->ContainerLogs(id, tail_lines, std::move(done));
   }
   ListenerId AddListener(Listener listener) override { return inner_->AddListener(listener); }
   void RemoveListener(ListenerId id) override { inner_->RemoveListener(id); }
