@@ -38,13 +38,6 @@ std::pair<int, int64_t> ThreadsAndRssKiB() {
   return {threads, rss};
 }
 
-double Percentile(std::vector<double> values, double p) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  const size_t index = std::min(values.size() - 1, static_cast<size_t>(p * values.size()));
-  return values[index];
-}
-
 v1::CreateNodeRequest Request(const std::string& name) {
   v1::CreateNodeRequest request;
   request.set_claim_name(name);

@@ -5,12 +5,32 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 
 namespace kaito::bench {
+
+std::string BenchDir(const std::string& given) {
+  if (!given.empty()) return given;
+  char pattern[] = "/tmp/kaito-bench-XXXXXX";
+  return mkdtemp(pattern);
+}
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t i = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
+  return v[i];
+}
 
 std::string SelfDir() {
   return std::filesystem::read_symlink("/proc/self/exe").parent_path().string();
@@ -47,6 +67,34 @@ void ChildProcess::Stop() {
   int status = 0;
   waitpid(pid_, &status, 0);
   pid_ = -1;
+}
+
+ProcSample SampleProcess(pid_t pid) {
+  ProcSample s;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(stat, line);
+  // Fields after the command (which may hold spaces) start after the last ')'.
+  const size_t close = line.rfind(')');
+  if (close != std::string::npos) {
+    std::vector<std::string> f = absl::StrSplit(line.substr(close + 2), ' ');
+    if (f.size() > 13) {
+      int64_t utime = 0, stime = 0;
+      (void)absl::SimpleAtoi(f[11], &utime);
+      (void)absl::SimpleAtoi(f[12], &stime);
+      s.cpu_seconds = static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+    }
+  }
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) {
+      int64_t kb = 0;
+      std::string v(absl::StripAsciiWhitespace(line.substr(6)));
+      (void)absl::SimpleAtoi(v.substr(0, v.find(' ')), &kb);
+      s.rss_bytes = kb * 1024;
+    }
+  }
+  return s;
 }
 
 }  // namespace kaito::bench

@@ -16,6 +16,18 @@ namespace kaito::bench {
 // The directory of the running binary (where the other binaries of the build are).
 std::string SelfDir();
 
+// `given`, or a new directory under /tmp when it is empty.
+std::string BenchDir(const std::string& given);
+// The `p` quantile (0..1) of `v` (nearest rank); 0 when empty.
+double Percentile(std::vector<double> v, double p);
+
+// CPU seconds (user + system) and resident bytes of a process, from /proc.
+struct ProcSample {
+  double cpu_seconds = 0;
+  int64_t rss_bytes = 0;
+};
+ProcSample SampleProcess(pid_t pid);
+
 class ChildProcess {
  public:
   ChildProcess() = default;

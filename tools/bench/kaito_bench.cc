@@ -33,6 +33,7 @@
 #include "server/store/sqlite_store.h"
 #include "tools/bench/api_workload.h"
 #include "tools/bench/reconcile_bench.h"
+#include "tools/bench/agent_bench.h"
 #include "tools/bench/azure_bench.h"
 #include "tools/bench/shim_bench.h"
 
@@ -302,6 +303,19 @@ int main(int argc, char** argv) {
   azure->add_option("--burst", azure_options.burst, "Its burst")->capture_default_str();
   azure->add_flag("--json", json, "Print JSON");
 
+  AgentBenchOptions agent_options;
+  std::string agent_idle = "20s";
+  auto* agent = app.add_subcommand(
+      "agent", "The real agent on a container engine: idle memory and CPU, time a start adds");
+  agent->add_option("--docker-host", agent_options.docker_host, "unix:///PATH of the engine")
+      ->required();
+  agent->add_option("--image", agent_options.image, "An image with sleep (busybox)")->required();
+  agent->add_option("--starts", agent_options.starts, "Workload starts measured")
+      ->capture_default_str();
+  agent->add_option("--idle", agent_idle, "Idle window measured")->capture_default_str();
+  agent->add_option("--data-dir", agent_options.data_dir, "The server's data directory");
+  agent->add_flag("--json", json, "Print JSON");
+
   NodeLossOptions loss_options;
   std::string loss_ttl = "5s", loss_heartbeat = "1s";
   auto* loss = app.add_subcommand("nodeloss", "Agents stopped at random: time to NotReady");
@@ -336,6 +350,11 @@ int main(int argc, char** argv) {
   if (shim->parsed()) {
     (void)kaito::SetupLogging("warn", "text", "kaito-bench");
     return RunShimBench(shim_options);
+  }
+  if (agent->parsed()) {
+    (void)kaito::SetupLogging("warn", "text", "kaito-bench");
+    duration(agent_idle, &agent_options.idle);
+    return emit(RunAgentBench(agent_options));
   }
   if (azure->parsed()) {
     (void)kaito::SetupLogging("warn", "text", "kaito-bench");

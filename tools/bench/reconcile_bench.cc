@@ -28,18 +28,6 @@ extern char** environ;
 namespace kaito::bench {
 namespace {
 
-std::string TempDir(const std::string& given) {
-  if (!given.empty()) return given;
-  char pattern[] = "/tmp/kaito-bench-XXXXXX";
-  return mkdtemp(pattern);
-}
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t i = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
-  return v[i];
-}
 
 nlohmann::json Distribution(const std::vector<double>& ms) {
   return {{"count", ms.size()},
@@ -203,43 +191,10 @@ bool Await(const std::function<bool()>& cond, absl::Duration timeout) {
   return cond();
 }
 
-// CPU seconds (user + system) and resident bytes of a process, from /proc.
-struct ProcSample {
-  double cpu_seconds = 0;
-  int64_t rss_bytes = 0;
-};
-ProcSample Sample(pid_t pid) {
-  ProcSample s;
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  std::getline(stat, line);
-  // Fields after the command (which may hold spaces) start after the last ')'.
-  const size_t close = line.rfind(')');
-  if (close != std::string::npos) {
-    std::vector<std::string> f = absl::StrSplit(line.substr(close + 2), ' ');
-    if (f.size() > 13) {
-      int64_t utime = 0, stime = 0;
-      (void)absl::SimpleAtoi(f[11], &utime);
-      (void)absl::SimpleAtoi(f[12], &stime);
-      s.cpu_seconds = static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-    }
-  }
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) {
-      int64_t kb = 0;
-      std::string v(absl::StripAsciiWhitespace(line.substr(6)));
-      (void)absl::SimpleAtoi(v.substr(0, v.find(' ')), &kb);
-      s.rss_bytes = kb * 1024;
-    }
-  }
-  return s;
-}
-
 }  // namespace
 
 nlohmann::json RunReconcile(const ReconcileOptions& o) {
-  const std::string dir = TempDir(o.data_dir);
+  const std::string dir = BenchDir(o.data_dir);
   auto app = StartLocal(dir, absl::Seconds(20), absl::Seconds(5));
   if (!app.ok()) return {{"error", app.status().ToString()}};
   const std::string address = "127.0.0.1:" + std::to_string((*app)->grpc_port());
@@ -396,7 +351,7 @@ nlohmann::json RunReconcile(const ReconcileOptions& o) {
 }
 
 nlohmann::json RunNodeLoss(const NodeLossOptions& o) {
-  const std::string dir = TempDir(o.data_dir);
+  const std::string dir = BenchDir(o.data_dir);
   auto app = StartLocal(dir, o.lease_ttl, o.heartbeat);
   if (!app.ok()) return {{"error", app.status().ToString()}};
   const std::string address = "127.0.0.1:" + std::to_string((*app)->grpc_port());
@@ -438,7 +393,7 @@ nlohmann::json RunNodeLoss(const NodeLossOptions& o) {
 }
 
 nlohmann::json RunFleet(const FleetOptions& o) {
-  const std::string dir = TempDir(o.data_dir);
+  const std::string dir = BenchDir(o.data_dir);
   const std::string port_file = dir + "/port";
   ChildProcess server;
   if (absl::Status s = server.Start(
@@ -453,7 +408,7 @@ nlohmann::json RunFleet(const FleetOptions& o) {
   const pid_t pid = server.pid();
   const int port = server.port();
   const std::string address = "127.0.0.1:" + std::to_string(port);
-  const ProcSample idle = Sample(pid);
+  const ProcSample idle = SampleProcess(pid);
 
   auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
   auto nodes = v1::NodeService::NewStub(channel);
@@ -486,17 +441,17 @@ nlohmann::json RunFleet(const FleetOptions& o) {
   int ready = 0;
   Await([&] { return count(&ready) >= o.agents && ready >= o.agents; }, absl::Minutes(10));
   const double registration_s = absl::ToDoubleSeconds(absl::Now() - reg_start);
-  const ProcSample registered = Sample(pid);
+  const ProcSample registered = SampleProcess(pid);
 
   // Steady state: heartbeats only.
   const absl::Time steady_start = absl::Now();
-  const ProcSample begin = Sample(pid);
+  const ProcSample begin = SampleProcess(pid);
   int64_t max_rss = begin.rss_bytes;
   int min_ready = o.agents;
   absl::Time next_check = absl::Now();
   while (absl::Now() - steady_start < o.duration) {
     absl::SleepFor(absl::Seconds(1));
-    max_rss = std::max(max_rss, Sample(pid).rss_bytes);
+    max_rss = std::max(max_rss, SampleProcess(pid).rss_bytes);
     if (absl::Now() >= next_check) {
       // A false NotReady: any node not Ready while its agent runs.
       count(&ready);
@@ -504,7 +459,7 @@ nlohmann::json RunFleet(const FleetOptions& o) {
       next_check = absl::Now() + absl::Seconds(10);
     }
   }
-  const ProcSample end = Sample(pid);
+  const ProcSample end = SampleProcess(pid);
   const double steady_s = absl::ToDoubleSeconds(absl::Now() - steady_start);
   count(&ready);
   min_ready = std::min(min_ready, ready);
