@@ -7,6 +7,34 @@
 
 namespace kaito {
 
+std::string CheckPeerAddress(const std::string& ip) {
+  in_addr v4{};
+  in6_addr v6{};
+  if (inet_pton(AF_INET, ip.c_str(), &v4) == 1) {
+    const uint32_t a = ntohl(v4.s_addr);
+    if ((a >> 24) == 127 || a == 0) return ip + " is a loopback address";
+    if ((a >> 24) == 10 || (a >> 20) == (172 << 4 | 1) || (a >> 16) == (192 << 8 | 168)) {
+      return ip + " is a private address";
+    }
+    if ((a >> 16) == (169 << 8 | 254)) return ip + " is a link-local (cloud metadata) address";
+  } else if (inet_pton(AF_INET6, ip.c_str(), &v6) == 1) {
+    const uint8_t* b = v6.s6_addr;
+    if (IN6_IS_ADDR_LOOPBACK(&v6) || IN6_IS_ADDR_UNSPECIFIED(&v6)) {
+      return ip + " is a loopback address";
+    }
+    if ((b[0] & 0xfe) == 0xfc) return ip + " is a private address";
+    if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return ip + " is a link-local address";
+    if (IN6_IS_ADDR_V4MAPPED(&v6)) {
+      char text[INET_ADDRSTRLEN];
+      if (inet_ntop(AF_INET, b + 12, text, sizeof(text)) != nullptr) {
+        std::string inner = CheckPeerAddress(text);
+        if (!inner.empty()) return ip + " maps " + inner;
+      }
+    }
+  }
+  return "";
+}
+
 std::string CheckInputUrl(const std::string& url) {
   const size_t scheme_end = url.find("://");
   if (scheme_end == std::string::npos) return "URL \"" + url + "\" has no scheme";
@@ -32,22 +60,8 @@ std::string CheckInputUrl(const std::string& url) {
       host == "instance-data.ec2.internal") {
     return "URL \"" + url + "\" points at a local or metadata host (" + host + ")";
   }
-  in_addr v4{};
-  in6_addr v6{};
-  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) {
-    const uint32_t a = ntohl(v4.s_addr);
-    const bool bad = (a >> 24) == 127 || (a >> 24) == 10 || (a >> 20) == (172 << 4 | 1) ||
-                     (a >> 16) == (192 << 8 | 168) || (a >> 16) == (169 << 8 | 254) || a == 0;
-    if (bad) return "URL \"" + url + "\" points at a loopback, private or link-local address";
-  } else if (inet_pton(AF_INET6, host.c_str(), &v6) == 1) {
-    const uint8_t* b = v6.s6_addr;
-    const bool loopback = IN6_IS_ADDR_LOOPBACK(&v6) || IN6_IS_ADDR_UNSPECIFIED(&v6);
-    const bool private_ula = (b[0] & 0xfe) == 0xfc;
-    const bool link_local = b[0] == 0xfe && (b[1] & 0xc0) == 0x80;
-    const bool mapped = IN6_IS_ADDR_V4MAPPED(&v6);
-    if (loopback || private_ula || link_local || mapped) {
-      return "URL \"" + url + "\" points at a loopback, private or link-local address";
-    }
+  if (!CheckPeerAddress(host).empty()) {
+    return "URL \"" + url + "\" points at a loopback, private or link-local address";
   }
   return "";
 }

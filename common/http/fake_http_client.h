@@ -1,8 +1,12 @@
 // An `HttpClient` for tests: records every request and answers it at once, inline, with
-// what `handler` returns (by default a 404). Thread-safe.
+// what `handler` returns (by default a 404). Thread-safe. As `CurlHttpClient` does, a request
+// with `on_body_data` gets the body through it (in pieces of at most 64 KiB) and a response
+// whose body is empty; CANCELLED when `on_body_data` returns false.
 #pragma once
 
 #include <functional>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -25,6 +29,17 @@ class FakeHttpClient : public HttpClient {
     }
     absl::StatusOr<Response> response = Response{404};
     if (handler) response = handler(request);
+    if (response.ok() && request.on_body_data) {
+      const std::string body = std::move(response->body);
+      response->body.clear();
+      constexpr size_t kPiece = 64 << 10;
+      for (size_t at = 0; at < body.size(); at += kPiece) {
+        if (!request.on_body_data(std::string_view(body).substr(at, kPiece))) {
+          response = absl::CancelledError("the receiver of the body stopped the transfer");
+          break;
+        }
+      }
+    }
     std::move(done)(std::move(response));
   }
 

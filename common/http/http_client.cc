@@ -14,10 +14,24 @@ void GlobalInit() {
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
+// The headers of the response `easy` is receiving (or has received), lower-cased names.
+std::multimap<std::string, std::string> ResponseHeaders(CURL* easy) {
+  std::multimap<std::string, std::string> headers;
+  curl_header* previous = nullptr;
+  while (curl_header* h = curl_easy_nextheader(easy, CURLH_HEADER, -1, previous)) {
+    headers.emplace(absl::AsciiStrToLower(h->name), h->value);
+    previous = h;
+  }
+  return headers;
+}
+
 absl::Status TransferError(CURLcode code, const char* detail, bool too_big, bool aborted,
-                           int64_t limit) {
+                           const std::string& peer_refused, int64_t limit) {
   const std::string text =
       absl::StrCat(curl_easy_strerror(code), detail[0] != '\0' ? ": " : "", detail);
+  if (!peer_refused.empty()) {
+    return absl::PermissionDeniedError("refused to fetch from " + peer_refused);
+  }
   if (aborted) return absl::CancelledError("the receiver of the body stopped the transfer");
   if (too_big) {
     return absl::ResourceExhaustedError(
@@ -73,6 +87,8 @@ struct CurlHttpClient::Transfer {
   std::string body;
   bool too_big = false;
   bool aborted = false;
+  bool headers_delivered = false;
+  std::string peer_refused;
   absl::Time started;
   char error[CURL_ERROR_SIZE] = {0};
 };
@@ -165,6 +181,15 @@ void CurlHttpClient::StartQueued() {
         +[](char* data, size_t size, size_t count, void* user) -> size_t {
           auto* t = static_cast<Transfer*>(user);
           const size_t n = size * count;
+          if (!t->headers_delivered && t->request.on_headers) {
+            t->headers_delivered = true;
+            long status = 0;
+            curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+            if (!t->request.on_headers(static_cast<int>(status), ResponseHeaders(t->easy))) {
+              t->aborted = true;
+              return 0;
+            }
+          }
           if (t->request.on_body_data) {
             if (t->request.on_body_data(std::string_view(data, n))) return n;
             t->aborted = true;
@@ -178,6 +203,18 @@ void CurlHttpClient::StartQueued() {
           return n;
         });
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, transfer.get());
+    if (r.check_peer) {
+      curl_easy_setopt(
+          easy, CURLOPT_PREREQFUNCTION,
+          +[](void* user, char* primary_ip, char*, int, int) -> int {
+            auto* t = static_cast<Transfer*>(user);
+            std::string why = t->request.check_peer(primary_ip == nullptr ? "" : primary_ip);
+            if (why.empty()) return CURL_PREREQFUNC_OK;
+            t->peer_refused = std::move(why);
+            return CURL_PREREQFUNC_ABORT;
+          });
+      curl_easy_setopt(easy, CURLOPT_PREREQDATA, transfer.get());
+    }
     curl_easy_setopt(easy, CURLOPT_PRIVATE, transfer.get());
     curl_multi_add_handle(multi_, easy);
     running_[easy] = std::move(transfer);
@@ -189,7 +226,7 @@ void CurlHttpClient::Finish(Transfer* transfer, CURLcode code) {
   absl::StatusOr<Response> result;
   if (code != CURLE_OK) {
     result = TransferError(code, transfer->error, transfer->too_big, transfer->aborted,
-                           transfer->request.max_response_bytes);
+                           transfer->peer_refused, transfer->request.max_response_bytes);
   } else {
     Response response;
     long status = 0;
@@ -200,10 +237,11 @@ void CurlHttpClient::Finish(Transfer* transfer, CURLcode code) {
       response.peer_ip = ip;
     }
     // The headers of the last response (after any 1xx), as libcurl parsed them.
-    curl_header* previous = nullptr;
-    while (curl_header* h = curl_easy_nextheader(transfer->easy, CURLH_HEADER, -1, previous)) {
-      response.headers.emplace(absl::AsciiStrToLower(h->name), h->value);
-      previous = h;
+    response.headers = ResponseHeaders(transfer->easy);
+    if (!transfer->headers_delivered && transfer->request.on_headers) {
+      // No body came: the headers are told now.
+      transfer->headers_delivered = true;
+      (void)transfer->request.on_headers(response.status, response.headers);
     }
     response.body = std::move(transfer->body);
     response.elapsed = absl::Now() - transfer->started;

@@ -57,6 +57,15 @@ struct Request {
   // false aborts the transfer (CANCELLED). For streams: Docker's events and pull progress,
   // logs that follow. `max_response_bytes` does not apply.
   std::function<bool(std::string_view)> on_body_data;
+  // Called once, before the first piece of the body (or at the end when there is none), with
+  // the status and the headers; returning false aborts the transfer (CANCELLED). For streams
+  // whose handling depends on them (a download resumed with Range: 206 or 200).
+  std::function<bool(int status, const std::multimap<std::string, std::string>& headers)>
+      on_headers;
+  // When set, asked with the address connected to (after DNS, before the request is sent);
+  // an empty answer lets it go on, otherwise the transfer fails with PERMISSION_DENIED and
+  // that answer (the SSRF guard of downloads).
+  std::function<std::string(const std::string& ip)> check_peer;
 };
 
 struct Response {
