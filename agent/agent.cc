@@ -452,6 +452,18 @@ void Agent::ProbeTick() {
 void Agent::OnWorkloadChange(const v1::WorkloadReport& report) {
   if (options_.metrics != nullptr) {
     options_.metrics->workload_phase(report.status().phase()).Increment();
+    // Restarts made here: the increase of a count this process has seen before (an adopted
+    // workload's first count is the server's history, not this process's work).
+    const std::string key = report.uid();
+    const int restarts = report.status().restarts();
+    auto [it, fresh] = last_restarts_.emplace(key, restarts);
+    if (!fresh && restarts > it->second) {
+      options_.metrics->container_restarts().Increment(restarts - it->second);
+    }
+    it->second = restarts;
+    if (report.status().phase() == "Succeeded" || report.status().phase() == "Failed") {
+      last_restarts_.erase(key);
+    }
   }
   if (stream_) {
     v1::AgentMessage message;

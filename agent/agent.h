@@ -159,6 +159,8 @@ class Agent {
   int attempt_ = 0;
   std::mt19937_64 jitter_;
   std::string last_gpus_;
+  // Workload uid -> the restart count last reported (for kaito_agent_container_restarts_total).
+  std::map<std::string, int> last_restarts_;
   std::string last_probe_error_;
   v1::Welcome welcome_;
   std::string last_error_;

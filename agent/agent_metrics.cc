@@ -40,6 +40,19 @@ AgentMetrics::AgentMetrics(prometheus::Registry& registry)
                       .Register(registry);
   desired_applied_ = &desired.Add({{"outcome", "applied"}});
   desired_ignored_ = &desired.Add({{"outcome", "ignored_old_generation"}});
+  restarts_ = &prometheus::BuildCounter()
+                   .Name("kaito_agent_container_restarts_total")
+                   .Help("Restarts of crashed inference containers made by this agent process.")
+                   .Register(registry)
+                   .Add({});
+  auto& probes = prometheus::BuildHistogram()
+                     .Name("kaito_agent_readiness_probe_duration_seconds")
+                     .Help("The agent's HTTP readiness probes of containers, by result.")
+                     .Register(registry);
+  const prometheus::Histogram::BucketBoundaries probe_buckets{
+      0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
+  probe_passed_ = &probes.Add({{"result", "passed"}}, probe_buckets);
+  probe_failed_ = &probes.Add({{"result", "failed"}}, probe_buckets);
   for (size_t i = 0; i < 8; ++i) phases_[i] = &phase_family_.Add({{"phase", kWorkloadPhases[i]}});
 }
 

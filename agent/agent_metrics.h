@@ -38,6 +38,12 @@ class AgentMetrics {
   prometheus::Counter& desired_ignored() { return *desired_ignored_; }
   // Workload status changes by the phase they moved to.
   prometheus::Counter& workload_phase(const std::string& phase);
+  // Restarts of crashed containers this process made.
+  prometheus::Counter& container_restarts() { return *restarts_; }
+  // The agent's own HTTP readiness probes (Docker runtime), by result.
+  prometheus::Histogram& readiness_probe(bool passed) {
+    return passed ? *probe_passed_ : *probe_failed_;
+  }
 
  private:
   prometheus::Family<prometheus::Counter>& phase_family_;
@@ -51,6 +57,9 @@ class AgentMetrics {
   prometheus::Counter* workload_;
   prometheus::Counter* desired_applied_;
   prometheus::Counter* desired_ignored_;
+  prometheus::Counter* restarts_;
+  prometheus::Histogram* probe_passed_;
+  prometheus::Histogram* probe_failed_;
   // Pending, Pulling, Starting, Running, Ready, Succeeded, Failed, other.
   prometheus::Counter* phases_[8];
 };

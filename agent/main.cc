@@ -318,8 +318,13 @@ int main(int argc, char** argv) {
   }
 
   kaito::RealClock clock;
+  auto registry = std::make_shared<prometheus::Registry>();
+  kaito::agent::AgentMetrics metrics(*registry);
   std::unique_ptr<kaito::agent::ContainerRuntime> runtime;
   if (runtime_kind == "docker") {
+    docker_options.on_probe = [&metrics](absl::Duration took, bool passed) {
+      metrics.readiness_probe(passed).Observe(absl::ToDoubleSeconds(took));
+    };
     auto docker = kaito::agent::DockerRuntime::Connect(&clock, docker_options);
     if (!docker.ok()) {
       spdlog::critical("--runtime docker: {}", std::string(docker.status().message()));
@@ -347,8 +352,6 @@ int main(int argc, char** argv) {
     runtime = std::make_unique<kaito::agent::SimulatedRuntime>(&clock, std::move(runtime_options));
   }
 
-  auto registry = std::make_shared<prometheus::Registry>();
-  kaito::agent::AgentMetrics metrics(*registry);
   kaito::agent::AgentOptions options;
   options.node_name = node_name;
   options.labels = std::move(*labels);

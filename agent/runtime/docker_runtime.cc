@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "spdlog/spdlog.h"
 
 namespace kaito::agent {
@@ -927,13 +928,16 @@ void DockerRuntime::ProbeTick(const std::string& id) {
     request.no_proxy = true;
     request.max_response_bytes = 64 << 10;
   }
-  http_->Send(std::move(request), [this, id, run](absl::StatusOr<http::Response> r) {
+  const absl::Time sent = absl::Now();
+  http_->Send(std::move(request), [this, id, run, sent](absl::StatusOr<http::Response> r) {
     {
       absl::MutexLock lock(&mu_);
       if (stopping_) return;
     }
     // Kubernetes' rule: any status from 200 to 399 passes.
-    ProbeDone(id, run, r.ok() && r->status >= 200 && r->status < 400);
+    const bool passed = r.ok() && r->status >= 200 && r->status < 400;
+    if (options_.on_probe) options_.on_probe(absl::Now() - sent, passed);
+    ProbeDone(id, run, passed);
   });
 }
 

@@ -24,6 +24,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -58,6 +59,9 @@ struct DockerRuntimeOptions {
   // Of every call but pulls and stops (a stop also waits out the grace period).
   absl::Duration request_timeout = absl::Minutes(2);
   absl::Duration pull_timeout = absl::Minutes(60);
+  // Told of every HTTP readiness probe the agent ran: its duration and whether it passed
+  // (metrics). Called on the HTTP client's thread; must not block.
+  std::function<void(absl::Duration, bool)> on_probe;
   // Backoff of the event stream's reconnects.
   absl::Duration events_retry_initial = absl::Milliseconds(500);
   absl::Duration events_retry_max = absl::Seconds(30);

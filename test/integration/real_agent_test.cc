@@ -18,6 +18,7 @@
 #include <fstream>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -174,6 +175,8 @@ class RealAgentTest : public ::testing::Test {
                                 "1s",
                                 "--metrics-listen",
                                 "127.0.0.1:0",
+                                "--port-file",
+                                dir_.File("agent.port"),
                                 "--log-level",
                                 "debug"},
                                dir_.File("agent.log"));
@@ -307,6 +310,23 @@ TEST_F(RealAgentTest, ServesRestartsAdoptsAndCleansUp) {
       absl::Seconds(30)));
   EXPECT_EQ(Chat(ws->status().endpoint()).exit_code, 0);
   phase("restarted and Ready again");
+  // The agent's metrics say what it did: one restart, probes that passed.
+  int metrics_port = 0;
+  ASSERT_TRUE(WaitForPortFile(dir_.File("agent.port"), &metrics_port, absl::Seconds(10)));
+  RunResult metrics = RunCommand(
+      {"/usr/bin/curl", "-sS", absl::StrCat("http://127.0.0.1:", metrics_port, "/metrics")});
+  ASSERT_EQ(metrics.exit_code, 0) << metrics.err;
+  EXPECT_NE(metrics.out.find("kaito_agent_container_restarts_total 1\n"), std::string::npos);
+  const std::string count_of_passed =
+      "kaito_agent_readiness_probe_duration_seconds_count{result=\"passed\"} ";
+  const size_t at = metrics.out.find(count_of_passed);
+  ASSERT_NE(at, std::string::npos) << metrics.out;
+  double probes = 0;
+  ASSERT_TRUE(absl::SimpleAtod(
+      metrics.out.substr(at + count_of_passed.size(),
+                         metrics.out.find('\n', at) - at - count_of_passed.size()),
+      &probes));
+  EXPECT_GE(probes, 2) << "probes passed before and after the restart";
   const std::string started = StartedAt(id);
 
   // The agent killed and started again adopts the container: same id, same start.
