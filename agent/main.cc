@@ -29,6 +29,7 @@
 #include "common/clock.h"
 #include "common/daemon.h"
 #include "common/k8s_names.h"
+#include "common/liveness.h"
 #include "common/logging.h"
 #include "common/metrics_server.h"
 #include "common/tls.h"
@@ -369,6 +370,9 @@ int main(int argc, char** argv) {
   auto agent =
       std::make_unique<kaito::agent::Agent>(std::move(options), &clock, probe.get(), runtime.get());
 
+  // /livez: the clock's timer thread (heartbeats, probes, back-offs) keeps turning.
+  kaito::LivenessWatch liveness;
+  liveness.WatchClock("the clock's timer thread", &clock);
   std::unique_ptr<kaito::MetricsServer> metrics_server;
   if (!metrics_listen.empty()) {
     auto started = kaito::MetricsServer::Start(
@@ -376,7 +380,7 @@ int main(int argc, char** argv) {
         [agent = agent.get()]() -> std::string {
           return agent->state().welcomed ? "" : "not connected to kaito-server";
         },
-        serving_tls);
+        serving_tls, [&liveness] { return liveness.Check(); });
     if (!started.ok()) {
       spdlog::critical("cannot start: {}", started.status().ToString());
       return 1;

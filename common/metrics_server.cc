@@ -13,7 +13,8 @@ MetricsServer::MetricsServer() = default;
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
     const std::string& listen,
     std::vector<std::shared_ptr<prometheus::Collectable>> collectables,
-    std::function<std::string()> ready, const TlsServerFiles& tls) {
+    std::function<std::string()> ready, const TlsServerFiles& tls,
+    std::function<std::string()> alive) {
   // Each connection holds a worker while its request is read, so a few slow or idle
   // clients must neither take every worker nor hold one for long: enough workers for
   // Prometheus, probes and some stragglers, a short timeout for reading a request, and
@@ -37,10 +38,17 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
     }
     res.set_content(prometheus::TextSerializer().Serialize(families), "text/plain; version=0.0.4");
   });
-  // Alive: the process answers (a wedged one does not). GET and HEAD, as every route here.
+  // Alive: the process answers and the loops `alive` watches turn (a wedged one fails).
+  // GET and HEAD, as every route here.
   for (const char* path : {"/healthz", "/livez"}) {
-    http.Get(path, [](const httplib::Request&, httplib::Response& res) {
-      res.set_content("ok\n", "text/plain");
+    http.Get(path, [alive](const httplib::Request&, httplib::Response& res) {
+      std::string reason = alive ? alive() : "";
+      if (reason.empty()) {
+        res.set_content("ok\n", "text/plain");
+      } else {
+        res.status = 503;
+        res.set_content(reason + "\n", "text/plain");
+      }
     });
   }
   http.Get("/readyz", [ready](const httplib::Request&, httplib::Response& res) {

@@ -24,11 +24,13 @@ inline constexpr int kHttpRequestTimeoutMs = 5000;
 class MetricsServer {
  public:
   // `listen` is HOST:PORT. `ready` returns an empty string when ready, else the reason.
-  // With `tls` enabled the listener serves HTTPS only, with that certificate.
+  // With `tls` enabled the listener serves HTTPS only, with that certificate. `alive` (for
+  // `/livez` and `/healthz`) likewise, e.g. `LivenessWatch::Check`; none: always alive.
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(
       const std::string& listen,
       std::vector<std::shared_ptr<prometheus::Collectable>> collectables,
-      std::function<std::string()> ready, const TlsServerFiles& tls = {});
+      std::function<std::string()> ready, const TlsServerFiles& tls = {},
+      std::function<std::string()> alive = nullptr);
   ~MetricsServer();
 
   int port() const;

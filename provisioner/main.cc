@@ -28,6 +28,7 @@
 #include "common/daemon.h"
 #include "common/grpc_server.h"
 #include "common/http/http_client.h"
+#include "common/liveness.h"
 #include "common/logging.h"
 #include "common/metric_families.h"
 #include "common/metrics_server.h"
@@ -420,13 +421,20 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  // /livez: the clock's timer thread and the ARM client's HTTP loop keep turning.
+  kaito::LivenessWatch liveness;
+  liveness.WatchClock("the clock's timer thread", clock.get());
+  if (http != nullptr) {
+    liveness.Watch("the HTTP client's loop", [client = http.get()] { return client->stalled_for(); });
+  }
   std::unique_ptr<kaito::MetricsServer> metrics_server;
   // From the signal on, /readyz says 503 and gRPC health NOT_SERVING while calls drain.
   std::atomic<bool> stopping{false};
   if (!metrics_listen.empty()) {
     auto started = kaito::MetricsServer::Start(
         metrics_listen, {registry, std::make_shared<ProviderCollector>(phases, arm, credential)},
-        [&stopping]() -> std::string { return stopping.load() ? "shutting down" : ""; }, tls);
+        [&stopping]() -> std::string { return stopping.load() ? "shutting down" : ""; }, tls,
+        [&liveness] { return liveness.Check(); });
     if (!started.ok()) {
       spdlog::critical("cannot serve metrics: {}", started.status().ToString());
       return 1;

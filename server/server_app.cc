@@ -182,6 +182,8 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
     app->owned_clock_ = std::make_unique<RealClock>();
     app->clock_ = app->owned_clock_.get();
   }
+  app->liveness_ = std::make_unique<LivenessWatch>();
+  app->liveness_->WatchClock("the clock's timer thread", app->clock_);
   app->prometheus_ = std::make_shared<prometheus::Registry>();
 
   auto catalog = options.catalog_dir.empty() ? presets::Catalog::Embedded()
@@ -455,7 +457,7 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
           return raw->draining_.load() ? std::string("shutting down")
                                        : raw->store_->WriteProblem();
         },
-        tls);
+        tls, [raw = app.get()] { return raw->liveness_->Check(); });
     if (!metrics.ok()) return metrics.status();
     app->metrics_ = std::move(*metrics);
   }

@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "agent/simulated_fleet.h"
 #include "common/clock.h"
+#include "common/liveness.h"
 #include "common/limits.h"
 #include "common/metrics_server.h"
 #include "common/reflection_v1.h"
@@ -174,6 +175,9 @@ class ServerApp {
 
   std::unique_ptr<RealClock> owned_clock_;
   Clock* clock_ = nullptr;
+  // /livez: the clock's timer thread keeps turning (after the clock, before the metrics
+  // server that asks it).
+  std::unique_ptr<LivenessWatch> liveness_;
   std::shared_ptr<prometheus::Registry> prometheus_;
   // How Secrets are kept at rest; outlives the store, the caches and the registries.
   std::unique_ptr<ValueTransformer> secret_transformer_;

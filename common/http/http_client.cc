@@ -109,6 +109,11 @@ CurlHttpClient::~CurlHttpClient() {
   curl_multi_cleanup(multi_);
 }
 
+absl::Duration CurlHttpClient::stalled_for() {
+  absl::MutexLock lock(&mu_);
+  return absl::Now() - last_turn_;
+}
+
 int CurlHttpClient::in_flight() {
   absl::MutexLock lock(&mu_);
   return in_flight_;
@@ -262,6 +267,7 @@ void CurlHttpClient::Loop() {
     {
       absl::MutexLock lock(&mu_);
       stopping = stopping_;
+      last_turn_ = absl::Now();
     }
     if (stopping) break;
     StartQueued();

@@ -108,6 +108,9 @@ class CurlHttpClient : public HttpClient {
 
   // Requests accepted and not yet completed.
   int in_flight();
+  // How long since the client's loop last turned (it turns at least once a second): for
+  // `LivenessWatch`.
+  absl::Duration stalled_for();
 
  private:
   struct Transfer;
@@ -122,6 +125,7 @@ class CurlHttpClient : public HttpClient {
   std::deque<std::unique_ptr<Transfer>> queued_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time last_turn_ ABSL_GUARDED_BY(mu_) = absl::Now();
   // Owned by the loop thread.
   std::map<CURL*, std::unique_ptr<Transfer>> running_;
   std::thread thread_;

@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/time/clock.h"
+#include "common/liveness.h"
 #include "common/process_metrics.h"
 #include "common/version.h"
 #include "support/pki.h"
@@ -181,6 +182,49 @@ TEST(ProcessCollectorTest, ReportsThisProcess) {
   const auto* build = Family(families, "kaito_build_info");
   ASSERT_NE(build, nullptr);
   EXPECT_EQ(build->metric.at(0).label.at(0).value, Version());
+}
+
+// A wedged timer thread turns /livez (and /healthz) to 503 with the reason; /readyz is
+// separate. The watch's time is injected: the fake clock's timers run only when it advances,
+// as a stuck timer thread's would not.
+TEST(LivenessTest, AClockThatStopsTurningFailsLivez) {
+  FakeClock clock;
+  absl::Duration now = absl::ZeroDuration();
+  LivenessWatch watch(absl::Seconds(60), [&now] { return now; });
+  watch.WatchClock("the clock's timer thread", &clock, absl::Seconds(1));
+  auto server = MetricsServer::Start(
+      "127.0.0.1:0", {}, [] { return std::string(); }, {}, [&watch] { return watch.Check(); });
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->port();
+  const auto within = std::chrono::milliseconds(kHttpRequestTimeoutMs / 2);
+  // The timer keeps firing as time passes: alive, however long it runs.
+  for (int i = 0; i < 120; ++i) {
+    now += absl::Seconds(1);
+    clock.Advance(absl::Seconds(1));
+  }
+  EXPECT_EQ(watch.Check(), "");
+  EXPECT_NE(Get(port, "/livez", within).find("200 OK"), std::string::npos);
+  // Time goes on, the timers do not run: after 60 s it is wedged.
+  now += absl::Seconds(59);
+  EXPECT_EQ(watch.Check(), "");
+  now += absl::Seconds(2);
+  EXPECT_NE(watch.Check().find("the clock's timer thread has not run for 1m"), std::string::npos)
+      << watch.Check();
+  for (const char* path : {"/livez", "/healthz"}) {
+    std::string reply = Get(port, path, within);
+    EXPECT_NE(reply.find("503"), std::string::npos) << path << ": " << reply;
+    EXPECT_NE(reply.find("the clock's timer thread"), std::string::npos) << reply;
+  }
+  EXPECT_NE(Get(port, "/readyz", within).find("200 OK"), std::string::npos);
+  // It turns again: alive again.
+  clock.Advance(absl::Seconds(1));
+  EXPECT_EQ(watch.Check(), "");
+  // A watched loop that reports itself.
+  absl::Duration http_still = absl::Seconds(5);
+  watch.Watch("the HTTP client's loop", [&http_still] { return http_still; });
+  EXPECT_EQ(watch.Check(), "");
+  http_still = absl::Minutes(3);
+  EXPECT_NE(watch.Check().find("the HTTP client's loop has not run for 3m"), std::string::npos);
 }
 
 }  // namespace
