@@ -42,6 +42,7 @@
 #include "provisioner/azure/credentials.h"
 #include "provisioner/fleet_bootstrapper.h"
 #include "provisioner/provider/simulated_provider.h"
+#include "provisioner/provider/timed_provider.h"
 #include "provisioner/provisioner_service.h"
 
 namespace {
@@ -392,7 +393,9 @@ int main(int argc, char** argv) {
 
   auto registry = std::make_shared<prometheus::Registry>();
   kaito::RpcMetrics metrics(*registry);
-  kaito::provisioner::ProvisionerGrpcService provisioner_service(provider);
+  // Every call goes through the timing decorator (operation durations and in-flight counts).
+  kaito::provisioner::TimedProvider timed_provider(provider, clock.get(), *registry);
+  kaito::provisioner::ProvisionerGrpcService provisioner_service(&timed_provider);
   std::unique_ptr<kaito::provisioner::SimulatedCloudGrpcService> simulated_cloud_service;
   if (simulated_provider) {
     simulated_cloud_service =
