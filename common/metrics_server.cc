@@ -38,11 +38,11 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
     }
     res.set_content(prometheus::TextSerializer().Serialize(families), "text/plain; version=0.0.4");
   });
-  // Alive: the process answers and the loops `alive` watches turn (a wedged one fails).
+  // A probe: 200 "ok" when `check` (if any) says nothing, else 503 with what it said.
   // GET and HEAD, as every route here.
-  for (const char* path : {"/healthz", "/livez"}) {
-    http.Get(path, [alive](const httplib::Request&, httplib::Response& res) {
-      std::string reason = alive ? alive() : "";
+  auto probe = [&http](const char* path, std::function<std::string()> check) {
+    http.Get(path, [check](const httplib::Request&, httplib::Response& res) {
+      std::string reason = check ? check() : "";
       if (reason.empty()) {
         res.set_content("ok\n", "text/plain");
       } else {
@@ -50,16 +50,11 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
         res.set_content(reason + "\n", "text/plain");
       }
     });
-  }
-  http.Get("/readyz", [ready](const httplib::Request&, httplib::Response& res) {
-    std::string reason = ready ? ready() : "";
-    if (reason.empty()) {
-      res.set_content("ok\n", "text/plain");
-    } else {
-      res.status = 503;
-      res.set_content(reason + "\n", "text/plain");
-    }
-  });
+  };
+  // Alive: the process answers and the loops `alive` watches turn (a wedged one fails).
+  probe("/healthz", alive);
+  probe("/livez", alive);
+  probe("/readyz", ready);
 
   server->listener_->Start();
   return server;

@@ -257,46 +257,44 @@ absl::Status LocalError(const std::string& what) {
   return error == ENOSPC ? absl::ResourceExhaustedError(text) : absl::InternalError(text);
 }
 
-// The digest and size of a file, read in chunks.
-absl::StatusOr<std::pair<std::string, int64_t>> HashFile(const std::string& path, int64_t limit) {
+// Reads `path` in chunks, handing each to `chunk`; RESOURCE_EXHAUSTED past `limit` bytes.
+// The number of bytes read.
+absl::StatusOr<int64_t> ReadChunks(const std::string& path, int64_t limit,
+                                   const std::function<void(std::string_view)>& chunk) {
   std::FILE* file = std::fopen(path.c_str(), "rb");
   if (file == nullptr) return LocalError(absl::StrCat("opening ", path));
-  Sha256 hash;
   std::string buffer(kReadChunkBytes, '\0');
   int64_t size = 0;
   size_t n;
   while ((n = std::fread(buffer.data(), 1, buffer.size(), file)) > 0) {
-    hash.Update(std::string_view(buffer.data(), n));
     size += static_cast<int64_t>(n);
     if (size > limit) {
       std::fclose(file);
       return absl::ResourceExhaustedError(
           absl::StrCat(path, " is larger than the limit of ", limit, " bytes"));
     }
+    chunk(std::string_view(buffer.data(), n));
   }
   const bool failed = std::ferror(file) != 0;
   std::fclose(file);
   if (failed) return LocalError(absl::StrCat("reading ", path));
-  return std::make_pair(hash.Digest(), size);
+  return size;
+}
+
+// The digest and size of a file, read in chunks.
+absl::StatusOr<std::pair<std::string, int64_t>> HashFile(const std::string& path, int64_t limit) {
+  Sha256 hash;
+  absl::StatusOr<int64_t> size =
+      ReadChunks(path, limit, [&hash](std::string_view data) { hash.Update(data); });
+  if (!size.ok()) return size.status();
+  return std::make_pair(hash.Digest(), *size);
 }
 
 absl::StatusOr<std::string> ReadFile(const std::string& path, int64_t limit) {
-  std::FILE* file = std::fopen(path.c_str(), "rb");
-  if (file == nullptr) return LocalError(absl::StrCat("opening ", path));
   std::string data;
-  std::string buffer(kReadChunkBytes, '\0');
-  size_t n;
-  while ((n = std::fread(buffer.data(), 1, buffer.size(), file)) > 0) {
-    data.append(buffer.data(), n);
-    if (static_cast<int64_t>(data.size()) > limit) {
-      std::fclose(file);
-      return absl::ResourceExhaustedError(
-          absl::StrCat(path, " is larger than the limit of ", limit, " bytes"));
-    }
-  }
-  const bool failed = std::ferror(file) != 0;
-  std::fclose(file);
-  if (failed) return LocalError(absl::StrCat("reading ", path));
+  absl::StatusOr<int64_t> size =
+      ReadChunks(path, limit, [&data](std::string_view chunk) { data.append(chunk); });
+  if (!size.ok()) return size.status();
   return data;
 }
 
