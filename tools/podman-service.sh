@@ -13,7 +13,11 @@ podman_cmd() {
 }
 if [ "${2:-}" = stop ]; then
   podman_cmd rm --all --force --time 0 >/dev/null 2>&1 || true
-  [ -f "$dir/podman.pid" ] && kill "$(cat "$dir/podman.pid")" 2>/dev/null || true
+  if [ -f "$dir/podman.pid" ]; then
+    pid=$(cat "$dir/podman.pid")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  fi
   grep -o "$dir/[^ ]*" /proc/self/mounts | sort -r | xargs -r -n1 umount -l || true
   exit 0
 fi
@@ -33,7 +37,10 @@ if ! podman_cmd image exists localhost/kaito/busybox:1; then
   tar -C "$dir/rootfs" -cf "$dir/busybox.tar" .
   podman_cmd import "$dir/busybox.tar" localhost/kaito/busybox:1 >/dev/null
 fi
-podman_cmd system service --time=0 "unix://$dir/podman.sock" >"$dir/service.log" 2>&1 &
+# Started directly (not through the function), so that $! is podman's own pid.
+CONTAINERS_CONF="$dir/containers.conf" podman --root "$dir/root" --runroot "$dir/runroot" \
+  --tmpdir "$dir/tmp" --storage-driver overlay system service --time=0 \
+  "unix://$dir/podman.sock" >"$dir/service.log" 2>&1 &
 echo $! >"$dir/podman.pid"
 for _ in $(seq 100); do [ -S "$dir/podman.sock" ] && break; sleep 0.05; done
 [ -S "$dir/podman.sock" ] || { echo "podman service did not start; see $dir/service.log" >&2; exit 1; }
