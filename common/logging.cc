@@ -6,7 +6,9 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
+#include <memory>
 #include <mutex>
+#include <string_view>
 #include <nlohmann/json.hpp>
 
 #include "absl/time/time.h"
@@ -37,6 +39,27 @@ class JsonStderrSink : public spdlog::sinks::base_sink<std::mutex> {
   std::string component_;
 };
 
+// The message with its line breaks escaped ("\\n"), so that one event is one line of the
+// text format whatever it quotes (a container's output, a multi-line error).
+class EscapedMessage : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    for (char c : std::string_view(msg.payload.data(), msg.payload.size())) {
+      if (c == '\n') {
+        dest.append(std::string_view("\\n"));
+      } else if (c == '\r') {
+        dest.append(std::string_view("\\r"));
+      } else {
+        dest.push_back(c);
+      }
+    }
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<EscapedMessage>();
+  }
+};
+
 }  // namespace
 
 absl::Status SetupLogging(const std::string& level, const std::string& format,
@@ -51,8 +74,10 @@ absl::Status SetupLogging(const std::string& level, const std::string& format,
     sink = std::make_shared<JsonStderrSink>(component);
   } else if (format == "text") {
     sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
-    sink->set_formatter(std::make_unique<spdlog::pattern_formatter>(
-        "%Y-%m-%dT%H:%M:%S.%fZ %L " + component + " %v", spdlog::pattern_time_type::utc));
+    auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
+    formatter->add_flag<EscapedMessage>('*').set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %L " + component +
+                                                         " %*");
+    sink->set_formatter(std::move(formatter));
   } else {
     return absl::InvalidArgumentError("--log-format: unknown format \"" + format +
                                       "\" (text, json)");

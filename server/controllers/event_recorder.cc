@@ -55,7 +55,8 @@ void EventRecorder::Record(const google::protobuf::Message& object, const std::s
     absl::MutexLock lock(&mu_);
     event.set_count(++counts_[event.metadata().name()]);
   }
-  spdlog::debug("event {} {}/{}: {} {}", type, ref->kind(), ref->name(), reason, message);
+  spdlog::debug("event {} {} {}/{}: {} {}", type, ref->kind(), ref->namespace_(), ref->name(),
+                reason, message);
   Write(std::move(event), 3);
 }
 
@@ -76,7 +77,11 @@ void EventRecorder::Write(v1::Event event, int attempts) {
                                                       absl::IsAborted(r.status()))) {
                         return Write(std::move(event), attempts - 1);
                       }
-                      if (!r.ok()) spdlog::warn("event write failed: {}", r.status().ToString());
+                      if (!r.ok()) {
+                        spdlog::warn("event {} of {}/{}: write failed: {}", event.reason(),
+                                     event.involved_object().namespace_(),
+                                     event.involved_object().name(), r.status().ToString());
+                      }
                     });
     return;
   }
@@ -85,7 +90,11 @@ void EventRecorder::Write(v1::Event event, int attempts) {
                     if (!r.ok() && attempts > 1 && absl::IsAlreadyExists(r.status())) {
                       return Write(std::move(event), attempts - 1);
                     }
-                    if (!r.ok()) spdlog::warn("event write failed: {}", r.status().ToString());
+                    if (!r.ok()) {
+                      spdlog::warn("event {} of {}/{}: write failed: {}", event.reason(),
+                                   event.involved_object().namespace_(),
+                                   event.involved_object().name(), r.status().ToString());
+                    }
                   });
 }
 
