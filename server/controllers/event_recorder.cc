@@ -55,8 +55,9 @@ void EventRecorder::Record(const google::protobuf::Message& object, const std::s
     absl::MutexLock lock(&mu_);
     event.set_count(++counts_[event.metadata().name()]);
   }
-  spdlog::debug("event {} {} {}/{}: {} {}", type, ref->kind(), ref->namespace_(), ref->name(),
-                reason, message);
+  // namespace/name, or the name alone for a cluster-scoped object (NodeClaim, Node).
+  spdlog::debug("event {} {} {}{}{}: {} {}", type, ref->kind(), ref->namespace_(),
+                ref->namespace_().empty() ? "" : "/", ref->name(), reason, message);
   Write(std::move(event), 3);
 }
 

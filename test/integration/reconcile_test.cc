@@ -285,7 +285,7 @@ TEST_F(ReconcileTest, ASecretValueNeverReachesALogAnEventAStatusOrAMetric) {
                        .out});
   // The paths ran: the log is the verbose one of the whole flow, and the workload that pushed
   // mounted the secret (by name: its value travels only to the runtime).
-  ASSERT_THAT(places[0].second, HasSubstr(" D kaito-server event Normal Workspace/"
+  ASSERT_THAT(places[0].second, HasSubstr(" D kaito-server event Normal Workspace default/"
                                           "workspace-tuning-phi-3: TuningSucceeded"));
   ASSERT_THAT(places[8].second, HasSubstr("acr-registry-secret")) << places[8].first;
   for (const auto& [where, text] : places) {
