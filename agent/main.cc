@@ -21,12 +21,14 @@
 #include "agent/agent.h"
 #include "agent/agent_config.h"
 #include "agent/agent_metrics.h"
+#include "agent/data/workload_data.h"
 #include "agent/gpu/fake_gpu_probe.h"
 #include "agent/gpu/nvml_gpu_probe.h"
 #include "agent/node_collector.h"
 #include "agent/runtime/docker_runtime.h"
 #include "agent/runtime/simulated_runtime.h"
 #include "common/clock.h"
+#include "common/http/http_client.h"
 #include "common/daemon.h"
 #include "common/k8s_names.h"
 #include "common/liveness.h"
@@ -77,6 +79,8 @@ int main(int argc, char** argv) {
   std::string address = "127.0.0.1";
   std::string runtime_kind = "docker", docker_host = "unix:///var/run/docker.sock";
   std::string publish_address, docker_gpus = "auto", cdi_gpu_kind = "nvidia.com/gpu";
+  std::vector<std::string> insecure_registries;
+  bool allow_private_downloads = false;
   std::string gpu_probe_kind, fake_gpus, fake_gpus_file, state_dir;
   std::string nvml_library = kaito::agent::kNvmlLibrary;
   std::string crash_backoff = "10s";
@@ -115,6 +119,12 @@ int main(int argc, char** argv) {
                  "Podman, device requests for Docker) | cdi | device-requests | none (not "
                  "attached: for nodes whose GPUs are fake)")
       ->capture_default_str();
+  app.add_option("--insecure-registry", insecure_registries,
+                 "A registry (host[:port]) the agent pushes tuning output to over plain HTTP; "
+                 "repeatable (a local or test registry)");
+  app.add_flag("--allow-private-downloads", allow_private_downloads,
+               "Let tuning input downloads reach loopback and private addresses (tests and dev "
+               "only: it turns off the SSRF guard at download time)");
   app.add_option("--cdi-gpu-kind", cdi_gpu_kind,
                  "--runtime docker with CDI: the CDI kind of the node's GPUs (device N is "
                  "KIND=N)")
@@ -366,6 +376,25 @@ int main(int argc, char** argv) {
   options.gpu_probe_interval = probe_every;
   options.supervisor.max_restarts = max_restarts;
   options.supervisor.crash_backoff_initial = crash_backoff_initial;
+  // The agent's own transfers (tuning input downloads, output pushes), with a real runtime:
+  // their directories are under --state-dir.
+  std::unique_ptr<kaito::http::CurlHttpClient> data_http;
+  std::unique_ptr<kaito::agent::AgentWorkloadData> workload_data;
+  if (runtime_kind == "docker") {
+    kaito::agent::AgentWorkloadDataOptions data_options;
+    if (!state_dir.empty()) data_options.root = state_dir + "/data";
+    data_options.download.allow_private_addresses = allow_private_downloads;
+    data_options.insecure_registries.insert(insecure_registries.begin(),
+                                            insecure_registries.end());
+    if (allow_private_downloads) {
+      spdlog::warn("--allow-private-downloads: input downloads may reach loopback and private "
+                   "addresses (the SSRF guard is off)");
+    }
+    data_http = std::make_unique<kaito::http::CurlHttpClient>();
+    workload_data = std::make_unique<kaito::agent::AgentWorkloadData>(&clock, data_http.get(),
+                                                                      std::move(data_options));
+    options.supervisor.data = workload_data.get();
+  }
   options.metrics = &metrics;
   auto agent =
       std::make_unique<kaito::agent::Agent>(std::move(options), &clock, probe.get(), runtime.get());

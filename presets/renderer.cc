@@ -3,6 +3,7 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <algorithm>
+#include <set>
 #include <cmath>
 
 #include "absl/strings/ascii.h"
@@ -505,22 +506,21 @@ absl::StatusOr<std::vector<v1::WorkloadSpec>> RenderTuning(const RenderOptions& 
   }
   AddMount(main, "data-volume", kDataDir);
   if (!input.urls().empty()) {
-    v1::ContainerSpec downloader;
-    downloader.set_name("data-downloader");
-    downloader.set_image(o.curl_image);
-    std::string script = "set -e";
+    // The agent downloads them itself (no curl container): the SSRF guard again at the
+    // connection, resumes, limits, progress in the status.
+    std::set<std::string> names;
     for (const auto& url : input.urls()) {
       std::string base = url.substr(0, url.find_first_of("?#"));
       base = base.substr(base.rfind('/') + 1);
-      if (base.empty()) base = "data";
-      absl::StrAppend(&script, "; curl -sSfL --retry 3 -o ", kDataDir, "/", ShellQuote(base), " ",
-                      ShellQuote(url), " && test -s ", kDataDir, "/", ShellQuote(base));
+      if (base.empty() || base == "." || base == "..") base = "data";
+      // Two URLs of one base name must not overwrite each other.
+      std::string name = base;
+      for (int n = 2; !names.insert(name).second; ++n) name = absl::StrCat(n, "-", base);
+      v1::DataDownload* d = w.add_downloads();
+      d->set_url(url);
+      d->set_volume("data-volume");
+      d->set_file_name(name);
     }
-    downloader.add_command("sh");
-    downloader.add_command("-c");
-    downloader.add_command(script);
-    AddMount(downloader, "data-volume", kDataDir);
-    *w.add_init_containers() = std::move(downloader);
   } else if (!input.image().empty()) {
     *w.add_init_containers() =
         Puller(o, "data-puller", input.image(), "data-volume", kDataDir, kDataDir,
@@ -534,25 +534,19 @@ absl::StatusOr<std::vector<v1::WorkloadSpec>> RenderTuning(const RenderOptions& 
     AddVolume(w, "results-volume")->set_empty_dir_medium("");
   }
   AddMount(main, "results-volume", kResultsDir);
-  std::vector<v1::ContainerSpec> sidecars;
   if (!output.image().empty()) {
-    v1::ContainerSpec pusher;
-    pusher.set_name("pusher");
-    pusher.set_image(o.oras_image);
-    pusher.add_command("sh");
-    pusher.add_command("-c");
-    pusher.add_command(absl::StrCat(
-        "while [ ! -f ", kResultsDir, "/fine_tuning_completed.txt ]; do sleep 10; done; cd ",
-        kResultsDir, " && tar -cf /tmp/adapter.tar adapter_config.json adapter_model.safetensors && ",
-        "oras push --annotation sh.kaito.model.name=", m.name, " ", ShellQuote(output.image()),
-        " /tmp/adapter.tar"));
-    AddMount(pusher, "results-volume", kResultsDir, /*read_only=*/true);
-    AddVolume(w, "push-secret")->set_secret(output.image_push_secret());
-    AddMount(pusher, "push-secret", "/root/.docker/config.d", /*read_only=*/true);
-    sidecars.push_back(std::move(pusher));
+    // The agent pushes the adapter itself once the job exited 0 having written Kaito's
+    // completion marker: one layer per file, as `oras push` of those files makes them.
+    v1::ArtifactPush* push = w.mutable_push();
+    push->set_image(output.image());
+    push->set_volume("results-volume");
+    push->add_files("adapter_config.json");
+    push->add_files("adapter_model.safetensors");
+    push->set_completion_marker("fine_tuning_completed.txt");
+    (*push->mutable_annotations())["sh.kaito.model.name"] = m.name;
+    push->set_secret(output.image_push_secret());
   }
   *w.add_containers() = std::move(main);
-  for (auto& s : sidecars) *w.add_containers() = std::move(s);
   return std::vector<v1::WorkloadSpec>{std::move(w)};
 }
 

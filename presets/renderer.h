@@ -23,7 +23,6 @@ struct RenderOptions {
   std::string base_tag = "0.5.0";
   std::string skopeo_image = "mcr.microsoft.com/aks/skopeo:1.14.4-6";
   std::string oras_image = "ghcr.io/oras-project/oras:v1.2.2";
-  std::string curl_image = "curlimages/curl:8.10.1";
 };
 
 struct RenderInput {

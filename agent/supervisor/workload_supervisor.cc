@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <set>
 #include <tuple>
 #include <utility>
@@ -21,11 +22,15 @@ namespace kaito::agent {
 
 enum class WorkloadSupervisor::Stage {
   kWaiting,
+  // The agent's downloads (before the images).
+  kDownloading,
   kPulling,
   kInit,
   kStarting,
   kRunning,
   kBackoff,
+  // The agent's push of the output (after every container exited 0).
+  kPushing,
   kFinished,
   kTerminating,
 };
@@ -82,6 +87,15 @@ struct WorkloadSupervisor::Workload {
   Clock::TimerId timer = 0;
   v1::WorkloadStatus status;
   std::string last_reported;
+  // The agent's transfers (workload_data.h): what to fetch and push, the host directory of
+  // each volume they use, and how far the downloads are.
+  std::string workspace;
+  std::vector<v1::DataDownload> downloads;
+  std::optional<v1::ArtifactPush> push;
+  std::map<std::string, std::string> volume_dirs;
+  size_t next_download = 0;
+  int64_t downloaded_before = 0;  // Bytes of the downloads already done.
+  absl::Duration last_progress = -absl::InfiniteDuration();
 };
 
 namespace {
@@ -92,6 +106,10 @@ constexpr char kReasonOom[] = "ContainerOOMKilled";
 constexpr char kReasonCrashLoop[] = "ContainerCrashLoopBackOff";
 constexpr char kReasonJobFailed[] = "JobFailed";
 constexpr char kReasonInvalid[] = "InvalidWorkload";
+constexpr char kReasonDownload[] = "InputDownloadFailed";
+constexpr char kReasonPush[] = "OutputPushFailed";
+// How often download progress reaches the status at most.
+constexpr absl::Duration kProgressEvery = absl::Seconds(1);
 
 std::string Key(const std::string& ns, const std::string& name) {
   return absl::StrCat(ns, "/", name);
@@ -254,6 +272,7 @@ std::optional<std::pair<Mount::Type, std::string>> NodeVolumeSource(const std::s
 
 // The container configs, labels and policies of a desired workload.
 void FillFromSpec(const v1::Workload& spec, const WorkloadSupervisorOptions& options,
+                  const std::map<std::string, std::string>& volume_dirs,
                   std::string* restart_policy, int* endpoint_port, absl::Duration* grace,
                   std::vector<std::string>* images,
                   std::vector<std::pair<bool, ContainerConfig>>* configs,
@@ -296,7 +315,11 @@ void FillFromSpec(const v1::Workload& spec, const WorkloadSupervisorOptions& opt
         Mount mount;
         mount.target = m.mount_path();
         mount.read_only = m.read_only();
-        if (v.source_case() == v1::Volume::kEmptyDirMedium && v.empty_dir_medium() == "Memory") {
+        if (auto dir = volume_dirs.find(v.name()); dir != volume_dirs.end()) {
+          // A directory of the agent's (its downloads go in, its push reads from it).
+          mount.type = Mount::Type::kBind;
+          mount.source = dir->second;
+        } else if (v.source_case() == v1::Volume::kEmptyDirMedium && v.empty_dir_medium() == "Memory") {
           mount.type = Mount::Type::kTmpfs;
         } else if (v.source_case() == v1::Volume::kEmptyDirMedium ||
                    v.source_case() == v1::Volume::kNvmeBytes) {
@@ -518,8 +541,25 @@ bool WorkloadSupervisor::Apply(int64_t generation, const std::vector<v1::Workloa
     std::vector<std::string> images;
     std::vector<std::pair<bool, ContainerConfig>> configs;
     std::vector<std::string> names;
-    FillFromSpec(*spec, options_, &restart_policy, &endpoint_port, &grace, &images, &configs,
-                 &names);
+    // The volumes the agent's transfers use are its directories.
+    std::map<std::string, std::string> volume_dirs;
+    absl::Status dirs_ok = absl::OkStatus();
+    if (options_.data != nullptr) {
+      std::set<std::string> volumes;
+      for (const v1::DataDownload& d : spec->spec().downloads()) volumes.insert(d.volume());
+      if (spec->spec().has_push()) volumes.insert(spec->spec().push().volume());
+      for (const std::string& v : volumes) {
+        auto dir = options_.data->VolumeDir(spec->metadata().namespace_(),
+                                            spec->spec().workspace(), v);
+        if (!dir.ok()) {
+          dirs_ok = dir.status();
+          break;
+        }
+        volume_dirs[v] = *dir;
+      }
+    }
+    FillFromSpec(*spec, options_, volume_dirs, &restart_policy, &endpoint_port, &grace, &images,
+                 &configs, &names);
     auto existing = current_.find(key);
     if (existing != current_.end()) {
       Workload& w = *workloads_.at(existing->second);
@@ -556,6 +596,10 @@ bool WorkloadSupervisor::Apply(int64_t generation, const std::vector<v1::Workloa
     w->endpoint_port = endpoint_port;
     w->grace = grace;
     w->images = std::move(images);
+    w->workspace = spec->spec().workspace();
+    w->downloads.assign(spec->spec().downloads().begin(), spec->spec().downloads().end());
+    if (spec->spec().has_push()) w->push = spec->spec().push();
+    w->volume_dirs = std::move(volume_dirs);
     for (size_t i = 0; i < configs.size(); ++i) {
       Container c;
       c.init = configs[i].first;
@@ -570,6 +614,11 @@ bool WorkloadSupervisor::Apply(int64_t generation, const std::vector<v1::Workloa
       w->status.set_phase("Failed");
       w->status.set_reason(kReasonInvalid);
       w->status.set_message("the workload has no containers");
+    } else if (!dirs_ok.ok()) {
+      w->stage = Stage::kFinished;
+      w->status.set_phase("Failed");
+      w->status.set_reason(kReasonInvalid);
+      w->status.set_message(std::string(dirs_ok.message()));
     }
     const uint64_t serial = AddWorkload(std::move(w));
     current_[key] = serial;
@@ -614,10 +663,14 @@ void WorkloadSupervisor::Advance(uint64_t serial) {
               blocked || (other != serial && o->key == w.key && o->stage == Stage::kTerminating);
         }
         if (blocked) break;
-        w.stage = Stage::kPulling;
+        w.stage = w.downloads.empty() ? Stage::kPulling : Stage::kDownloading;
         progressed = true;
         break;
       }
+      case Stage::kDownloading:
+        NextDownload(w);
+        progressed = w.stage != Stage::kDownloading;
+        break;
       case Stage::kPulling:
         if (!w.pulls_started) {
           StartPulls(w);
@@ -665,6 +718,7 @@ void WorkloadSupervisor::Advance(uint64_t serial) {
       }
       case Stage::kRunning:
       case Stage::kBackoff:
+      case Stage::kPushing:
       case Stage::kFinished:
       case Stage::kTerminating:
         break;
@@ -819,7 +873,7 @@ void WorkloadSupervisor::HandleExit(Workload& w, Container& c) {
       c.exited_ok = true;
       const bool all =
           std::all_of(w.main.begin(), w.main.end(), [](const Container& m) { return m.exited_ok; });
-      if (all) Finish(w, true, "", "every container exited 0");
+      if (all) Complete(w);
       return;
     }
   }
@@ -878,6 +932,102 @@ void WorkloadSupervisor::FailedRun(Workload& w, Container& c) {
                                w.stage = init ? Stage::kInit : Stage::kStarting;
                                Advance(w.serial);
                              }));
+}
+
+void WorkloadSupervisor::NextDownload(Workload& w) {
+  if (w.next_download >= w.downloads.size()) {
+    w.stage = Stage::kPulling;
+    return;
+  }
+  const v1::DataDownload& d = w.downloads[w.next_download];
+  if (options_.data == nullptr) {
+    spdlog::info("node {}: workload {}: download of {} simulated: nothing is fetched",
+                 options_.node_name, w.key, d.url().substr(0, d.url().find('?')));
+    ++w.next_download;
+    w.stage = w.next_download >= w.downloads.size() ? Stage::kPulling : Stage::kDownloading;
+    return;
+  }
+  auto dir = w.volume_dirs.find(d.volume());
+  if (dir == w.volume_dirs.end()) {
+    Finish(w, false, kReasonInvalid,
+           absl::StrCat("download into volume \"", d.volume(), "\", which the workload lacks"));
+    return;
+  }
+  ++w.ops;
+  w.status.set_message(absl::StrCat("downloading input ", w.next_download + 1, " of ",
+                                    w.downloads.size(), ": ", d.file_name()));
+  UpdateStatus(w);
+  const uint64_t serial = w.serial;
+  options_.data->Download(
+      d, dir->second,
+      // Progress comes on the HTTP client's thread; at most once a second it reaches the status.
+      [this, strand = strand_, alive = alive_, serial](const DownloadProgress& p) {
+        strand->Run([this, alive, serial, p] {
+          if (!*alive) return;
+          Workload* w = Lookup(serial);
+          if (w == nullptr || w->stage != Stage::kDownloading) return;
+          const absl::Duration now = clock_->Monotonic();
+          if (now - w->last_progress < kProgressEvery && p.bytes != p.total) return;
+          w->last_progress = now;
+          w->status.set_data_bytes(w->downloaded_before + p.bytes);
+          if (p.total >= 0) w->status.set_data_total_bytes(w->downloaded_before + p.total);
+          UpdateStatus(*w);
+        });
+      },
+      Callback(w.serial, [this](Workload& w, absl::Status s) {
+        --w.ops;
+        if (w.stage != Stage::kDownloading) return;
+        if (!s.ok()) {
+          Finish(w, false, kReasonDownload, std::string(s.message()));
+          UpdateStatus(w);
+          return;
+        }
+        w.downloaded_before = w.status.data_bytes();
+        ++w.next_download;
+        Advance(w.serial);
+      }));
+}
+
+void WorkloadSupervisor::Complete(Workload& w) {
+  if (!w.push.has_value()) {
+    Finish(w, true, "", "every container exited 0");
+    return;
+  }
+  const v1::ArtifactPush& push = *w.push;
+  if (options_.data == nullptr) {
+    Finish(w, true, "", absl::StrCat("every container exited 0; push of ", push.image(),
+                                     " simulated: nothing is pushed"));
+    return;
+  }
+  auto dir = w.volume_dirs.find(push.volume());
+  if (dir == w.volume_dirs.end()) {
+    Finish(w, false, kReasonInvalid,
+           absl::StrCat("push from volume \"", push.volume(), "\", which the workload lacks"));
+    return;
+  }
+  if (!push.completion_marker().empty() &&
+      !std::filesystem::exists(dir->second + "/" + push.completion_marker())) {
+    Finish(w, false, kReasonJobFailed,
+           absl::StrCat("every container exited 0 but the job did not write ",
+                        push.completion_marker(), ": nothing is pushed"));
+    return;
+  }
+  w.stage = Stage::kPushing;
+  w.status.set_message("pushing the output to " + push.image());
+  ++w.ops;
+  options_.data->Push(push, w.ns, dir->second,
+                      Callback(w.serial, [this](Workload& w, absl::StatusOr<std::string> digest) {
+                        --w.ops;
+                        if (w.stage != Stage::kPushing) return;
+                        if (!digest.ok()) {
+                          Finish(w, false, kReasonPush, std::string(digest.status().message()));
+                        } else {
+                          Finish(w, true, "",
+                                 absl::StrCat("every container exited 0; pushed ",
+                                              w.push->image(), " (", *digest, ")"));
+                        }
+                        UpdateStatus(w);
+                      }));
 }
 
 void WorkloadSupervisor::Finish(Workload& w, bool succeeded, const std::string& reason,
@@ -989,6 +1139,10 @@ void WorkloadSupervisor::AdvanceTermination(Workload& w) {
     report.mutable_status()->set_observed_generation(w.generation);
     on_change_(report);
   }
+  if (options_.data != nullptr && !w.volume_dirs.empty() && w.status.phase() == "Succeeded") {
+    // Its results were pushed (or are in its own volumes): its directories go.
+    options_.data->Forget(w.ns, w.workspace);
+  }
   workloads_.erase(w.serial);  // `w` is gone.
   successor = current_.find(key);
   if (!key.empty() && successor != current_.end()) Advance(successor->second);
@@ -1052,8 +1206,12 @@ void WorkloadSupervisor::UpdateStatus(Workload& w) {
     case Stage::kWaiting:
       s.set_phase("Pending");
       break;
+    case Stage::kDownloading:
     case Stage::kPulling:
       s.set_phase("Pulling");
+      break;
+    case Stage::kPushing:
+      s.set_phase("Running");
       break;
     case Stage::kInit:
     case Stage::kStarting:

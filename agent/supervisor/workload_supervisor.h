@@ -13,6 +13,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "agent/data/workload_data.h"
 #include "agent/runtime/container_runtime.h"
 #include "agent/work_serializer.h"
 #include "common/clock.h"
@@ -40,6 +41,9 @@ struct WorkloadSupervisorOptions {
   absl::Duration resync_interval = absl::Seconds(30);
   // When the spec sets no termination grace period.
   absl::Duration default_grace = absl::Seconds(30);
+  // The agent's own transfers (downloads, pushes) and the directories of their volumes; not
+  // owned. Null: they are simulated (skipped, with a log line), as for simulated nodes.
+  WorkloadData* data = nullptr;
 };
 
 // What a workload goes through (`v1::WorkloadStatus.phase`): Pending (accepted; waits for an
@@ -48,6 +52,10 @@ struct WorkloadSupervisorOptions {
 // a crashed container waits out its backoff) -> Running -> Ready (restart policy "Always":
 // every container runs and is healthy as the runtime reports it) or Succeeded / Failed
 // (restart policy "Never": every container exited 0, or one did not).
+// A workload with downloads (a tuning job's input URLs) has them fetched by the agent first,
+// in phase Pulling (progress in `data_bytes`); one with a push has its output pushed once its
+// containers exited 0, in phase Running, and only then Succeeded. The volumes they use are
+// directories of the agent's (`WorkloadData::VolumeDir`), bind-mounted into the containers.
 // Failure reasons, as Kaito classifies pods: ImagePullError, ContainerStartError,
 // ContainerOOMKilled, ContainerCrashLoopBackOff (inference, after `max_restarts` restarts; or
 // ContainerOOMKilled when the last exit was an OOM kill), JobFailed (tuning, non-zero exit).
@@ -121,6 +129,10 @@ class WorkloadSupervisor {
   void OnContainerInfo(const ContainerInfo& info);
   void HandleExit(Workload& w, Container& c);
   void FailedRun(Workload& w, Container& c);
+  // The next download of `w`, or the move to the pulls when none is left.
+  void NextDownload(Workload& w);
+  // Every container exited 0: the push, when the workload has one, then Succeeded.
+  void Complete(Workload& w);
   // Appends the last lines `c` wrote to the workload's message, once the runtime has them,
   // unless the message has moved on by then.
   void AttachLogTail(Workload& w, const Container& c);

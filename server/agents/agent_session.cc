@@ -50,6 +50,9 @@ std::string CheckReport(const v1::WorkloadReport& r, const std::string& path) {
   if (r.status().message().size() > 4096) return path + ".status.message: too long";
   if (r.status().reason().size() > kMaxString) return path + ".status.reason: too long";
   if (r.status().endpoint().size() > kMaxString) return path + ".status.endpoint: too long";
+  if (r.status().data_bytes() < 0 || r.status().data_total_bytes() < 0) {
+    return path + ".status.dataBytes: must not be negative";
+  }
   static const std::set<std::string> kPhases = {"",        "Pending",   "Pulling", "Starting",
                                                 "Running", "Ready",     "Succeeded",
                                                 "Failed",  "Stopped"};

@@ -144,8 +144,19 @@ tuning:
 )", "Standard_NC24ads_A100_v4", 1);
   ASSERT_EQ(w.size(), 1u);
   EXPECT_EQ(w[0].restart_policy(), "Never");
-  EXPECT_EQ(w[0].containers_size(), 2) << "job plus pusher";
-  EXPECT_THAT(CommandLine(w[0].init_containers(1)), HasSubstr("-o /mnt/data/train.parquet"));
+  EXPECT_EQ(w[0].containers_size(), 1) << "the agent pushes: no pusher container";
+  // The agent downloads the input itself, into the data volume, under the URL's base name.
+  ASSERT_EQ(w[0].downloads_size(), 1);
+  EXPECT_EQ(w[0].downloads(0).url(), "https://example.com/datasets/train.parquet?download=true");
+  EXPECT_EQ(w[0].downloads(0).volume(), "data-volume");
+  EXPECT_EQ(w[0].downloads(0).file_name(), "train.parquet");
+  for (const auto& c : w[0].init_containers()) EXPECT_NE(c.name(), "data-downloader");
+  ASSERT_TRUE(w[0].has_push());
+  EXPECT_EQ(w[0].push().image(), "example.azurecr.io/adapter:0.0.1");
+  EXPECT_EQ(w[0].push().volume(), "results-volume");
+  EXPECT_EQ(w[0].push().completion_marker(), "fine_tuning_completed.txt");
+  EXPECT_EQ(w[0].push().secret(), "acr-secret");
+  EXPECT_EQ(w[0].push().annotations().at("sh.kaito.model.name"), "phi-3-mini-128k-instruct");
   CheckGolden("tuning_qlora", w);
 }
 
