@@ -45,6 +45,12 @@ AgentMetrics::AgentMetrics(prometheus::Registry& registry)
                    .Help("Restarts of crashed inference containers made by this agent process.")
                    .Register(registry)
                    .Add({});
+  auto& moved = prometheus::BuildCounter()
+                    .Name("kaito_agent_data_bytes_total")
+                    .Help("Bytes the agent moved itself for tuning jobs, by direction.")
+                    .Register(registry);
+  downloaded_ = &moved.Add({{"direction", "downloaded"}});
+  pushed_ = &moved.Add({{"direction", "pushed"}});
   auto& probes = prometheus::BuildHistogram()
                      .Name("kaito_agent_readiness_probe_duration_seconds")
                      .Help("The agent's HTTP readiness probes of containers, by result.")

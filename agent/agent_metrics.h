@@ -40,6 +40,8 @@ class AgentMetrics {
   prometheus::Counter& workload_phase(const std::string& phase);
   // Restarts of crashed containers this process made.
   prometheus::Counter& container_restarts() { return *restarts_; }
+  // Bytes the agent moved itself for tuning jobs: downloaded inputs, pushed outputs.
+  prometheus::Counter& data_bytes(bool pushed) { return pushed ? *pushed_ : *downloaded_; }
   // The agent's own HTTP readiness probes (Docker runtime), by result.
   prometheus::Histogram& readiness_probe(bool passed) {
     return passed ? *probe_passed_ : *probe_failed_;
@@ -58,6 +60,8 @@ class AgentMetrics {
   prometheus::Counter* desired_applied_;
   prometheus::Counter* desired_ignored_;
   prometheus::Counter* restarts_;
+  prometheus::Counter* downloaded_;
+  prometheus::Counter* pushed_;
   prometheus::Histogram* probe_passed_;
   prometheus::Histogram* probe_failed_;
   // Pending, Pulling, Starting, Running, Ready, Succeeded, Failed, other.

@@ -16,6 +16,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "agent/agent.h"
@@ -386,6 +387,10 @@ int main(int argc, char** argv) {
     data_options.download.allow_private_addresses = allow_private_downloads;
     data_options.insecure_registries.insert(insecure_registries.begin(),
                                             insecure_registries.end());
+    data_options.on_bytes = [&metrics](const char* direction, int64_t bytes) {
+      metrics.data_bytes(std::string_view(direction) == "pushed")
+          .Increment(static_cast<double>(bytes));
+    };
     if (allow_private_downloads) {
       spdlog::warn("--allow-private-downloads: input downloads may reach loopback and private "
                    "addresses (the SSRF guard is off)");

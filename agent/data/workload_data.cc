@@ -71,8 +71,18 @@ void AgentWorkloadData::Download(const v1::DataDownload& download, const std::st
         absl::StrCat("download file name \"", download.file_name(), "\" is not a file name")));
     return;
   }
-  downloader_.Download(download.url(), dir + "/" + download.file_name(), std::move(progress),
-                       std::move(done));
+  // Each progress report's increase is what arrived (a resumed part was counted before).
+  auto last = std::make_shared<int64_t>(-1);
+  auto on_bytes = options_.on_bytes;
+  downloader_.Download(
+      download.url(), dir + "/" + download.file_name(),
+      [progress = std::move(progress), last, on_bytes](const DownloadProgress& p) {
+        if (on_bytes && *last >= 0 && p.bytes > *last) on_bytes("downloaded", p.bytes - *last);
+        if (on_bytes && *last < 0 && p.bytes > 0) on_bytes("downloaded", p.bytes);
+        *last = p.bytes;
+        if (progress) progress(p);
+      },
+      std::move(done));
 }
 
 void AgentWorkloadData::Push(const v1::ArtifactPush& push, const std::string& ns,
@@ -99,7 +109,18 @@ void AgentWorkloadData::Push(const v1::ArtifactPush& push, const std::string& ns
   // registry must accept the agent without them.
   oci::RegistryClient& client =
       options_.insecure_registries.contains(ref->registry) ? plain_ : secure_;
-  client.Push(*ref, files, annotations, std::nullopt, std::move(done));
+  int64_t bytes = 0;
+  for (const std::string& f : files) {
+    std::error_code ec;
+    const auto size = std::filesystem::file_size(f, ec);
+    if (!ec) bytes += static_cast<int64_t>(size);
+  }
+  client.Push(*ref, files, annotations, std::nullopt,
+              [bytes, on_bytes = options_.on_bytes,
+               done = std::move(done)](absl::StatusOr<std::string> digest) mutable {
+                if (digest.ok() && on_bytes) on_bytes("pushed", bytes);
+                std::move(done)(std::move(digest));
+              });
 }
 
 }  // namespace kaito::agent

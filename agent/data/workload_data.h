@@ -45,6 +45,9 @@ struct AgentWorkloadDataOptions {
   DownloadOptions download;
   // Registries reached over plain HTTP (a local or test registry), as host[:port].
   std::set<std::string> insecure_registries;
+  // Told of the bytes moved: "downloaded" as they arrive, "pushed" once a push succeeded (the
+  // sizes of its files). Any thread; must not block (metrics).
+  std::function<void(const char* direction, int64_t bytes)> on_bytes;
 };
 
 class AgentWorkloadData : public WorkloadData {

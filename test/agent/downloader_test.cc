@@ -3,6 +3,7 @@
 // ignores Range, retries of 503, a 404 without retries, the size limit, redirects, and the
 // SSRF guard on the address actually connected to.
 #include "agent/data/downloader.h"
+#include "agent/data/workload_data.h"
 
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -11,12 +12,16 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "common/url_guard.h"
+#include "support/container_engine.h"
 #include "support/process.h"
 #include "support/temp_dir.h"
 
@@ -255,6 +260,70 @@ TEST_F(DownloaderTest, TheGuardRefusesPrivateAddressesByNameAndByConnection) {
   EXPECT_EQ(connected.message().find("secret"), std::string::npos) << "the query is redacted";
   EXPECT_TRUE(Ranges("/file").empty()) << "no request was sent";
   EXPECT_FALSE(std::filesystem::exists(dir_.File("y.bin")));
+}
+
+// AgentWorkloadData (the supervisor's real data plane): a download into a workspace's
+// directory, counted byte for byte across a resumed connection, and a push to a real
+// registry over plain HTTP, counted by the sizes of its files.
+TEST_F(DownloaderTest, TheAgentsDataPlaneCountsWhatItMoves) {
+  std::map<std::string, int64_t> moved;
+  absl::Mutex moved_mu;
+  AgentWorkloadDataOptions o;
+  o.root = dir_.File("data");
+  o.download = Loopback();
+  auto registry = kaito::testing::LocalRegistry::Start(dir_.File("registry"));
+  ASSERT_TRUE(registry.ok()) << registry.status();
+  o.insecure_registries.insert((*registry)->host());
+  o.on_bytes = [&](const char* direction, int64_t bytes) {
+    absl::MutexLock lock(&moved_mu);
+    moved[direction] += bytes;
+  };
+  AgentWorkloadData data(&clock_, http_.get(), o);
+  auto dir = data.VolumeDir("default", "ws", "data-volume");
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  EXPECT_EQ(*dir, dir_.File("data") + "/default/ws/data-volume");
+  EXPECT_FALSE(data.VolumeDir("default", "..", "x").ok()) << "no path outside the root";
+
+  v1::DataDownload d;
+  d.set_url(Url("/flaky"));
+  d.set_volume("data-volume");
+  d.set_file_name("train.bin");
+  absl::Notification downloaded;
+  absl::Status download_status;
+  data.Download(d, *dir, nullptr, [&](absl::Status s) {
+    download_status = s;
+    downloaded.Notify();
+  });
+  ASSERT_TRUE(downloaded.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  ASSERT_TRUE(download_status.ok()) << download_status;
+  EXPECT_TRUE(kaito::testing::ReadFile(*dir + "/train.bin") == payload_);
+
+  auto results = data.VolumeDir("default", "ws", "results-volume");
+  ASSERT_TRUE(results.ok());
+  std::ofstream(*results + "/adapter_model.safetensors") << "weights of the adapter";
+  v1::ArtifactPush push;
+  push.set_image((*registry)->host() + "/kaito-test/adapter:1");
+  push.set_volume("results-volume");
+  push.add_files("adapter_model.safetensors");
+  push.add_files("adapter_config.json");  // Not written by this job: left out.
+  (*push.mutable_annotations())["sh.kaito.model.name"] = "phi-3";
+  absl::Notification pushed;
+  absl::StatusOr<std::string> digest;
+  data.Push(push, "default", *results, [&](absl::StatusOr<std::string> d) {
+    digest = std::move(d);
+    pushed.Notify();
+  });
+  ASSERT_TRUE(pushed.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  ASSERT_TRUE(digest.ok()) << digest.status();
+  EXPECT_TRUE(absl::StartsWith(*digest, "sha256:")) << *digest;
+  {
+    absl::MutexLock lock(&moved_mu);
+    EXPECT_EQ(moved["downloaded"], static_cast<int64_t>(payload_.size()))
+        << "the resumed half is not counted twice";
+    EXPECT_EQ(moved["pushed"], static_cast<int64_t>(std::string("weights of the adapter").size()));
+  }
+  data.Forget("default", "ws");
+  EXPECT_FALSE(std::filesystem::exists(dir_.File("data") + "/default/ws"));
 }
 
 }  // namespace
