@@ -72,13 +72,12 @@ void AgentWorkloadData::Download(const v1::DataDownload& download, const std::st
     return;
   }
   // Each progress report's increase is what arrived (a resumed part was counted before).
-  auto last = std::make_shared<int64_t>(-1);
+  auto last = std::make_shared<int64_t>(0);
   auto on_bytes = options_.on_bytes;
   downloader_.Download(
       download.url(), dir + "/" + download.file_name(),
       [progress = std::move(progress), last, on_bytes](const DownloadProgress& p) {
-        if (on_bytes && *last >= 0 && p.bytes > *last) on_bytes("downloaded", p.bytes - *last);
-        if (on_bytes && *last < 0 && p.bytes > 0) on_bytes("downloaded", p.bytes);
+        if (on_bytes && p.bytes > *last) on_bytes("downloaded", p.bytes - *last);
         *last = p.bytes;
         if (progress) progress(p);
       },

@@ -259,6 +259,21 @@ json EngineHealthcheck(const ContainerConfig& config) {
 
 }  // namespace
 
+namespace {
+
+// OK when `r` is an answer of one of the `accepted` statuses; else the transport's error as
+// it is, or the engine's, classified for `op`.
+absl::Status EngineReply(const std::string& op, const absl::StatusOr<http::Response>& r,
+                         std::initializer_list<int> accepted) {
+  if (!r.ok()) return r.status();
+  for (int status : accepted) {
+    if (r->status == status) return absl::OkStatus();
+  }
+  return ClassifyDockerError(op, r->status, ErrorMessage(*r));
+}
+
+}  // namespace
+
 std::string DockerCreateBody(const ContainerConfig& config, const DockerRuntimeOptions& options,
                              GpuAttach gpus) {
   json body = json::object();
@@ -392,14 +407,11 @@ absl::StatusOr<std::unique_ptr<DockerRuntime>> DockerRuntime::Connect(
   // The version, once, before anything else runs on the runtime.
   absl::Notification answered;
   absl::StatusOr<http::Response> version;
-  http::Request request;
-  request.url = runtime->Url("/version");
-  request.unix_socket_path = runtime->socket_path_;
-  request.timeout = runtime->options_.request_timeout;
-  runtime->http_->Send(std::move(request), [&](absl::StatusOr<http::Response> r) {
-    version = std::move(r);
-    answered.Notify();
-  });
+  runtime->http_->Send(runtime->EngineRequest("GET", "/version", runtime->options_.request_timeout),
+                       [&](absl::StatusOr<http::Response> r) {
+                         version = std::move(r);
+                         answered.Notify();
+                       });
   answered.WaitForNotification();
   const std::string where = runtime->options_.docker_host;
   if (!version.ok()) {
@@ -481,18 +493,18 @@ std::string DockerRuntime::Url(const std::string& path) const {
                       absl::StartsWith(path, "/libpod/") ? "v4.0.0" : options_.api_version, path);
 }
 
-void DockerRuntime::Call(std::string method, std::string path, std::string body,
-                         absl::Duration timeout,
-                         absl::AnyInvocable<void(absl::StatusOr<http::Response>)> done) {
+http::Request DockerRuntime::EngineRequest(std::string method, const std::string& path,
+                                           absl::Duration timeout) const {
   http::Request request;
   request.method = std::move(method);
   request.url = Url(path);
   request.unix_socket_path = socket_path_;
   request.timeout = timeout;
-  if (!body.empty()) {
-    request.headers.emplace_back("Content-Type", "application/json");
-    request.body = std::move(body);
-  }
+  return request;
+}
+
+void DockerRuntime::Send(http::Request request,
+                         absl::AnyInvocable<void(absl::StatusOr<http::Response>)> done) {
   http_->Send(std::move(request),
               [this, done = std::move(done)](absl::StatusOr<http::Response> r) mutable {
                 {
@@ -501,6 +513,17 @@ void DockerRuntime::Call(std::string method, std::string path, std::string body,
                 }
                 done(std::move(r));
               });
+}
+
+void DockerRuntime::Call(std::string method, std::string path, std::string body,
+                         absl::Duration timeout,
+                         absl::AnyInvocable<void(absl::StatusOr<http::Response>)> done) {
+  http::Request request = EngineRequest(std::move(method), path, timeout);
+  if (!body.empty()) {
+    request.headers.emplace_back("Content-Type", "application/json");
+    request.body = std::move(body);
+  }
+  Send(std::move(request), std::move(done));
 }
 
 void DockerRuntime::After(absl::Duration delay, absl::AnyInvocable<void()> fn) {
@@ -551,11 +574,9 @@ void DockerRuntime::Pull(const std::string& image, StatusCallback done) {
     std::string error;
   };
   auto progress = std::make_shared<Progress>();
-  http::Request request;
-  request.method = "POST";
-  request.url = Url(absl::StrCat("/images/create?fromImage=", http::UrlEncode(image)));
-  request.unix_socket_path = socket_path_;
-  request.timeout = options_.pull_timeout;
+  http::Request request =
+      EngineRequest("POST", absl::StrCat("/images/create?fromImage=", http::UrlEncode(image)),
+                    options_.pull_timeout);
   request.on_body_data = [progress](std::string_view data) {
     progress->partial.append(data);
     size_t newline;
@@ -569,34 +590,30 @@ void DockerRuntime::Pull(const std::string& image, StatusCallback done) {
     if (progress->partial.size() > (1 << 20)) progress->partial.erase(1 << 20);
     return true;
   };
-  http_->Send(std::move(request), [this, image, progress, done = std::move(done)](
-                                      absl::StatusOr<http::Response> r) mutable {
-    {
-      absl::MutexLock lock(&mu_);
-      if (stopping_) return;
-    }
-    if (!r.ok()) {
-      done(absl::Status(r.status().code(),
-                        absl::StrCat("pull: the engine did not answer: ", r.status().message())));
-      return;
-    }
-    if (r->status != 200) {
-      http::Response failed = *r;
-      failed.body = progress->partial;
-      done(ClassifyDockerError("pull", r->status, ErrorMessage(failed)));
-      return;
-    }
-    if (!progress->partial.empty()) {
-      std::string error = StringField(json::parse(progress->partial, nullptr, false), "error");
-      if (!error.empty()) progress->error = error;
-    }
-    if (!progress->error.empty()) {
-      done(ClassifyDockerError("pull", r->status, progress->error));
-      return;
-    }
-    spdlog::debug("pulled image {}", image);
-    done(absl::OkStatus());
-  });
+  Send(std::move(request),
+       [image, progress, done = std::move(done)](absl::StatusOr<http::Response> r) mutable {
+         if (!r.ok()) {
+           done(absl::Status(r.status().code(), absl::StrCat("pull: the engine did not answer: ",
+                                                             r.status().message())));
+           return;
+         }
+         if (r->status != 200) {
+           http::Response failed = *r;
+           failed.body = progress->partial;
+           done(ClassifyDockerError("pull", r->status, ErrorMessage(failed)));
+           return;
+         }
+         if (!progress->partial.empty()) {
+           std::string error = StringField(json::parse(progress->partial, nullptr, false), "error");
+           if (!error.empty()) progress->error = error;
+         }
+         if (!progress->error.empty()) {
+           done(ClassifyDockerError("pull", r->status, progress->error));
+           return;
+         }
+         spdlog::debug("pulled image {}", image);
+         done(absl::OkStatus());
+       });
 }
 
 void DockerRuntime::CreateContainer(const ContainerConfig& config,
@@ -610,12 +627,8 @@ void DockerRuntime::CreateContainer(const ContainerConfig& config,
                : DockerCreateBody(config, options_, gpus_),
        options_.request_timeout,
        [done = std::move(done)](absl::StatusOr<http::Response> r) mutable {
-         if (!r.ok()) {
-           done(r.status());
-           return;
-         }
-         if (r->status != 201 && r->status != 200) {
-           done(ClassifyDockerError("create", r->status, ErrorMessage(*r)));
+         if (absl::Status s = EngineReply("create", r, {201, 200}); !s.ok()) {
+           done(s);
            return;
          }
          std::string id = StringField(json::parse(r->body, nullptr, false), "Id");
@@ -631,13 +644,9 @@ void DockerRuntime::StartContainer(const std::string& id, StatusCallback done) {
   Call("POST", absl::StrCat("/containers/", http::UrlEncode(id), "/start"), "",
        options_.request_timeout,
        [this, id, done = std::move(done)](absl::StatusOr<http::Response> r) mutable {
-         if (!r.ok()) {
-           done(r.status());
-           return;
-         }
          // 304: it runs already.
-         if (r->status != 204 && r->status != 304 && r->status != 200) {
-           done(ClassifyDockerError("start", r->status, ErrorMessage(*r)));
+         if (absl::Status s = EngineReply("start", r, {204, 304, 200}); !s.ok()) {
+           done(s);
            return;
          }
          Refresh(id);
@@ -652,13 +661,9 @@ void DockerRuntime::StopContainer(const std::string& id, absl::Duration grace,
   Call("POST", absl::StrCat("/containers/", http::UrlEncode(id), "/stop?t=", seconds), "",
        options_.request_timeout + absl::Seconds(seconds),
        [this, id, done = std::move(done)](absl::StatusOr<http::Response> r) mutable {
-         if (!r.ok()) {
-           done(r.status());
-           return;
-         }
          // 304: it was not running.
-         if (r->status != 204 && r->status != 304 && r->status != 200) {
-           done(ClassifyDockerError("stop", r->status, ErrorMessage(*r)));
+         if (absl::Status s = EngineReply("stop", r, {204, 304, 200}); !s.ok()) {
+           done(s);
            return;
          }
          Refresh(id);
@@ -669,12 +674,8 @@ void DockerRuntime::StopContainer(const std::string& id, absl::Duration grace,
 void DockerRuntime::RemoveContainer(const std::string& id, StatusCallback done) {
   Call("DELETE", absl::StrCat("/containers/", http::UrlEncode(id)), "", options_.request_timeout,
        [this, id, done = std::move(done)](absl::StatusOr<http::Response> r) mutable {
-         if (!r.ok()) {
-           done(r.status());
-           return;
-         }
-         if (r->status != 204 && r->status != 200) {
-           done(ClassifyDockerError("remove", r->status, ErrorMessage(*r)));
+         if (absl::Status s = EngineReply("remove", r, {204, 200}); !s.ok()) {
+           done(s);
            return;
          }
          {
@@ -701,29 +702,20 @@ std::string DemultiplexLogs(const std::string& body) {
 
 void DockerRuntime::ContainerLogs(const std::string& id, int tail_lines,
                                   absl::AnyInvocable<void(absl::StatusOr<std::string>)> done) {
-  http::Request request;
-  request.url = Url(absl::StrCat("/containers/", http::UrlEncode(id),
-                                 "/logs?stdout=1&stderr=1&tail=", std::max(1, tail_lines)));
-  request.unix_socket_path = socket_path_;
-  request.timeout = options_.request_timeout;
+  http::Request request =
+      EngineRequest("GET",
+                    absl::StrCat("/containers/", http::UrlEncode(id),
+                                 "/logs?stdout=1&stderr=1&tail=", std::max(1, tail_lines)),
+                    options_.request_timeout);
   // A few lines; more is cut (the error says so) rather than held.
   request.max_response_bytes = 64 << 10;
-  http_->Send(std::move(request),
-              [this, done = std::move(done)](absl::StatusOr<http::Response> r) mutable {
-                {
-                  absl::MutexLock lock(&mu_);
-                  if (stopping_) return;
-                }
-                if (!r.ok()) {
-                  done(r.status());
-                  return;
-                }
-                if (r->status != 200) {
-                  done(ClassifyDockerError("logs", r->status, ErrorMessage(*r)));
-                  return;
-                }
-                done(DemultiplexLogs(r->body));
-              });
+  Send(std::move(request), [done = std::move(done)](absl::StatusOr<http::Response> r) mutable {
+    if (absl::Status s = EngineReply("logs", r, {200}); !s.ok()) {
+      done(s);
+      return;
+    }
+    done(DemultiplexLogs(r->body));
+  });
 }
 
 void DockerRuntime::InspectContainer(const std::string& id,
@@ -736,12 +728,8 @@ void DockerRuntime::Inspect(const std::string& id,
   Call("GET", absl::StrCat("/containers/", http::UrlEncode(id), "/json"), "",
        options_.request_timeout,
        [this, done = std::move(done)](absl::StatusOr<http::Response> r) mutable {
-         if (!r.ok()) {
-           done(r.status());
-           return;
-         }
-         if (r->status != 200) {
-           done(ClassifyDockerError("inspect", r->status, ErrorMessage(*r)));
+         if (absl::Status s = EngineReply("inspect", r, {200}); !s.ok()) {
+           done(s);
            return;
          }
          absl::StatusOr<ContainerInfo> info = ParseInspect(r->body);
@@ -756,12 +744,8 @@ void DockerRuntime::ListContainers(
   Call("GET", absl::StrCat("/containers/json?all=1&filters=", LabelFilter(labels)), "",
        options_.request_timeout,
        [this, labels, done = std::move(done)](absl::StatusOr<http::Response> r) mutable {
-         if (!r.ok()) {
-           done(r.status());
-           return;
-         }
-         if (r->status != 200) {
-           done(ClassifyDockerError("list", r->status, ErrorMessage(*r)));
+         if (absl::Status s = EngineReply("list", r, {200}); !s.ok()) {
+           done(s);
            return;
          }
          json list = json::parse(r->body, nullptr, false);
@@ -929,11 +913,7 @@ void DockerRuntime::ProbeTick(const std::string& id) {
     request.max_response_bytes = 64 << 10;
   }
   const absl::Time sent = absl::Now();
-  http_->Send(std::move(request), [this, id, run, sent](absl::StatusOr<http::Response> r) {
-    {
-      absl::MutexLock lock(&mu_);
-      if (stopping_) return;
-    }
+  Send(std::move(request), [this, id, run, sent](absl::StatusOr<http::Response> r) {
     // Kubernetes' rule: any status from 200 to 399 passes.
     const bool passed = r.ok() && r->status >= 200 && r->status < 400;
     if (options_.on_probe) options_.on_probe(absl::Now() - sent, passed);
@@ -965,10 +945,9 @@ void DockerRuntime::ProbeDone(const std::string& id, uint64_t run, bool ok) {
 
 void DockerRuntime::OpenEvents() {
   json filter = {{"type", json::array({"container"})}};
-  http::Request request;
-  request.url = Url(absl::StrCat("/events?filters=", http::UrlEncode(filter.dump())));
-  request.unix_socket_path = socket_path_;
-  request.timeout = absl::InfiniteDuration();
+  http::Request request =
+      EngineRequest("GET", absl::StrCat("/events?filters=", http::UrlEncode(filter.dump())),
+                    absl::InfiniteDuration());
   request.on_body_data = [this](std::string_view data) {
     OnEventData(data);
     return true;
@@ -978,7 +957,7 @@ void DockerRuntime::OpenEvents() {
     if (stopping_) return;
     event_buffer_.clear();
   }
-  http_->Send(std::move(request), [this](absl::StatusOr<http::Response> r) {
+  Send(std::move(request), [this](absl::StatusOr<http::Response> r) {
     absl::Status status = r.status();
     if (r.ok()) {
       status = absl::UnavailableError(

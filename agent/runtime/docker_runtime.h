@@ -139,7 +139,12 @@ class DockerRuntime : public ContainerRuntime {
                 std::unique_ptr<http::HttpClient> http);
 
   std::string Url(const std::string& path) const;
-  // Sends a request to the engine; `done` runs unless the runtime is stopping.
+  // A request to the engine: its socket, the API path, the timeout.
+  http::Request EngineRequest(std::string method, const std::string& path,
+                              absl::Duration timeout) const;
+  // Sends `request`; `done` runs unless the runtime is stopping by then.
+  void Send(http::Request request, absl::AnyInvocable<void(absl::StatusOr<http::Response>)> done);
+  // An engine request with an optional JSON body, through `Send`.
   void Call(std::string method, std::string path, std::string body, absl::Duration timeout,
             absl::AnyInvocable<void(absl::StatusOr<http::Response>)> done);
   void Pull(const std::string& image, StatusCallback done);
