@@ -8,13 +8,15 @@
 #include <cstdio>
 #include <memory>
 #include <mutex>
-#include <string_view>
 #include <nlohmann/json.hpp>
+#include <string_view>
 
 #include "absl/time/time.h"
 
 namespace kaito {
 namespace {
+
+thread_local const LogSubject* current_subject = nullptr;
 
 // One JSON object per line on stderr; the message is escaped properly.
 class JsonStderrSink : public spdlog::sinks::base_sink<std::mutex> {
@@ -24,11 +26,16 @@ class JsonStderrSink : public spdlog::sinks::base_sink<std::mutex> {
  protected:
   void sink_it_(const spdlog::details::log_msg& msg) override {
     nlohmann::ordered_json j;
-    j["time"] = absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", absl::FromChrono(msg.time),
-                                 absl::UTCTimeZone());
+    j["time"] =
+        absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", absl::FromChrono(msg.time), absl::UTCTimeZone());
     j["level"] = std::string(spdlog::level::to_string_view(msg.level).data(),
                              spdlog::level::to_string_view(msg.level).size());
     j["component"] = component_;
+    if (const LogSubject* about = current_subject) {
+      if (!about->namespace_.empty()) j["namespace"] = about->namespace_;
+      if (!about->workspace.empty()) j["workspace"] = about->workspace;
+      if (!about->object.empty()) j["object"] = about->object;
+    }
     j["msg"] = std::string(msg.payload.data(), msg.payload.size());
     std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     std::fwrite(line.data(), 1, line.size(), stderr);
@@ -60,7 +67,46 @@ class EscapedMessage : public spdlog::custom_flag_formatter {
   }
 };
 
+// "OBJECT (workspace NS/NAME): ", "workspace NS/NAME: " or "OBJECT: " when the line has a
+// subject (LogAbout); nothing otherwise.
+class SubjectPrefix : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg&, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    const LogSubject* about = current_subject;
+    if (about == nullptr) return;
+    const bool workspace = !about->workspace.empty();
+    if (!about->object.empty()) {
+      dest.append(std::string_view(about->object));
+      if (workspace) dest.append(std::string_view(" (workspace "));
+    } else if (workspace) {
+      dest.append(std::string_view("workspace "));
+    } else {
+      return;
+    }
+    if (workspace) {
+      if (!about->namespace_.empty()) {
+        dest.append(std::string_view(about->namespace_));
+        dest.push_back('/');
+      }
+      dest.append(std::string_view(about->workspace));
+      if (!about->object.empty()) dest.push_back(')');
+    }
+    dest.append(std::string_view(": "));
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<SubjectPrefix>();
+  }
+};
+
 }  // namespace
+
+namespace log_internal {
+ScopedSubject::ScopedSubject(const LogSubject* subject) : previous_(current_subject) {
+  current_subject = subject;
+}
+ScopedSubject::~ScopedSubject() { current_subject = previous_; }
+}  // namespace log_internal
 
 absl::Status SetupLogging(const std::string& level, const std::string& format,
                           const std::string& component) {
@@ -75,8 +121,8 @@ absl::Status SetupLogging(const std::string& level, const std::string& format,
   } else if (format == "text") {
     sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
     auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
-    formatter->add_flag<EscapedMessage>('*').set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %L " + component +
-                                                         " %*");
+    formatter->add_flag<EscapedMessage>('*').add_flag<SubjectPrefix>('&').set_pattern(
+        "%Y-%m-%dT%H:%M:%S.%fZ %L " + component + " %&%*");
     sink->set_formatter(std::move(formatter));
   } else {
     return absl::InvalidArgumentError("--log-format: unknown format \"" + format +

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/k8s_names.h"
+#include "common/logging.h"
 #include "spdlog/spdlog.h"
 
 namespace kaito::agent {
@@ -60,7 +61,10 @@ void AgentWorkloadData::Forget(const std::string& ns, const std::string& workspa
   if (options_.root.empty() || !SafeComponent(ns) || !SafeComponent(workspace)) return;
   std::error_code ec;
   std::filesystem::remove_all(absl::StrCat(options_.root, "/", ns, "/", workspace), ec);
-  if (ec) spdlog::warn("cannot remove the data of {}/{}: {}", ns, workspace, ec.message());
+  if (ec) {
+    LogAbout(spdlog::level::warn, WorkspaceSubject(ns, workspace), "cannot remove its data: {}",
+             ec.message());
+  }
 }
 
 void AgentWorkloadData::Download(const v1::DataDownload& download, const std::string& dir,

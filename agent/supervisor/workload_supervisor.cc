@@ -1,22 +1,22 @@
 #include "agent/supervisor/workload_supervisor.h"
 
-#include <nlohmann/json.hpp>
-
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <tuple>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/ascii.h"
-#include "absl/strings/strip.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "agent/supervisor/container_labels.h"
+#include "common/logging.h"
 
 namespace kaito::agent {
 
@@ -97,6 +97,10 @@ struct WorkloadSupervisor::Workload {
   int64_t downloaded_before = 0;  // Bytes of the downloads already done.
   absl::Duration last_progress = -absl::InfiniteDuration();
 };
+
+LogSubject WorkloadSupervisor::About(const Workload& w) {
+  return {w.ns, w.workspace, "workload/" + w.name};
+}
 
 namespace {
 
@@ -263,8 +267,9 @@ std::optional<std::pair<Mount::Type, std::string>> NodeVolumeSource(const std::s
   if (auto pvc = source.find("persistentVolumeClaim"); pvc != source.end() && pvc->is_object()) {
     auto claim = pvc->find("claimName");
     if (claim != pvc->end() && claim->is_string() && !claim->get<std::string>().empty()) {
-      return std::make_pair(Mount::Type::kVolume,
-                            Sanitize(absl::StrCat("kaito-pvc_", ns, "_", claim->get<std::string>())));
+      return std::make_pair(
+          Mount::Type::kVolume,
+          Sanitize(absl::StrCat("kaito-pvc_", ns, "_", claim->get<std::string>())));
     }
   }
   return std::nullopt;
@@ -319,7 +324,8 @@ void FillFromSpec(const v1::Workload& spec, const WorkloadSupervisorOptions& opt
           // A directory of the agent's (its downloads go in, its push reads from it).
           mount.type = Mount::Type::kBind;
           mount.source = dir->second;
-        } else if (v.source_case() == v1::Volume::kEmptyDirMedium && v.empty_dir_medium() == "Memory") {
+        } else if (v.source_case() == v1::Volume::kEmptyDirMedium &&
+                   v.empty_dir_medium() == "Memory") {
           mount.type = Mount::Type::kTmpfs;
         } else if (v.source_case() == v1::Volume::kEmptyDirMedium ||
                    v.source_case() == v1::Volume::kNvmeBytes) {
@@ -463,6 +469,7 @@ void WorkloadSupervisor::AdoptListed(std::vector<ContainerInfo> containers) {
     w->ns = Label(first, labels::kWorkloadNamespace);
     w->name = Label(first, labels::kWorkloadName);
     w->uid = Label(first, labels::kWorkloadUid);
+    w->workspace = Label(first, labels::kWorkspace);
     absl::SimpleAtoi(Label(first, labels::kWorkloadGeneration), &w->generation);
     w->key = key;
     w->adopted = true;
@@ -498,8 +505,8 @@ void WorkloadSupervisor::AdoptListed(std::vector<ContainerInfo> containers) {
     w->status.set_phase(all_started ? "Running" : "Starting");
     const uint64_t serial = AddWorkload(std::move(w));
     current_[key] = serial;
-    spdlog::info("node {}: adopted workload {} generation {}", options_.node_name, key,
-                 workloads_[serial]->generation);
+    LogAbout(spdlog::level::info, About(*workloads_[serial]), "node {}: adopted generation {}",
+             options_.node_name, workloads_[serial]->generation);
     // Exits that happened while no agent watched are handled now.
     Workload& adopted = *workloads_[serial];
     for (Container& c : adopted.main) {
@@ -549,8 +556,8 @@ bool WorkloadSupervisor::Apply(int64_t generation, const std::vector<v1::Workloa
       for (const v1::DataDownload& d : spec->spec().downloads()) volumes.insert(d.volume());
       if (spec->spec().has_push()) volumes.insert(spec->spec().push().volume());
       for (const std::string& v : volumes) {
-        auto dir = options_.data->VolumeDir(spec->metadata().namespace_(),
-                                            spec->spec().workspace(), v);
+        auto dir =
+            options_.data->VolumeDir(spec->metadata().namespace_(), spec->spec().workspace(), v);
         if (!dir.ok()) {
           dirs_ok = dir.status();
           break;
@@ -640,8 +647,8 @@ void WorkloadSupervisor::Terminate(Workload& w) {
   w.stage = Stage::kTerminating;
   auto it = current_.find(w.key);
   if (it != current_.end() && it->second == w.serial) current_.erase(it);
-  spdlog::debug("node {}: stopping workload {} generation {}", options_.node_name, w.key,
-                w.generation);
+  LogAbout(spdlog::level::debug, About(w), "node {}: stopping generation {}", options_.node_name,
+           w.generation);
   Advance(w.serial);
 }
 
@@ -808,8 +815,8 @@ void WorkloadSupervisor::StartContainer(Workload& w, Container& c) {
         } else if (absl::IsNotFound(s) && w.stage != Stage::kTerminating &&
                    w.stage != Stage::kFinished) {
           // Removed behind our back: it is created again.
-          spdlog::info("node {}: container {} of {} is gone; creating it again",
-                       options_.node_name, c.id, w.key);
+          LogAbout(spdlog::level::info, About(w),
+                   "node {}: container {} is gone; creating it again", options_.node_name, c.id);
           by_container_.erase(c.id);
           c.id.clear();
           c.info = ContainerInfo();
@@ -941,8 +948,8 @@ void WorkloadSupervisor::NextDownload(Workload& w) {
   }
   const v1::DataDownload& d = w.downloads[w.next_download];
   if (options_.data == nullptr) {
-    spdlog::info("node {}: workload {}: download of {} simulated: nothing is fetched",
-                 options_.node_name, w.key, d.url().substr(0, d.url().find('?')));
+    LogAbout(spdlog::level::info, About(w), "node {}: download of {} simulated: nothing is fetched",
+             options_.node_name, d.url().substr(0, d.url().find('?')));
     ++w.next_download;
     w.stage = w.next_download >= w.downloads.size() ? Stage::kPulling : Stage::kDownloading;
     return;
@@ -995,8 +1002,9 @@ void WorkloadSupervisor::Complete(Workload& w) {
   }
   const v1::ArtifactPush& push = *w.push;
   if (options_.data == nullptr) {
-    Finish(w, true, "", absl::StrCat("every container exited 0; push of ", push.image(),
-                                     " simulated: nothing is pushed"));
+    Finish(w, true, "",
+           absl::StrCat("every container exited 0; push of ", push.image(),
+                        " simulated: nothing is pushed"));
     return;
   }
   auto dir = w.volume_dirs.find(push.volume());
@@ -1023,8 +1031,8 @@ void WorkloadSupervisor::Complete(Workload& w) {
                           Finish(w, false, kReasonPush, std::string(digest.status().message()));
                         } else {
                           Finish(w, true, "",
-                                 absl::StrCat("every container exited 0; pushed ",
-                                              w.push->image(), " (", *digest, ")"));
+                                 absl::StrCat("every container exited 0; pushed ", w.push->image(),
+                                              " (", *digest, ")"));
                         }
                         UpdateStatus(w);
                       }));
@@ -1041,7 +1049,8 @@ void WorkloadSupervisor::Finish(Workload& w, bool succeeded, const std::string& 
   w.status.clear_endpoint();
   SetTimestamp(w.status.mutable_finish_time(), clock_->Now());
   if (!succeeded) {
-    spdlog::info("node {}: workload {} failed: {}: {}", options_.node_name, w.key, reason, message);
+    LogAbout(spdlog::level::info, About(w), "node {}: failed: {}: {}", options_.node_name, reason,
+             message);
   }
 }
 
@@ -1081,8 +1090,8 @@ void WorkloadSupervisor::RetryLater(Workload& w, const std::string& reason,
 void WorkloadSupervisor::AdvanceTermination(Workload& w) {
   if (w.ops > 0 || w.timer != 0) return;
   if (!w.termination_error.ok()) {
-    spdlog::warn("node {}: removing workload {}: {}", options_.node_name, w.key,
-                 std::string(w.termination_error.message()));
+    LogAbout(spdlog::level::warn, About(w), "node {}: removing: {}", options_.node_name,
+             std::string(w.termination_error.message()));
     RetryLater(w, "", w.termination_error);
     return;
   }
@@ -1125,10 +1134,11 @@ void WorkloadSupervisor::AdvanceTermination(Workload& w) {
     for (Container& c : *list) by_container_.erase(c.id);
   }
   const std::string key = w.key;
-  spdlog::debug("node {}: removed workload {} generation {}", options_.node_name, key,
-                w.generation);
+  LogAbout(spdlog::level::debug, About(w), "node {}: removed generation {}", options_.node_name,
+           w.generation);
   auto successor = current_.find(key);
-  if (on_change_ && !w.uid.empty() && (successor == current_.end() || successor->second == w.serial)) {
+  if (on_change_ && !w.uid.empty() &&
+      (successor == current_.end() || successor->second == w.serial)) {
     // Left the desired set: tell the server it is stopped (it holds the workload's
     // deletion until it hears so).
     v1::WorkloadReport report;

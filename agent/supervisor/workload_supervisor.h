@@ -17,6 +17,7 @@
 #include "agent/runtime/container_runtime.h"
 #include "agent/work_serializer.h"
 #include "common/clock.h"
+#include "common/logging.h"
 #include "kaito/v1/agent.pb.h"
 #include "kaito/v1/workload.pb.h"
 
@@ -111,6 +112,8 @@ class WorkloadSupervisor {
   struct Container;
   struct Workload;
   enum class Stage;
+  // What the log lines about `w` are about: the workload and its workspace.
+  static LogSubject About(const Workload& w);
 
   Workload* Lookup(uint64_t serial);
   // Posts `fn(serial)` to the strand, unless the supervisor is gone by then.

@@ -52,6 +52,16 @@ void SetCreatedFromLabel(const nlohmann::json& pool, v1::ProvisionedNode* node) 
   }
 }
 
+// What the log lines about an adopted pool are about: its claim, and the workspace its node
+// labels name (PoolBody copies the claim's labels there).
+LogSubject PoolSubject(const nlohmann::json& pool, const std::string& name) {
+  const nlohmann::json& labels = JsonMember(JsonMember(pool, "properties"), "nodeLabels");
+  std::map<std::string, std::string> workspace = {
+      {kWorkspaceNamespaceLabel, JsonString(labels, kWorkspaceNamespaceLabel)},
+      {kWorkspaceLabel, JsonString(labels, kWorkspaceLabel)}};
+  return SubjectFromLabels(workspace, "nodeclaim/" + name);
+}
+
 }  // namespace
 
 bool IsValidPoolName(const std::string& name) {
@@ -210,6 +220,7 @@ void AzureProvider::FailWith(const std::string& name, uint64_t generation, const
 
 void AzureProvider::Fail(const std::string& name, uint64_t generation, const std::string& reason,
                          bool retryable, const std::string& message, bool delete_pool) {
+  LogSubject about;
   {
     absl::MutexLock lock(&mu_);
     Claim* claim = CurrentLocked(name, generation);
@@ -221,8 +232,9 @@ void AzureProvider::Fail(const std::string& name, uint64_t generation, const std
     claim->node.set_error_code(reason);
     claim->node.set_retryable(retryable);
     claim->node.set_message(message);
+    about = claim->about;
   }
-  spdlog::warn("node claim {}: create failed: {}: {}", name, reason, message);
+  LogAbout(spdlog::level::warn, about, "create failed: {}: {}", reason, message);
   if (delete_pool) {
     // The pool of a failed create holds quota and costs money: it goes (only if ours).
     arm_->Send("GET", WithApiVersion(PoolUrl(name), options_.api_version), "",
@@ -266,6 +278,7 @@ void AzureProvider::CreateNode(const v1::CreateNodeRequest& request, NodeDone do
       node = claim.node;
     } else {
       claim.request = request;
+      claim.about = SubjectFromLabels(request.spec().labels(), "nodeclaim/" + name);
       generation = BeginAttemptLocked(name, claim);
       node = claim.node;
     }
@@ -306,7 +319,8 @@ void AzureProvider::LookUpPool(const std::string& name, uint64_t generation) {
           // A failed pool is created again by a new PUT (ARM reconciles it).
           return self->PutPool(name, generation);
         }
-        spdlog::info("node claim {}: resuming agent pool {} ({})", name, name, state);
+        LogAbout(spdlog::level::info, self->About(name), "resuming agent pool {} ({})", name,
+                 state);
         self->OnCreateProgress(name, generation, pool);
       });
 }
@@ -735,7 +749,8 @@ void AzureProvider::ResolveVm(const std::string& name, uint64_t generation) {
                   claim->node.set_node_name(absl::AsciiStrToLower(computer));
                   claim->node.set_message("agent pool " + name + " is running VM " + computer);
                 }
-                spdlog::info("node claim {}: agent pool running, node {}", name, computer);
+                LogAbout(spdlog::level::info, self->About(name), "agent pool running, node {}",
+                         computer);
                 return;
               }
               retry_later("waiting for its VM");
@@ -870,7 +885,7 @@ void AzureProvider::StartDelete(const std::string& name, uint64_t generation) {
         // fault: the delete is tried again.
         const ArmError error = ErrorOf(response);
         claim->node.set_message("deleting agent pool " + name + ": " + error.Describe());
-        spdlog::warn("node claim {}: delete: {}; trying again", name, error.Describe());
+        LogAbout(spdlog::level::warn, claim->about, "delete: {}; trying again", error.Describe());
         self->ScheduleLocked(name, *claim, self->options_.poll_interval,
                              &AzureProvider::StartDelete);
       });
@@ -898,8 +913,8 @@ void AzureProvider::PollDelete(const std::string& name, uint64_t generation) {
             return;
           }
           if (state == OperationState::kFailed) {
-            spdlog::warn("node claim {}: delete failed: {}; trying again", name,
-                         claim->op.error.Describe());
+            LogAbout(spdlog::level::warn, claim->about, "delete failed: {}; trying again",
+                     claim->op.error.Describe());
             self->ScheduleLocked(name, *claim, self->options_.poll_interval,
                                  &AzureProvider::StartDelete);
             return;
@@ -909,13 +924,19 @@ void AzureProvider::PollDelete(const std::string& name, uint64_t generation) {
       });
 }
 
+LogSubject AzureProvider::About(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  auto it = claims_.find(name);
+  return it != claims_.end() ? it->second.about : LogSubject{"", "", "nodeclaim/" + name};
+}
+
 void AzureProvider::Forget(const std::string& name, uint64_t generation) {
   absl::MutexLock lock(&mu_);
   auto it = claims_.find(name);
   if (it == claims_.end() || it->second.generation != generation) return;
   CancelTimersLocked(it->second);
+  LogAbout(spdlog::level::info, it->second.about, "agent pool deleted");
   claims_.erase(it);
-  spdlog::info("node claim {}: agent pool deleted", name);
 }
 
 void AzureProvider::ListNodes(ListDone done) {
@@ -976,6 +997,7 @@ void AzureProvider::Adopt(const nlohmann::json& pool) {
     if (stopped_ || claims_.contains(name)) return;
     Claim& claim = claims_[name];
     claim.generation = generation = next_generation_++;
+    claim.about = PoolSubject(pool, name);
     claim.node.set_claim_name(name);
     claim.node.set_instance_type(JsonString(JsonMember(pool, "properties"), "vmSize"));
     SetCreatedFromLabel(pool, &claim.node);
@@ -998,7 +1020,7 @@ void AzureProvider::Adopt(const nlohmann::json& pool) {
     claim.node.set_phase(kCreating);
     claim.node.set_message("adopting agent pool " + name + " (" + state + ")");
   }
-  spdlog::info("node claim {}: adopting agent pool {} ({})", name, name, state);
+  LogAbout(spdlog::level::info, About(name), "adopting agent pool {} ({})", name, state);
   OnCreateProgress(name, generation, pool);
 }
 

@@ -30,6 +30,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/logging.h"
 #include "nlohmann/json.hpp"
 #include "provisioner/azure/arm_client.h"
 #include "provisioner/azure/lro.h"
@@ -122,6 +123,8 @@ class AzureProvider : public NodeProvider, public std::enable_shared_from_this<A
     // When it passed the quota check, then when its PUT was accepted (monotonic; zero
     // before): a create held after the usage snapshot holds quota the snapshot does not show.
     absl::Duration quota_held_since;
+    // What its log lines are about: the claim and its workspace.
+    LogSubject about;
   };
   struct UsageSnapshot {
     std::map<std::string, QuotaUsage> families;
@@ -133,6 +136,8 @@ class AzureProvider : public NodeProvider, public std::enable_shared_from_this<A
   AzureProvider(AzureProviderOptions options, std::shared_ptr<ArmClient> arm, Clock* clock);
 
   std::string ClusterUrl() const;
+  // The subject of log lines about claim `name` (takes mu_).
+  LogSubject About(const std::string& name) ABSL_LOCKS_EXCLUDED(mu_);
   std::string PoolUrl(const std::string& name) const;
   // The VM scale sets of the cluster's node resource group.
   std::string ScaleSetsUrl(const std::string& node_resource_group) const;
@@ -173,8 +178,8 @@ class AzureProvider : public NodeProvider, public std::enable_shared_from_this<A
   };
   // The family's pool, then the regional one, as far as the snapshot lists them; creates of
   // claim `except` are not counted.
-  std::vector<QuotaPool> QuotaPoolsLocked(const UsageSnapshot& snapshot,
-                                          const std::string& family, const std::string& except)
+  std::vector<QuotaPool> QuotaPoolsLocked(const UsageSnapshot& snapshot, const std::string& family,
+                                          const std::string& except)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PutPool(const std::string& name, uint64_t generation);
   void PollCreate(const std::string& name, uint64_t generation);

@@ -193,6 +193,10 @@ bool SimulatedProvider::TakeTimerLocked(uint64_t token) {
 
 void SimulatedProvider::FinishCallbackLocked() { --callbacks_running_; }
 
+LogSubject SimulatedProvider::ClaimSubject(const std::string& claim_name, const Claim& claim) {
+  return SubjectFromLabels(claim.request.spec().labels(), "nodeclaim/" + claim_name);
+}
+
 void SimulatedProvider::StartAttemptLocked(const std::string& claim_name, Claim& claim) {
   claim.attempt = next_attempt_++;
   claim.started = false;
@@ -204,8 +208,9 @@ void SimulatedProvider::StartAttemptLocked(const std::string& claim_name, Claim&
   claim.node.mutable_created_time()->set_seconds(now_ns / 1000000000);
   claim.node.mutable_created_time()->set_nanos(static_cast<int32_t>(now_ns % 1000000000));
   claim.timer_token = ArmLocked(options_.create_delay, claim.attempt, claim_name, true);
-  spdlog::info("simulated cloud: node claim {} ({}): Creating, outcome in {}", claim_name,
-               claim.request.spec().instance_type(), absl::FormatDuration(options_.create_delay));
+  LogAbout(spdlog::level::info, ClaimSubject(claim_name, claim),
+           "simulated cloud: Creating ({}), outcome in {}", claim.request.spec().instance_type(),
+           absl::FormatDuration(options_.create_delay));
 }
 
 void SimulatedProvider::CreateNode(const v1::CreateNodeRequest& request, NodeDone done) {
@@ -264,8 +269,9 @@ void SimulatedProvider::DeleteNode(const std::string& claim_name, DeleteDone don
       claim.node.clear_retryable();
       claim.node.clear_message();
       claim.timer_token = ArmLocked(options_.delete_delay, claim.attempt, claim_name, false);
-      spdlog::info("simulated cloud: node claim {}: Deleting, gone in {}", claim_name,
-                   absl::FormatDuration(options_.delete_delay));
+      LogAbout(spdlog::level::info, ClaimSubject(claim_name, claim),
+               "simulated cloud: Deleting, gone in {}",
+               absl::FormatDuration(options_.delete_delay));
     }
   }
   std::move(done)(gone);
@@ -325,8 +331,9 @@ void SimulatedProvider::OnCreateDue(uint64_t token, const std::string& claim_nam
       claim.node.set_error_code(code);
       claim.node.set_retryable(retryable);
       claim.node.set_message(message);
-      spdlog::warn("simulated cloud: node claim {} ({}): Failed: {}{}: {}", claim_name, type, code,
-                   retryable ? " (retryable)" : "", message);
+      LogAbout(spdlog::level::warn, ClaimSubject(claim_name, claim),
+               "simulated cloud: Failed ({}): {}{}: {}", type, code,
+               retryable ? " (retryable)" : "", message);
     };
     for (const v1::SimulatedFault& fault : faults_) {
       if (!FaultMatches(fault, type)) continue;
@@ -381,8 +388,9 @@ void SimulatedProvider::OnCreateDue(uint64_t token, const std::string& claim_nam
         claim->node.set_phase(kRunning);
         claim->node.set_node_name(spec.node_name);
         claim->node.set_provider_id(spec.provider_id);
-        spdlog::info("simulated cloud: node claim {} ({}): Running as node {} with {} GPU(s)",
-                     claim_name, spec.instance_type, spec.node_name, spec.gpus.size());
+        LogAbout(spdlog::level::info, ClaimSubject(claim_name, *claim),
+                 "simulated cloud: Running ({}) as node {} with {} GPU(s)", spec.instance_type,
+                 spec.node_name, spec.gpus.size());
       }
     } else if (claim->node.phase() == kCreating) {
       claim->node.set_phase(kFailed);
@@ -390,7 +398,8 @@ void SimulatedProvider::OnCreateDue(uint64_t token, const std::string& claim_nam
       claim->node.set_retryable(!absl::IsInvalidArgument(started));
       claim->node.set_message("the simulated agent of node " + spec.node_name +
                               " did not start: " + started.ToString());
-      spdlog::warn("simulated cloud: node claim {}: Failed: {}", claim_name, claim->node.message());
+      LogAbout(spdlog::level::warn, ClaimSubject(claim_name, *claim), "simulated cloud: Failed: {}",
+               claim->node.message());
     }
     if (!stop) FinishCallbackLocked();
   }
@@ -413,8 +422,8 @@ void SimulatedProvider::OnDeleteDue(uint64_t token, const std::string& claim_nam
       return;
     }
     const bool started = it->second.started;
+    LogAbout(spdlog::level::info, ClaimSubject(claim_name, it->second), "simulated cloud: gone");
     claims_.erase(it);
-    spdlog::info("simulated cloud: node claim {}: gone", claim_name);
     if (!started) return;
     node_name = SimulatedNodeName(claim_name);
     ++callbacks_running_;

@@ -21,6 +21,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/logging.h"
 #include "kaito/v1/provisioner.pb.h"
 #include "presets/catalog.h"
 #include "provisioner/provider/node_bootstrapper.h"
@@ -93,6 +94,8 @@ class SimulatedProvider : public NodeProvider {
     // Its agent was started (and must be stopped when the claim goes).
     bool started = false;
   };
+  // What the log lines about `claim` are about: the claim and its workspace (from its labels).
+  static LogSubject ClaimSubject(const std::string& claim_name, const Claim& claim);
 
   // Arms `fn(token)` after `delay`; the token identifies the timer to `Cancel` and to
   // the destructor.

@@ -1,16 +1,17 @@
 #include "server/agents/agent_session.h"
 
-#include "common/field_errors.h"
-
 #include <google/protobuf/util/message_differencer.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/field_errors.h"
 #include "common/k8s_names.h"
+#include "common/logging.h"
 #include "server/controllers/conditions.h"
 
 namespace kaito::server {
@@ -53,9 +54,8 @@ std::string CheckReport(const v1::WorkloadReport& r, const std::string& path) {
   if (r.status().data_bytes() < 0 || r.status().data_total_bytes() < 0) {
     return path + ".status.dataBytes: must not be negative";
   }
-  static const std::set<std::string> kPhases = {"",        "Pending",   "Pulling", "Starting",
-                                                "Running", "Ready",     "Succeeded",
-                                                "Failed",  "Stopped"};
+  static const std::set<std::string> kPhases = {
+      "", "Pending", "Pulling", "Starting", "Running", "Ready", "Succeeded", "Failed", "Stopped"};
   if (!kPhases.contains(r.status().phase())) {
     return path + ".status.phase: unknown phase \"" + r.status().phase() + "\"";
   }
@@ -91,8 +91,8 @@ std::string CheckHello(const v1::AgentHello& hello) {
     if (std::string e = CheckQualifiedName(k); !e.empty()) return "hello.labels: " + e;
     if (std::string e = CheckLabelValue(v); !e.empty()) return "hello.labels[" + k + "]: " + e;
   }
-  for (const std::string* s : {&hello.instance_type(), &hello.agent_version(), &hello.address(),
-                               &hello.provider_id()}) {
+  for (const std::string* s :
+       {&hello.instance_type(), &hello.agent_version(), &hello.address(), &hello.provider_id()}) {
     if (s->size() > 1024) return "hello: a field is longer than 1024 characters";
   }
   if (std::string e = CheckGpus(hello.gpus(), "hello.gpus"); !e.empty()) return e;
@@ -122,7 +122,8 @@ std::map<std::string, std::string> GpuFeatureLabels(
   const std::string& cc = first.compute_capability();
   if (size_t dot = cc.find('.'); dot != std::string::npos) {
     int major = 0, minor = 0;
-    if (absl::SimpleAtoi(cc.substr(0, dot), &major) && absl::SimpleAtoi(cc.substr(dot + 1), &minor)) {
+    if (absl::SimpleAtoi(cc.substr(0, dot), &major) &&
+        absl::SimpleAtoi(cc.substr(dot + 1), &minor)) {
       labels["nvidia.com/cuda.compute.major"] = std::to_string(major);
       labels["nvidia.com/cuda.compute.minor"] = std::to_string(minor);
     }
@@ -200,9 +201,9 @@ void AgentSession::OnHello(const v1::AgentHello& hello) {
     if (deps_->stats) deps_->stats->protocol_errors++;
     spdlog::warn("agent session ({}): node {} may not speak for node {}", peer_, allowed_node_,
                  Abbreviate(hello.node_name()));
-    return Close(absl::PermissionDeniedError(
-        "nodes \"" + Abbreviate(hello.node_name()) + "\" is forbidden: User \"system:node:" +
-        allowed_node_ + "\" may act only for its own node"));
+    return Close(absl::PermissionDeniedError("nodes \"" + Abbreviate(hello.node_name()) +
+                                             "\" is forbidden: User \"system:node:" +
+                                             allowed_node_ + "\" may act only for its own node"));
   }
   node_ = hello.node_name();
   if (deps_->stats) deps_->stats->hellos++;
@@ -322,9 +323,13 @@ void AgentSession::OnWorkload(const v1::WorkloadReport& report) {
     o.workloads->Update(std::move(update), false, [](auto) {});
     return;
   }
-  if (MessageDifferencer::Equals(report.status(), stored->status())) return;
+  v1::WorkloadStatus status = report.status();
+  // Restarts only grow within one incarnation. An agent that restarted and adopted the container
+  // reports what it counted since (0) until the desired set hands it the server's count back.
+  status.set_restarts(std::max(status.restarts(), stored->status().restarts()));
+  if (MessageDifferencer::Equals(status, stored->status())) return;
   v1::Workload update = *stored;
-  *update.mutable_status() = report.status();
+  *update.mutable_status() = std::move(status);
   deps_->status_writer->Write(std::move(update));
 }
 
@@ -344,12 +349,15 @@ void WorkloadStatusWriter::Write(v1::Workload update) {
 void WorkloadStatusWriter::Start(const std::string& key, v1::Workload update) {
   // Unconditional: the agent's report is the newest truth about the workload's status.
   update.mutable_metadata()->clear_resource_version();
-  workloads_->UpdateStatus(std::move(update), [self = shared_from_this(), key](auto r) {
-    if (!r.ok() && !absl::IsNotFound(r.status())) {
-      spdlog::warn("workload {}: status: {}", key, r.status().ToString());
-    }
-    self->Done(key);
-  });
+  LogSubject about =
+      SubjectFromLabels(update.metadata().labels(), "workload/" + update.metadata().name());
+  workloads_->UpdateStatus(
+      std::move(update), [self = shared_from_this(), key, about = std::move(about)](auto r) {
+        if (!r.ok() && !absl::IsNotFound(r.status())) {
+          LogAbout(spdlog::level::warn, about, "status: {}", r.status().ToString());
+        }
+        self->Done(key);
+      });
 }
 
 void WorkloadStatusWriter::Done(const std::string& key) {

@@ -3,7 +3,9 @@
 #include <google/protobuf/util/time_util.h>
 #include <spdlog/spdlog.h>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_format.h"
+#include "common/logging.h"
 #include "server/controllers/conditions.h"
 #include "server/registry/object_meta.h"
 
@@ -20,12 +22,19 @@ uint64_t Fnv1a(const std::string& s) {
   return h;
 }
 
+// What the log lines about an event of `object` are about: the workspace itself, or the object
+// and the workspace its labels name.
+LogSubject SubjectOf(const std::string& kind, const v1::ObjectMeta& meta) {
+  if (kind == "Workspace") return WorkspaceSubject(meta.namespace_(), meta.name());
+  return SubjectFromLabels(meta.labels(), absl::AsciiStrToLower(kind) + "/" + meta.name());
+}
+
 }  // namespace
 
 std::string EventRecorder::EventName(const v1::ObjectReference& ref, const std::string& type,
                                      const std::string& reason, const std::string& message) {
-  const uint64_t h = Fnv1a(ref.kind() + "\n" + ref.uid() + "\n" + type + "\n" + reason + "\n" +
-                           message);
+  const uint64_t h =
+      Fnv1a(ref.kind() + "\n" + ref.uid() + "\n" + type + "\n" + reason + "\n" + message);
   std::string base = ref.name().substr(0, 200);
   return absl::StrFormat("%s.%016x", base, h);
 }
@@ -47,21 +56,20 @@ void EventRecorder::Record(const google::protobuf::Message& object, const std::s
   event.set_message(message.size() > 1024 ? message.substr(0, 1021) + "..." : message);
   event.set_source(source_);
   // Microseconds, so that events of the same second keep their order.
-  const auto now = google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(
-      absl::ToUnixMicros(clock_->Now()));
+  const auto now =
+      google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(clock_->Now()));
   *event.mutable_last_timestamp() = now;
   *event.mutable_first_timestamp() = now;
   {
     absl::MutexLock lock(&mu_);
     event.set_count(++counts_[event.metadata().name()]);
   }
-  // namespace/name, or the name alone for a cluster-scoped object (NodeClaim, Node).
-  spdlog::debug("event {} {} {}{}{}: {} {}", type, ref->kind(), ref->namespace_(),
-                ref->namespace_().empty() ? "" : "/", ref->name(), reason, message);
-  Write(std::move(event), 3);
+  LogSubject about = SubjectOf(ref->kind(), meta);
+  LogAbout(spdlog::level::debug, about, "event {} {}: {}", type, reason, message);
+  Write(std::move(event), std::move(about), 3);
 }
 
-void EventRecorder::Write(v1::Event event, int attempts) {
+void EventRecorder::Write(v1::Event event, LogSubject about, int attempts) {
   if (auto stored = events_->GetShared(event.metadata().namespace_(), event.metadata().name())) {
     // Aggregate into the stored event (also after a restart, when counts_ is empty).
     v1::Event merged = *stored;
@@ -73,28 +81,28 @@ void EventRecorder::Write(v1::Event event, int attempts) {
       counts_[merged.metadata().name()] = merged.count();
     }
     events_->Update(std::move(merged), false,
-                    [this, event, attempts](absl::StatusOr<WriteResult<v1::Event>> r) mutable {
-                      if (!r.ok() && attempts > 1 && (absl::IsNotFound(r.status()) ||
-                                                      absl::IsAborted(r.status()))) {
-                        return Write(std::move(event), attempts - 1);
+                    [this, event, about = std::move(about),
+                     attempts](absl::StatusOr<WriteResult<v1::Event>> r) mutable {
+                      if (!r.ok() && attempts > 1 &&
+                          (absl::IsNotFound(r.status()) || absl::IsAborted(r.status()))) {
+                        return Write(std::move(event), std::move(about), attempts - 1);
                       }
                       if (!r.ok()) {
-                        spdlog::warn("event {} of {}/{}: write failed: {}", event.reason(),
-                                     event.involved_object().namespace_(),
-                                     event.involved_object().name(), r.status().ToString());
+                        LogAbout(spdlog::level::warn, about, "event {}: write failed: {}",
+                                 event.reason(), r.status().ToString());
                       }
                     });
     return;
   }
   events_->Create(event, false,
-                  [this, event, attempts](absl::StatusOr<WriteResult<v1::Event>> r) mutable {
+                  [this, event, about = std::move(about),
+                   attempts](absl::StatusOr<WriteResult<v1::Event>> r) mutable {
                     if (!r.ok() && attempts > 1 && absl::IsAlreadyExists(r.status())) {
-                      return Write(std::move(event), attempts - 1);
+                      return Write(std::move(event), std::move(about), attempts - 1);
                     }
                     if (!r.ok()) {
-                      spdlog::warn("event {} of {}/{}: write failed: {}", event.reason(),
-                                   event.involved_object().namespace_(),
-                                   event.involved_object().name(), r.status().ToString());
+                      LogAbout(spdlog::level::warn, about, "event {}: write failed: {}",
+                               event.reason(), r.status().ToString());
                     }
                   });
 }

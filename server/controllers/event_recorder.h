@@ -11,6 +11,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
+#include "common/logging.h"
 #include "kaito/v1/event.pb.h"
 #include "server/registry/object_registry.h"
 
@@ -39,7 +40,7 @@ class EventRecorder {
                                const std::string& reason, const std::string& message);
 
  private:
-  void Write(v1::Event event, int attempts);
+  void Write(v1::Event event, LogSubject about, int attempts);
 
   ObjectRegistry<v1::Event>* const events_;
   Clock* const clock_;

@@ -4,12 +4,20 @@
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/logging.h"
 #include "presets/offerings.h"
 #include "server/controllers/conditions.h"
 #include "server/controllers/workspace_reconciler.h"
 #include "server/registry/sync_writes.h"
 
 namespace kaito::server {
+namespace {
+
+LogSubject Subject(const v1::NodeClaim& claim) {
+  return SubjectFromLabels(claim.metadata().labels(), "nodeclaim/" + claim.metadata().name());
+}
+
+}  // namespace
 
 absl::Duration NodeClaimReconciler::Backoff(int attempts) const {
   absl::Duration d = options_.retry_base;
@@ -60,10 +68,10 @@ absl::StatusOr<ReconcileResult> NodeClaimReconciler::Reconcile(const std::string
     if (StartCall(name)) {
       // The completion records what it learned in the claim's status; that write's
       // event brings the claim back (and the requeue below polls while it is created).
-      auto observe = [this, name](absl::StatusOr<v1::ProvisionedNode> r) {
+      auto observe = [this, name, about = Subject(claim)](absl::StatusOr<v1::ProvisionedNode> r) {
         EndCall(name);
         if (r.ok()) return Observe(name, *r);
-        spdlog::warn("nodeclaim {}: provisioner: {}", name, r.status().ToString());
+        LogAbout(spdlog::level::warn, about, "provisioner: {}", r.status().ToString());
         if (absl::IsInvalidArgument(r.status())) {
           // The provisioner refuses the claim itself: no attempt can succeed.
           v1::ProvisionedNode refused;
@@ -205,12 +213,13 @@ absl::StatusOr<ReconcileResult> NodeClaimReconciler::Follow(const v1::NodeClaim&
   return ReconcileResult::RequeueAfter(deadline - now);
 }
 
-bool NodeClaimReconciler::ReleaseMachine(const std::string& name) {
+bool NodeClaimReconciler::ReleaseMachine(const v1::NodeClaim& claim) {
+  const std::string& name = claim.metadata().name();
   if (StartCall(name)) {
-    provisioner_->DeleteNode(name, [this, name](absl::StatusOr<bool> gone) {
+    provisioner_->DeleteNode(name, [this, name, about = Subject(claim)](absl::StatusOr<bool> gone) {
       EndCall(name);
       if (!gone.ok()) {
-        spdlog::warn("nodeclaim {}: delete: {}", name, gone.status().ToString());
+        LogAbout(spdlog::level::warn, about, "delete: {}", gone.status().ToString());
       } else if (*gone) {
         {
           absl::MutexLock lock(&mu_);
@@ -230,9 +239,8 @@ absl::StatusOr<ReconcileResult> NodeClaimReconciler::Repair(const v1::NodeClaim&
                                                             const std::string& code,
                                                             const std::string& message,
                                                             absl::Time now) {
-  const std::string& name = claim.metadata().name();
   const std::string& node_name = claim.status().node_name();
-  if (!ReleaseMachine(name)) {
+  if (!ReleaseMachine(claim)) {
     // Said once, while the machine goes (a restart meanwhile asks again: idempotent).
     v1::NodeClaim update = claim;
     SetCondition(update.mutable_status()->mutable_conditions(), "Ready", false, code,
@@ -241,7 +249,7 @@ absl::StatusOr<ReconcileResult> NodeClaimReconciler::Repair(const v1::NodeClaim&
       auto written = UpdateStatusSync(*objects_.nodeclaims, std::move(update));
       if (!written.ok()) return written.status();
       events_->Warning(claim, code, message + "; releasing its machine");
-      spdlog::warn("nodeclaim {}: {}: {}; releasing its machine", name, code, message);
+      LogAbout(spdlog::level::warn, Subject(claim), "{}: {}; releasing its machine", code, message);
     }
     return ReconcileResult::RequeueAfter(options_.poll_interval);
   }
@@ -317,7 +325,7 @@ void NodeClaimReconciler::Observe(const std::string& name, const v1::Provisioned
       std::move(update), [this, name, failed, message, node,
                           claim = *current](absl::StatusOr<WriteResult<v1::NodeClaim>> r) {
         if (!r.ok()) {
-          spdlog::debug("nodeclaim {}: status: {}", name, r.status().ToString());
+          LogAbout(spdlog::level::debug, Subject(claim), "status: {}", r.status().ToString());
           return;
         }
         if (failed) {
@@ -333,7 +341,7 @@ void NodeClaimReconciler::Observe(const std::string& name, const v1::Provisioned
 absl::StatusOr<ReconcileResult> NodeClaimReconciler::Release(const v1::NodeClaim& claim) {
   const std::string name = claim.metadata().name();
   if (!HasFinalizer(claim.metadata(), kNodeClaimFinalizer)) return ReconcileResult::Done();
-  const bool released = ReleaseMachine(name);
+  const bool released = ReleaseMachine(claim);
   if (!released) return ReconcileResult::RequeueAfter(options_.poll_interval);
   // The machine is gone: so is its node.
   if (!claim.status().node_name().empty()) {

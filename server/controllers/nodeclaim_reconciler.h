@@ -72,7 +72,7 @@ class NodeClaimReconciler : public Reconciler {
                                          const std::string& message, absl::Time now);
   // Asks the provisioner to release the claim's machine (one call at a time); true once it
   // reported the machine gone (consumed by the caller).
-  bool ReleaseMachine(const std::string& name);
+  bool ReleaseMachine(const v1::NodeClaim& claim);
   // "CODE: message (attempt N of M; retrying in D)" or "(attempt N, giving up)".
   std::string FailureText(const v1::NodeClaimStatus& s) const;
   // Records a provider reply in the claim's status (completion thread: async writes only).

@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "common/logging.h"
 #include "kaito/v1/config.pb.h"
 #include "kaito/v1/event.pb.h"
 #include "kaito/v1/node.pb.h"
@@ -17,8 +18,8 @@ namespace kaito::server {
 
 // Ownership labels, as Kaito's (workspace name and namespace on claims, nodes and
 // workloads), and the claim a node was made for.
-inline constexpr char kLabelWorkspace[] = "kaito.sh/workspace";
-inline constexpr char kLabelWorkspaceNamespace[] = "kaito.sh/workspacenamespace";
+inline constexpr const auto& kLabelWorkspace = kWorkspaceLabel;
+inline constexpr const auto& kLabelWorkspaceNamespace = kWorkspaceNamespaceLabel;
 inline constexpr char kLabelNodeClaim[] = "kaito.sh/nodeclaim";
 inline constexpr char kLabelInstanceType[] = "node.kubernetes.io/instance-type";
 // Set on nodes registered by an agent: their readiness is the agent's lease.

@@ -2,12 +2,13 @@
 // one JSON object per line in json.
 #include "common/logging.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <cstdio>
-#include <fcntl.h>
+#include <map>
 #include <string>
 
 #include "absl/strings/str_split.h"
@@ -53,6 +54,42 @@ TEST(LoggingTest, JsonIsOneObjectPerLine) {
   ASSERT_EQ(lines.size(), 1u) << out;
   EXPECT_NE(lines[0].find("\"level\":\"warning\""), std::string::npos) << lines[0];
   EXPECT_NE(lines[0].find("\"msg\":\"two\\nlines\""), std::string::npos) << lines[0];
+}
+
+TEST(LoggingTest, ALineAboutAWorkspaceNamesItInTheTextFormat) {
+  const std::string out = Captured("text", [] {
+    LogAbout(spdlog::level::warn, WorkspaceSubject("team-a", "phi"), "event {}", "Ready");
+    std::map<std::string, std::string> labels = {{kWorkspaceLabel, "phi"},
+                                                 {kWorkspaceNamespaceLabel, "team-a"}};
+    LogAbout(spdlog::level::info, SubjectFromLabels(labels, "nodeclaim/ws3f9a1c"), "created");
+    LogAbout(spdlog::level::info, LogSubject{"", "", "nodeclaim/orphan"}, "gone");
+    LogAbout(spdlog::level::debug, WorkspaceSubject("team-a", "phi"), "below the level");
+    spdlog::info("about nothing");
+  });
+  std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 4u) << out;
+  EXPECT_NE(lines[0].find(" W kaito-test workspace team-a/phi: event Ready"), std::string::npos)
+      << lines[0];
+  EXPECT_NE(lines[1].find(" I kaito-test nodeclaim/ws3f9a1c (workspace team-a/phi): created"),
+            std::string::npos)
+      << lines[1];
+  EXPECT_NE(lines[2].find(" I kaito-test nodeclaim/orphan: gone"), std::string::npos) << lines[2];
+  EXPECT_NE(lines[3].find(" I kaito-test about nothing"), std::string::npos) << lines[3];
+}
+
+TEST(LoggingTest, ALineAboutAWorkspaceHasFieldsInTheJsonFormat) {
+  const std::string out = Captured("json", [] {
+    LogAbout(spdlog::level::info, LogSubject{"team-a", "phi", "workload/phi-0"}, "adopted");
+    spdlog::info("about nothing");
+  });
+  std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 2u) << out;
+  EXPECT_NE(lines[0].find("\"namespace\":\"team-a\",\"workspace\":\"phi\",\"object\":"
+                          "\"workload/phi-0\",\"msg\":\"adopted\""),
+            std::string::npos)
+      << lines[0];
+  EXPECT_EQ(lines[1].find("\"workspace\""), std::string::npos)
+      << "the subject ends with its line: " << lines[1];
 }
 
 }  // namespace

@@ -6,8 +6,8 @@
 #include <gtest/gtest.h>
 
 #include "server/agents/lease_tracker.h"
-#include "server/controllers/node_lifecycle_reconciler.h"
 #include "server/agents/session_registry.h"
+#include "server/controllers/node_lifecycle_reconciler.h"
 #include "server/registry/kinds/controller_kinds.h"
 #include "server/store/memory_store.h"
 #include "test/controllers/world.h"
@@ -174,6 +174,26 @@ TEST_F(AgentSessionTest, ReportsAreAcceptedOnlyForTheNodesOwnWorkloads) {
   EXPECT_EQ(world_.workloads_.GetShared("default", "theirs-0")->status().phase(), "");
   EXPECT_EQ(stats_.rejected_reports.load(), 2);
   EXPECT_EQ(stats_.reports.load(), 1);
+}
+
+TEST_F(AgentSessionTest, RestartsNeverGoBackWithinOneIncarnation) {
+  const v1::Workload w = Place("phi-0", "gpu-a");
+  auto session = Session();
+  session->OnMessage(Hello("gpu-a"));
+  v1::AgentMessage crashed = Report(w, "Ready");
+  crashed.mutable_workload()->mutable_status()->set_restarts(2);
+  session->OnMessage(crashed);
+  ASSERT_EQ(world_.workloads_.GetShared("default", "phi-0")->status().restarts(), 2);
+  // A restarted agent adopts the container and has counted nothing yet.
+  v1::AgentMessage adopted = Report(w, "Pending");
+  session->OnMessage(adopted);
+  const auto stored = world_.workloads_.GetShared("default", "phi-0");
+  EXPECT_EQ(stored->status().phase(), "Pending") << "the rest of the report is taken";
+  EXPECT_EQ(stored->status().restarts(), 2);
+  v1::AgentMessage again = Report(w, "Ready");
+  again.mutable_workload()->mutable_status()->set_restarts(3);
+  session->OnMessage(again);
+  EXPECT_EQ(world_.workloads_.GetShared("default", "phi-0")->status().restarts(), 3);
 }
 
 TEST_F(AgentSessionTest, StoppedReportReleasesADeletedWorkload) {

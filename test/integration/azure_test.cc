@@ -504,6 +504,14 @@ TEST_F(AzureProvisionerTest, RestartMidCreateAdoptsThePool) {
   EXPECT_EQ(node.phase(), "Running") << node.DebugString();
   EXPECT_EQ(Count("pool.put", "wsk00000001", 201), 1) << "never created twice";
   EXPECT_EQ(Count("pool.put", "wsk00000001"), 1) << "no PUT at all after the restart";
+  // The restarted provisioner learned the claim's workspace from the pool's node labels.
+  const std::string log = ReadFile(dir_.File("provisioner.log"));
+  EXPECT_TRUE(absl::StrContains(
+      log, "nodeclaim/wsk00000001 (workspace default/ws1): adopting agent pool wsk00000001"))
+      << log;
+  EXPECT_TRUE(absl::StrContains(
+      log, "nodeclaim/wsk00000001 (workspace default/ws1): agent pool running, node "))
+      << log;
 }
 
 // §6.6 (11) and (7): pools that are not ours survive any delete; a pool named like a claim

@@ -10,10 +10,12 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "kaito/v1/agent.grpc.pb.h"
 #include "kaito/v1/provisioner.grpc.pb.h"
 #include "kaito/v1/workspace.grpc.pb.h"
@@ -285,13 +287,47 @@ TEST_F(ReconcileTest, ASecretValueNeverReachesALogAnEventAStatusOrAMetric) {
                        .out});
   // The paths ran: the log is the verbose one of the whole flow, and the workload that pushed
   // mounted the secret (by name: its value travels only to the runtime).
-  ASSERT_THAT(places[0].second, HasSubstr(" D kaito-server event Normal Workspace default/"
-                                          "workspace-tuning-phi-3: TuningSucceeded"));
+  ASSERT_THAT(places[0].second, HasSubstr(" D kaito-server workspace default/"
+                                          "workspace-tuning-phi-3: event Normal TuningSucceeded"));
   ASSERT_THAT(places[8].second, HasSubstr("acr-registry-secret")) << places[8].first;
   for (const auto& [where, text] : places) {
     EXPECT_THAT(text, Not(HasSubstr(value))) << where;
     EXPECT_THAT(text, Not(HasSubstr(encoded))) << where;
   }
+}
+
+// In --log-format json every line about a workspace or one of its objects says which, in
+// fields of its own: the node claims' lines (the claim's name is a hash), the simulated
+// cloud's, the agents' workload lines and the events'.
+TEST_F(ReconcileTest, JsonLogLinesNameTheirWorkspace) {
+  StartDev({"--log-format", "json", "--log-level", "debug"});
+  RunResult r = Ctl({"apply", "-f", Example("inference-phi-3.yaml")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  client_->WaitWorkspace("workspace-phi-3-mini",
+                         [](const auto& ws) { return Condition(ws, "WorkspaceReady") == "True"; });
+  r = Ctl({"delete", "workspace", "workspace-phi-3-mini", "--wait"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+
+  std::map<std::string, int> lines_about;  // By the kind of object ("" for the workspace).
+  const std::vector<std::string> lines =
+      absl::StrSplit(ReadFile(dir_.File("server.log")), '\n', absl::SkipEmpty());
+  for (const std::string& line : lines) {
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << "not one JSON object: " << line;
+    const std::string msg = j.value("msg", "");
+    const std::string object = j.value("object", "");
+    if (j.contains("workspace")) {
+      EXPECT_EQ(j.value("namespace", ""), "default") << line;
+      EXPECT_EQ(j.value("workspace", ""), "workspace-phi-3-mini") << line;
+      ++lines_about[object.substr(0, object.find('/'))];
+    } else {
+      EXPECT_THAT(msg, Not(HasSubstr("workspace-phi-3-mini"))) << "names no workspace: " << line;
+      EXPECT_THAT(object, Not(HasSubstr("nodeclaim/"))) << line;
+    }
+  }
+  EXPECT_GT(lines_about[""], 0) << "the workspace's events";
+  EXPECT_GT(lines_about["nodeclaim"], 0) << "its claim: events and the simulated cloud";
+  EXPECT_GT(lines_about["workload"], 0) << "its workload, on the simulated agent";
 }
 
 TEST_F(ReconcileTest, MultiNodePresetGetsALeaderAndAWorker) {
