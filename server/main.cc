@@ -33,6 +33,14 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--store", options.store, "Store backend: sqlite | memory | etcd://H:P,...")
       ->capture_default_str();
+  app.add_option("--etcd-prefix", options.etcd_prefix,
+                 "Key prefix of this installation in etcd (one etcd can serve several)")
+      ->capture_default_str();
+  app.add_option("--etcd-cafile", options.etcd_ca_file,
+                 "Verify the etcd members' certificates against this CA (TLS to etcd)");
+  app.add_option("--etcd-certfile", options.etcd_cert_file,
+                 "Client certificate presented to etcd (etcd --client-cert-auth)");
+  app.add_option("--etcd-keyfile", options.etcd_key_file, "Private key of --etcd-certfile");
   app.add_flag("--dev", options.dev,
                "Dev mode: embedded store, simulated cloud and agents (node auto-provisioning on)");
   bool no_controllers = false;

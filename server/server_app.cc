@@ -21,6 +21,7 @@
 #include "server/registry/cache_validation_context.h"
 #include "server/registry/object_meta.h"
 #include "server/registry/reseal_stored_values.h"
+#include "server/store/etcd_store.h"
 #include "server/store/memory_store.h"
 #include "server/store/sqlite_store.h"
 #include "server/workspace_metrics.h"
@@ -60,6 +61,24 @@ class StateCollector : public prometheus::Collectable {
                                          "Writes per store transaction (group commit).",
                                          s.batch_writes));
     }
+    if (auto* etcd = dynamic_cast<store::EtcdStore*>(store_)) {
+      store::EtcdStore::Stats s = etcd->stats();
+      families.push_back(CounterFamily("kaito_store_writes_total",
+                                       "Writes acknowledged by etcd.",
+                                       static_cast<double>(s.writes)));
+      families.push_back(CounterFamily("kaito_store_failed_commits_total",
+                                       "Writes that failed for want of etcd (unreachable, too slow, out of space).",
+                                       static_cast<double>(s.failed_writes)));
+      families.push_back(HistogramFamily("kaito_store_commit_duration_seconds",
+                                         "A write transaction, from sending it to etcd to etcd's answer.",
+                                         s.txn_seconds));
+      families.push_back(GaugeFamily("kaito_store_etcd_transactions_in_flight",
+                                     "Write transactions sent to etcd and not yet answered.",
+                                     {{{}, static_cast<double>(s.in_flight)}}));
+      families.push_back(CounterFamily("kaito_store_etcd_watch_reconnects_total",
+                                       "Times the etcd watch stream broke and was opened again.",
+                                       static_cast<double>(s.watch_reconnects)));
+    }
     std::vector<std::pair<MetricLabels, double>> objects, watchers;
     for (const auto& [kind, cache] : caches_) {
       objects.push_back({{{"kind", kind}}, static_cast<double>(cache->size())});
@@ -92,9 +111,24 @@ absl::StatusOr<std::unique_ptr<store::Store>> OpenStore(const ServerOptions& opt
     return std::unique_ptr<store::Store>(std::move(*store));
   }
   if (absl::StartsWith(options.store, "etcd://")) {
-    return absl::InvalidArgumentError(
-        "--store " + options.store +
-        ": the etcd backend is not part of this build yet; use --store sqlite");
+    auto endpoints = store::ParseEtcdEndpoints(options.store);
+    if (!endpoints.ok()) return endpoints.status();
+    if (!options.etcd_prefix.empty() && options.etcd_prefix.front() != '/') {
+      return absl::InvalidArgumentError("--etcd-prefix " + options.etcd_prefix +
+                                        ": must start with /");
+    }
+    store::EtcdStoreOptions etcd;
+    etcd.endpoints = *endpoints;
+    etcd.key_prefix = options.etcd_prefix;
+    etcd.ca_file = options.etcd_ca_file;
+    etcd.cert_file = options.etcd_cert_file;
+    etcd.key_file = options.etcd_key_file;
+    auto store = store::EtcdStore::Open(etcd);
+    if (!store.ok()) return store.status();
+    spdlog::info("store: etcd at {} under {} (revision {}{})", options.store.substr(7),
+                 etcd.key_prefix.empty() ? "/" : etcd.key_prefix, (*store)->CurrentRevision(),
+                 etcd.ca_file.empty() && etcd.cert_file.empty() ? ", plaintext" : ", TLS");
+    return std::unique_ptr<store::Store>(std::move(*store));
   }
   return absl::InvalidArgumentError("--store: unknown backend \"" + options.store +
                                     "\" (sqlite, memory, etcd://HOST:PORT,...)");

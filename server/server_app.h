@@ -59,6 +59,12 @@ struct ServerOptions {
   // "sqlite" (default, under data_dir), "memory" (nothing survives a restart),
   // "etcd://h1:p1,h2:p2".
   std::string store = "sqlite";
+  // For an etcd store: the key prefix of this installation, and TLS to the members (as
+  // kube-apiserver's --etcd-cafile/--etcd-certfile/--etcd-keyfile).
+  std::string etcd_prefix = "/kaito";
+  std::string etcd_ca_file;
+  std::string etcd_cert_file;
+  std::string etcd_key_file;
   bool dev = false;
   // Empty: bring-your-own nodes (unless dev mode, which simulates a provisioner).
   std::string provisioner;

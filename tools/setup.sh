@@ -15,6 +15,7 @@ PACKAGES=(
   clang libclang-rt-14-dev
   python3-kubernetes
   podman runc busybox-static docker-registry
+  etcd-server etcd-client golang-etcd-server-dev
 )
 # kubectl for the Kubernetes shim's tests: the machine's own when it has one (any recent
 # release), else Debian's.

@@ -1,5 +1,7 @@
 // The fixture of the API tests: an in-process kaito-server (SQLite store, no
-// controllers) on a loopback port, stubs for its services, and helpers.
+// controllers) on a loopback port, stubs for its services, and helpers. With
+// KAITO_TEST_STORE=etcd in the environment the server stores in a real etcd that the
+// fixture starts (ctest runs the API tests both ways: `etcd.` names the second run).
 #pragma once
 
 #include <google/protobuf/util/message_differencer.h>
@@ -17,6 +19,7 @@
 #include "kaito/v1/system.grpc.pb.h"
 #include "kaito/v1/workspace.grpc.pb.h"
 #include "server/server_app.h"
+#include "support/etcd.h"
 #include "support/process.h"
 #include "support/temp_dir.h"
 
@@ -60,6 +63,14 @@ class ApiTest : public ::testing::Test {
     options.listen = "127.0.0.1:0";
     options.metrics_listen = "";
     options.data_dir = dir_.path();
+    if (testing::Env("KAITO_TEST_STORE") == "etcd") {
+      if (!etcd_) {
+        auto etcd = testing::LocalEtcd::Start(dir_.path());
+        ASSERT_TRUE(etcd.ok()) << etcd.status();
+        etcd_ = *std::move(etcd);
+      }
+      options.store = etcd_->store_url();  // A restart finds its data again.
+    }
     options.watch_history = watch_history;
     options.dev = dev_;
     // These tests are about the API's semantics; reconciliation has its own tests.
@@ -142,6 +153,7 @@ class ApiTest : public ::testing::Test {
   // Dev mode turns node auto-provisioning on: workspaces name an instance type.
   bool dev_ = true;
   testing::TempDir dir_;
+  std::unique_ptr<testing::LocalEtcd> etcd_;  // Only with KAITO_TEST_STORE=etcd.
   std::unique_ptr<ServerApp> app_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::WorkspaceService::Stub> ws_;

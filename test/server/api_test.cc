@@ -616,7 +616,7 @@ TEST_F(ApiTest, VersionReportsStore) {
   grpc::ClientContext ctx;
   v1::VersionInfo info;
   ASSERT_TRUE(system_->GetVersion(&ctx, v1::GetVersionRequest(), &info).ok());
-  EXPECT_EQ(info.store(), "sqlite");
+  EXPECT_EQ(info.store(), testing::Env("KAITO_TEST_STORE") == "etcd" ? "etcd" : "sqlite");
   EXPECT_FALSE(info.version().empty());
 }
 

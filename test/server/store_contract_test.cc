@@ -6,10 +6,13 @@
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
+#include "server/store/etcd_store.h"
 #include "server/store/memory_store.h"
 #include "server/store/sqlite_store.h"
+#include "support/etcd.h"
 #include "support/process.h"
 #include "support/temp_dir.h"
+#include "watch_recorder.h"
 
 namespace kaito::server::store {
 namespace {
@@ -30,38 +33,35 @@ struct SqliteBackend {
   }
 };
 
-// Collects watch events; thread-safe.
-class Recorder {
- public:
-  WatchCallback Callback() {
-    return [this](const std::vector<Event>& events) {
-      absl::MutexLock lock(&mu_);
-      for (const auto& e : events) events_.push_back(e);
-    };
-  }
-  std::vector<Event> events() {
-    absl::MutexLock lock(&mu_);
-    return events_;
-  }
-  size_t size() {
-    absl::MutexLock lock(&mu_);
-    return events_.size();
-  }
-
- private:
-  absl::Mutex mu_;
-  std::vector<Event> events_;
-};
-
 template <typename Backend>
 class StoreContractTest : public ::testing::Test {
  protected:
-  void SetUp() override { store_ = backend_.Open(); }
+  void SetUp() override {
+    store_ = backend_.Open();
+    ASSERT_NE(store_, nullptr);
+  }
+  void TearDown() override { store_.reset(); }  // Before the backend's server goes.
   Backend backend_;
   std::unique_ptr<Store> store_;
 };
 
-using Backends = ::testing::Types<MemoryBackend, SqliteBackend>;
+// A real etcd (Debian's 3.4) of its own per test, so revisions start from an empty store.
+struct EtcdBackend {
+  TempDir dir;
+  std::unique_ptr<::kaito::testing::LocalEtcd> etcd;
+  std::unique_ptr<Store> Open() {
+    auto started = ::kaito::testing::LocalEtcd::Start(dir.path());
+    EXPECT_TRUE(started.ok()) << started.status();
+    if (!started.ok()) return nullptr;
+    etcd = *std::move(started);
+    auto s = EtcdStore::Open({.endpoints = {etcd->endpoint()}});
+    EXPECT_TRUE(s.ok()) << s.status();
+    if (!s.ok()) return nullptr;
+    return std::move(*s);
+  }
+};
+
+using Backends = ::testing::Types<MemoryBackend, SqliteBackend, EtcdBackend>;
 TYPED_TEST_SUITE(StoreContractTest, Backends);
 
 TYPED_TEST(StoreContractTest, EmptyStoreHasRevisionZero) {
