@@ -224,11 +224,17 @@ TEST(EtcdClusterTest, WritesGoOnWhenTheMemberInUseDies) {
   }
   (*etcd)->Kill(0);  // pick_first talks to the first member listed.
   for (int i = 20; i < 40; ++i) {
-    auto r = PutSync(*store, "/k/" + std::to_string(i), "v", kMustNotExist);
-    // A write in flight when the member died may be lost with it, or applied and its
-    // answer lost: it is then retried as a create and reports ALREADY_EXISTS.
-    if (!r.ok()) r = PutSync(*store, "/k/" + std::to_string(i), "v", kMustNotExist);
-    ASSERT_TRUE(r.ok() || absl::IsAlreadyExists(r.status())) << r.status();
+    // While the others elect a leader and the client moves to one of them, a write may fail
+    // UNAVAILABLE (not acknowledged); one in flight when the member died may have been
+    // applied with its answer lost, and its retry as a create then reports ALREADY_EXISTS.
+    absl::StatusOr<int64_t> r;
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          r = PutSync(*store, "/k/" + std::to_string(i), "v", kMustNotExist);
+          return r.ok() || absl::IsAlreadyExists(r.status());
+        },
+        absl::Seconds(60)))
+        << r.status();
     ++acknowledged;
   }
   auto list = store->List("/k/");
