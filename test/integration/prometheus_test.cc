@@ -21,22 +21,6 @@ using json = nlohmann::json;
 
 // A port the kernel hands out now. Prometheus cannot listen on port 0 and say which it
 // got, so this is the one place a port is chosen before its listener binds it.
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  close(fd);
-  return port;
-}
-
 json Get(const std::string& url) {
   RunResult r = RunCommand({"/usr/bin/curl", "-sf", url}, "", {}, absl::Seconds(10));
   if (r.exit_code != 0) return nullptr;
@@ -85,7 +69,7 @@ TEST(PrometheusTest, ScrapesEveryDaemonAndSeesWhatTheTestDid) {
       << "]}]\n"
       << "  - job_name: kaito-kube-shim\n    static_configs: [{targets: [" << target(shim_metrics)
       << "]}]\n";
-  const int prometheus_port = FreePort();
+  const int prometheus_port = testing::FreeLoopbackPort();
   ASSERT_GT(prometheus_port, 0);
   const std::string api = "http://127.0.0.1:" + std::to_string(prometheus_port) + "/api/v1/";
   auto prometheus =

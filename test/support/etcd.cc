@@ -1,9 +1,5 @@
 #include "support/etcd.h"
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <filesystem>
 
 #include "absl/strings/match.h"
@@ -11,27 +7,6 @@
 #include "absl/strings/str_join.h"
 
 namespace kaito::testing {
-namespace {
-
-// A port the kernel hands out now (free at the time of asking).
-int KernelPort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return 0;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  close(fd);
-  return port;
-}
-
-}  // namespace
-
 std::vector<std::string> LocalEtcd::Argv(const Member& m, bool existing) const {
   const std::string scheme = tls_ ? "https://" : "http://";
   std::vector<std::string> argv = {
@@ -105,8 +80,8 @@ absl::StatusOr<std::unique_ptr<LocalEtcd>> LocalEtcd::Start(const std::string& d
     for (int i = 0; i < members; ++i) {
       Member m;
       m.name = "m" + std::to_string(i);
-      m.client = "127.0.0.1:" + std::to_string(KernelPort());
-      m.peer = "127.0.0.1:" + std::to_string(KernelPort());
+      m.client = "127.0.0.1:" + std::to_string(FreeLoopbackPort());
+      m.peer = "127.0.0.1:" + std::to_string(FreeLoopbackPort());
       m.data_dir = etcd->dir_ + "/" + m.name;
       m.log = etcd->dir_ + "/" + m.name + ".log";
       cluster.push_back(m.name + "=http://" + m.peer);

@@ -1,5 +1,8 @@
 #include "support/process.h"
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -191,6 +194,22 @@ std::string Env(const char* name) {
   if (n == "KAITO_SOURCE_DIR") return KAITO_SOURCE_DIR;
   if (n == "KAITO_EXAMPLES_DIR") return KAITO_EXAMPLES_DIR;
   return "";
+}
+
+int FreeLoopbackPort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return 0;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  close(fd);
+  return port;
 }
 
 std::string BinDir() { return Env("KAITO_BIN_DIR"); }

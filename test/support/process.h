@@ -46,6 +46,10 @@ class Daemon {
   pid_t pid_ = -1;
 };
 
+// A 127.0.0.1 port the kernel hands out now (bound to port 0, then released), for servers
+// that cannot bind port 0 themselves and report it; 0 on failure.
+int FreeLoopbackPort();
+
 // Polls `condition` every few milliseconds until it holds or `deadline` passes.
 bool WaitFor(const std::function<bool()>& condition, absl::Duration deadline);
 
