@@ -41,6 +41,12 @@ int main(int argc, char** argv) {
   app.add_option("--etcd-certfile", options.etcd_cert_file,
                  "Client certificate presented to etcd (etcd --client-cert-auth)");
   app.add_option("--etcd-keyfile", options.etcd_key_file, "Private key of --etcd-certfile");
+  app.add_option("--leader-elect", options.leader_elect,
+                 "etcd: elect one replica to run the controllers (false: this one always does; "
+                 "never run two replicas so)")
+      ->capture_default_str();
+  app.add_option("--replica-name", options.replica_name,
+                 "This replica's name in the leader election (default HOSTNAME_<random>)");
   app.add_flag("--dev", options.dev,
                "Dev mode: embedded store, simulated cloud and agents (node auto-provisioning on)");
   bool no_controllers = false;
@@ -122,6 +128,16 @@ int main(int argc, char** argv) {
         "A created machine whose node is not registered, Ready and showing its instance "
         "type's GPUs this long after its creation is released and created again (0: no "
         "limit)"}},
+      {"--leader-elect-lease-duration",
+       {&options.leader_elect_lease_duration,
+        "etcd: TTL of the controllers' leader lease; a dead leader is replaced after it"}},
+      {"--leader-elect-renew-deadline",
+       {&options.leader_elect_renew_deadline,
+        "etcd: a leader that could not renew its lease this long stops reconciling (below "
+        "the lease duration)"}},
+      {"--leader-elect-retry-period",
+       {&options.leader_elect_retry_period,
+        "etcd: how often the leader renews and the other replicas look for a vacancy"}},
       {"--simulated-create-delay",
        {&options.simulated_create_delay, "Dev mode: a node claim becomes a node after this"}},
       {"--simulated-delete-delay",

@@ -8,7 +8,12 @@
 #include <prometheus/metric_family.h>
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
+#include <cstdio>
 #include <filesystem>
+#include <random>
+#include <string_view>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
@@ -94,6 +99,32 @@ class StateCollector : public prometheus::Collectable {
  private:
   store::Store* store_;
   std::vector<std::pair<std::string, ObjectCache*>> caches_;
+};
+
+// Whether this replica runs the controllers now, and how often it started to.
+class LeaderCollector : public prometheus::Collectable {
+ public:
+  LeaderCollector(std::string replica, std::function<bool()> leading,
+                  std::function<int64_t()> transitions)
+      : replica_(std::move(replica)), leading_(std::move(leading)),
+        transitions_(std::move(transitions)) {}
+
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    std::vector<prometheus::MetricFamily> families;
+    families.push_back(GaugeFamily("kaito_leader_election_leading",
+                                   "1 while this replica holds the controllers' leader lease "
+                                   "(runs the controllers), else 0.",
+                                   {{{{"replica", replica_}}, leading_() ? 1.0 : 0.0}}));
+    families.push_back(CounterFamily("kaito_leader_election_transitions_total",
+                                     "Times this replica became the leader.",
+                                     static_cast<double>(transitions_())));
+    return families;
+  }
+
+ private:
+  const std::string replica_;
+  const std::function<bool()> leading_;
+  const std::function<int64_t()> transitions_;
 };
 
 absl::StatusOr<std::unique_ptr<store::Store>> OpenStore(const ServerOptions& options) {
@@ -204,6 +235,22 @@ bool WorkloadRefersToSecret(const v1::WorkloadSpec& spec, const std::string& nam
     }
   }
   return false;
+}
+
+// The controllers' leader lease, and the node lease renewals replicas share, as store keys.
+constexpr char kControllersLeaseKey[] = "/leases/kaito-server-controllers";
+constexpr char kNodeLeasePrefix[] = "/nodeleases/";
+
+// HOSTNAME_<8 random hex digits>, as Kubernetes' leader election names a candidate.
+std::string DefaultReplicaName() {
+  char host[256] = {0};
+  if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') {
+    std::snprintf(host, sizeof(host), "kaito-server");
+  }
+  std::random_device random;
+  char suffix[16];
+  std::snprintf(suffix, sizeof(suffix), "_%08x", static_cast<unsigned>(random()));
+  return std::string(host) + suffix;
 }
 
 }  // namespace
@@ -357,6 +404,51 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
         // Agents may connect before the controllers exist (the server serves first).
         if (Controller* c = raw->lease_transitions_.load()) c->Enqueue(node);
       });
+  app->options_controllers_ = options.controllers;
+  auto* etcd = dynamic_cast<store::EtcdStore*>(app->store_.get());
+  app->replica_name_ = options.replica_name.empty() ? DefaultReplicaName() : options.replica_name;
+  if (etcd != nullptr && options.leader_elect && options.controllers) {
+    LeaderElectionOptions election;
+    election.identity = app->replica_name_;
+    election.key = etcd->key_prefix() + kControllersLeaseKey;
+    election.lease_duration = options.leader_elect_lease_duration;
+    election.renew_deadline = options.leader_elect_renew_deadline;
+    election.retry_period = options.leader_elect_retry_period;
+    if (absl::Status s = CheckLeaderElectionOptions(election); !s.ok()) return s;
+    app->elector_ = std::make_unique<LeaderElector>(
+        etcd->channel(), election,
+        LeaderCallbacks{[raw = app.get()](const store::WriteFence& f) { raw->StartedLeading(f); },
+                        [raw = app.get()] { raw->StoppedLeading(); }});
+    // Renewals reach the leader through the store, whichever replica hosts the session.
+    store::Store* shared = app->store_.get();
+    const std::string replica = app->replica_name_;
+    app->leases_->Share(LeaseTracker::Sharing{
+        [shared, replica](const std::string& node) {
+          shared->Put(kNodeLeasePrefix + node, replica, store::kAnyRevision,
+                      [node](absl::StatusOr<int64_t> written) {
+                        if (!written.ok()) {
+                          spdlog::debug("node {}: publishing its lease renewal: {}", node,
+                                        written.status().ToString());
+                        }
+                      });
+        },
+        [shared](const std::string& node) {
+          shared->Delete(kNodeLeasePrefix + node, store::kAnyRevision,
+                         [](absl::StatusOr<int64_t>) {});
+        },
+        std::max(options.node_lease_ttl / 4, absl::Milliseconds(100))});
+    auto watch = app->store_->Watch(
+        kNodeLeasePrefix, app->store_->CurrentRevision(),
+        [leases = app->leases_.get()](const std::vector<store::Event>& events) {
+          for (const store::Event& e : events) {
+            if (e.type == store::Event::Type::kPut) {
+              leases->Observe(e.kv.key.substr(std::string_view(kNodeLeasePrefix).size()));
+            }
+          }
+        });
+    if (!watch.ok()) return watch.status();
+    app->node_lease_watch_ = std::move(*watch);
+  }
   app->session_registry_ = std::make_unique<SessionRegistry>(app->workloads_.get(), clock);
   if (absl::Status s = app->session_registry_->Start(); !s.ok()) return s;
   app->agent_deps_.objects = app->objects_;
@@ -423,6 +515,10 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
         });
   }
   app->system_service_ = std::make_unique<SystemGrpcService>(app->store_.get(), options.dev, auth);
+  app->system_service_->set_leadership(app->replica_name_, [raw = app.get()]() -> std::string {
+    if (raw->elector_) return raw->elector_->leader();
+    return raw->options_controllers_ ? raw->replica_name_ : "";
+  });
   app->preset_service_ =
       std::make_unique<PresetGrpcService>(app->catalog_.get(), options.cloud, auth);
 
@@ -481,6 +577,15 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
         options.metrics_listen,
         {app->prometheus_, state,
          std::make_shared<WorkspaceCollector>(app->workspace_cache_.get()),
+         std::make_shared<LeaderCollector>(
+             app->replica_name_,
+             [raw = app.get()] {
+               return raw->elector_ ? raw->elector_->leading() : raw->options_controllers_;
+             },
+             [raw = app.get()]() -> int64_t {
+               if (raw->elector_) return raw->elector_->transitions();
+               return raw->options_controllers_ ? 1 : 0;
+             }),
          std::make_shared<FleetCollector>(app->node_cache_.get(), app->nodeclaim_cache_.get(),
                                           [raw = app.get()]() -> size_t {
                                             return raw->session_registry_
@@ -526,6 +631,20 @@ std::string OwnerKey(const google::protobuf::Message* object) {
 
 absl::Status ServerApp::StartControllers(const ServerOptions& options) {
   Clock* clock = clock_;
+  // With leader election every reconcile writes under the leader's fence.
+  auto fenced = [this](ControllerOptions o) {
+    if (!elector_) return o;
+    o.around_reconcile = [this](const std::function<void()>& reconcile) {
+      std::shared_ptr<const store::WriteFence> fence;
+      {
+        absl::MutexLock lock(&fence_mu_);
+        fence = fence_;
+      }
+      store::ScopedWriteFence scope(fence.get());
+      reconcile();
+    };
+    return o;
+  };
   ControllerOptions workspace_opts;
   workspace_opts.workers = std::max(1, options.workspace_workers);
   WorkspaceControllerOptions ws;
@@ -559,7 +678,7 @@ absl::Status ServerApp::StartControllers(const ServerOptions& options) {
   workspace_reconciler_ = std::make_unique<WorkspaceReconciler>(
       objects_, catalog_.get(), validation_context_.get(), event_recorder_.get(), clock, ws);
   workspace_controller_ = std::make_unique<Controller>("workspace", workspace_reconciler_.get(),
-                                                       clock, workspace_opts, prometheus_.get());
+                                                       clock, fenced(workspace_opts), prometheus_.get());
 
   if (provisioner_ != nullptr) {
     NodeClaimControllerOptions claims;
@@ -582,7 +701,7 @@ absl::Status ServerApp::StartControllers(const ServerOptions& options) {
                                                   nodeclaim_controller_->Enqueue(key);
                                               });
     nodeclaim_controller_ = std::make_unique<Controller>(
-        "nodeclaim", nodeclaim_reconciler_.get(), clock, ControllerOptions{}, prometheus_.get());
+        "nodeclaim", nodeclaim_reconciler_.get(), clock, fenced(ControllerOptions{}), prometheus_.get());
   }
   NodeLifecycleOptions lifecycle;
   lifecycle.lost_grace = options.node_lost_grace;
@@ -591,7 +710,7 @@ absl::Status ServerApp::StartControllers(const ServerOptions& options) {
   ControllerOptions two;
   two.workers = 2;
   node_lifecycle_controller_ = std::make_unique<Controller>(
-      "node-lifecycle", node_lifecycle_reconciler_.get(), clock, two, prometheus_.get());
+      "node-lifecycle", node_lifecycle_reconciler_.get(), clock, fenced(two), prometheus_.get());
   GarbageCollectorOptions gc;
   gc.event_ttl = options.event_ttl;
   prometheus::Counter* orphans = &prometheus::BuildCounter()
@@ -605,15 +724,57 @@ absl::Status ServerApp::StartControllers(const ServerOptions& options) {
   ControllerOptions one;
   one.workers = 1;
   gc_controller_ = std::make_unique<Controller>("garbage-collector", garbage_collector_.get(),
-                                                clock, one, prometheus_.get());
+                                                clock, fenced(one), prometheus_.get());
   lease_transitions_.store(node_lifecycle_controller_.get());
   WatchForControllers();
-  for (Controller* c : {workspace_controller_.get(), nodeclaim_controller_.get(),
-                        node_lifecycle_controller_.get(), gc_controller_.get()}) {
-    if (c) c->Start();
+  for (Controller* c : Controllers()) {
+    // Without a lease nothing is reconciled until the election is won.
+    if (elector_) c->Pause();
+    c->Start();
   }
   gc_controller_->EnqueueAfter("sweep", absl::Seconds(10));
+  if (elector_) elector_->Start();
   return absl::OkStatus();
+}
+
+std::vector<Controller*> ServerApp::Controllers() {
+  std::vector<Controller*> all;
+  for (Controller* c : {workspace_controller_.get(), nodeclaim_controller_.get(),
+                        node_lifecycle_controller_.get(), gc_controller_.get()}) {
+    if (c) all.push_back(c);
+  }
+  return all;
+}
+
+void ServerApp::StartedLeading(const store::WriteFence& fence) {
+  {
+    absl::MutexLock lock(&fence_mu_);
+    fence_ = std::make_shared<const store::WriteFence>(fence);
+  }
+  // Node leases count from the takeover; every object is looked at once (the previous
+  // leader's requeues died with its term).
+  leases_->Restart();
+  for (Controller* c : Controllers()) c->Resume();
+  for (const CachedObject& c : workspace_cache_->List("/workspaces/", "", 0, nullptr).items) {
+    const auto& meta = Metadata(*c.object);
+    workspace_controller_->Enqueue(NamespacedKey(meta.namespace_(), meta.name()));
+  }
+  if (nodeclaim_controller_) {
+    for (const CachedObject& c : nodeclaim_cache_->List("/nodeclaims/", "", 0, nullptr).items) {
+      nodeclaim_controller_->Enqueue(Metadata(*c.object).name());
+    }
+  }
+  for (const CachedObject& c : node_cache_->List("/nodes/", "", 0, nullptr).items) {
+    node_lifecycle_controller_->Enqueue(Metadata(*c.object).name());
+  }
+  gc_controller_->Enqueue("sweep");
+}
+
+void ServerApp::StoppedLeading() {
+  // Returns once no reconcile is in progress; the fence covers one that outlives the lease.
+  for (Controller* c : Controllers()) c->Pause();
+  absl::MutexLock lock(&fence_mu_);
+  fence_.reset();
 }
 
 void ServerApp::WatchForControllers() {
@@ -693,10 +854,10 @@ void ServerApp::Shutdown() {
   shut_down_ = true;
   Drain();
   // Controllers first: nothing new is asked of the store, the provisioner or the agents.
-  for (Controller* c : {workspace_controller_.get(), nodeclaim_controller_.get(),
-                        node_lifecycle_controller_.get(), gc_controller_.get()}) {
-    if (c) c->Stop();
-  }
+  // A leader steps down and revokes its lease, so that another replica takes over at once.
+  if (elector_) elector_->Stop();
+  for (Controller* c : Controllers()) c->Stop();
+  node_lease_watch_.reset();
   controller_watches_.clear();
   lease_transitions_.store(nullptr);
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));

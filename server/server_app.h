@@ -47,6 +47,7 @@
 #include "server/registry/kinds/workspace_policy.h"
 #include "server/registry/object_cache.h"
 #include "server/registry/value_transformer.h"
+#include "server/election/leader_elector.h"
 #include "server/store/store.h"
 
 namespace kaito::server {
@@ -132,6 +133,13 @@ struct ServerOptions {
   absl::Duration node_initialization_timeout = absl::Minutes(15);
   // Events not seen again for this long are deleted (Kubernetes' default is 1h).
   absl::Duration event_ttl = absl::Hours(1);
+  // Several replicas on one etcd: the controllers run on the replica that holds the leader
+  // lease (docs/ha.md). Only with an etcd store; `replica_name` empty: HOSTNAME_<random>.
+  bool leader_elect = true;
+  std::string replica_name;
+  absl::Duration leader_elect_lease_duration = absl::Seconds(15);
+  absl::Duration leader_elect_renew_deadline = absl::Seconds(10);
+  absl::Duration leader_elect_retry_period = absl::Seconds(2);
   // Where the provisioned nodes' agents dial; empty: 127.0.0.1:<the gRPC port>.
   std::string advertise_address;
   int workspace_workers = 8;
@@ -226,6 +234,17 @@ class ServerApp {
   std::unique_ptr<Controller> workspace_controller_, nodeclaim_controller_,
       node_lifecycle_controller_, gc_controller_;
   std::vector<std::unique_ptr<CacheWatch>> controller_watches_;
+  // Leadership (etcd only): the elector, this replica's name, the fence of its term, and the
+  // store watch that brings other replicas' node lease renewals.
+  std::vector<Controller*> Controllers();
+  void StartedLeading(const store::WriteFence& fence);
+  void StoppedLeading();
+  std::string replica_name_;
+  bool options_controllers_ = false;
+  std::unique_ptr<LeaderElector> elector_;
+  absl::Mutex fence_mu_;
+  std::shared_ptr<const store::WriteFence> fence_ ABSL_GUARDED_BY(fence_mu_);
+  std::unique_ptr<store::WatchHandle> node_lease_watch_;
   // The node lifecycle controller, for lease transitions: set once it exists (agents can
   // connect before), cleared at shutdown.
   std::atomic<Controller*> lease_transitions_{nullptr};

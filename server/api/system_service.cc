@@ -17,6 +17,8 @@ ServerUnaryReactor* SystemGrpcService::GetVersion(CallbackServerContext* ctx,
   response->set_store(store_->Backend());
   response->set_resource_version(std::to_string(store_->CurrentRevision()));
   response->set_dev_mode(dev_mode_);
+  response->set_replica(replica_);
+  if (leader_) response->set_leader(leader_());
   auto* reactor = ctx->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;

@@ -1,6 +1,9 @@
 // SystemService: version, store backend and revision, dev mode.
 #pragma once
 
+#include <functional>
+#include <string>
+
 #include "server/auth/authorizer.h"
 
 #include "kaito/v1/system.grpc.pb.h"
@@ -16,7 +19,15 @@ class SystemGrpcService : public v1::SystemService::CallbackService {
                                        const v1::GetVersionRequest* request,
                                        v1::VersionInfo* response) override;
 
+  // This replica's name, and the current leader's (set before serving).
+  void set_leadership(std::string replica, std::function<std::string()> leader) {
+    replica_ = std::move(replica);
+    leader_ = std::move(leader);
+  }
+
  private:
+  std::string replica_;
+  std::function<std::string()> leader_;
   store::Store* store_;
   bool dev_mode_;
   Authorizer* auth_;

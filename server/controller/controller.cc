@@ -145,14 +145,51 @@ void Controller::Stop() {
   absl::MutexLock lock(&lifecycle_mu_);
   if (stopped_) return;
   stopped_ = true;
+  {
+    absl::MutexLock gate(&gate_mu_);
+    stopping_ = true;
+  }
   queue_.ShutDown();
   for (std::thread& worker : workers_) worker.join();
   workers_.clear();
 }
 
+void Controller::Pause() {
+  absl::MutexLock lock(&gate_mu_);
+  paused_ = true;
+  gate_mu_.Await(absl::Condition(this, &Controller::Idle));
+}
+
+void Controller::Resume() {
+  absl::MutexLock lock(&gate_mu_);
+  paused_ = false;
+}
+
+bool Controller::paused() {
+  absl::MutexLock lock(&gate_mu_);
+  return paused_;
+}
+
 void Controller::RunWorker() {
   while (std::optional<std::string> key = queue_.Get()) {
-    ReconcileKey(*key);
+    {
+      absl::MutexLock lock(&gate_mu_);
+      gate_mu_.Await(absl::Condition(this, &Controller::MayReconcile));
+      if (stopping_) {
+        queue_.Done(*key);
+        return;
+      }
+      ++active_;
+    }
+    if (options_.around_reconcile) {
+      options_.around_reconcile([&] { ReconcileKey(*key); });
+    } else {
+      ReconcileKey(*key);
+    }
+    {
+      absl::MutexLock lock(&gate_mu_);
+      --active_;
+    }
     queue_.Done(*key);
   }
 }

@@ -2,6 +2,7 @@
 // `Reconciler`, turning each result into the next step for the key, with metrics.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -26,6 +27,9 @@ struct ControllerOptions {
   int workers = 4;
   // Backoff of keys whose reconcile failed.
   RateLimiterOptions rate_limiter;
+  // When set, each reconcile runs inside it (it must call its argument once, on the same
+  // thread): the leader election puts the leader's write fence in scope this way.
+  std::function<void(const std::function<void()>& reconcile)> around_reconcile;
 };
 
 // The metric families shared by every controller on one registry (defined in
@@ -68,6 +72,13 @@ class Controller {
   // second call returns once the workers are joined.
   void Stop();
 
+  // Leadership: a paused controller takes no new key (keys queued meanwhile wait, deduplicated
+  // as ever); `Pause` returns once no reconcile is in progress. `Resume` lets the workers go on.
+  // A controller may start paused. Neither may be called from a reconcile.
+  void Pause();
+  void Resume();
+  bool paused();
+
   void Enqueue(const std::string& key) { queue_.Add(key); }
   void EnqueueAfter(const std::string& key, absl::Duration delay) { queue_.AddAfter(key, delay); }
 
@@ -95,6 +106,14 @@ class Controller {
   bool started_ ABSL_GUARDED_BY(lifecycle_mu_) = false;
   bool stopped_ ABSL_GUARDED_BY(lifecycle_mu_) = false;
   std::vector<std::thread> workers_ ABSL_GUARDED_BY(lifecycle_mu_);
+
+  // The pause gate, taken by workers between getting a key and reconciling it.
+  bool MayReconcile() const ABSL_SHARED_LOCKS_REQUIRED(gate_mu_) { return !paused_ || stopping_; }
+  bool Idle() const ABSL_SHARED_LOCKS_REQUIRED(gate_mu_) { return active_ == 0; }
+  absl::Mutex gate_mu_;
+  bool paused_ ABSL_GUARDED_BY(gate_mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(gate_mu_) = false;
+  int active_ ABSL_GUARDED_BY(gate_mu_) = 0;
 };
 
 }  // namespace kaito::server

@@ -118,6 +118,18 @@ absl::StatusOr<std::vector<std::string>> ParseEtcdEndpoints(const std::string& u
 }
 
 // One write on the wire.
+namespace {
+
+// Whether the election key read back by a fenced transaction's failure branch (its second
+// response) is still the one the fence names.
+bool FenceHolds(const etcdserverpb::TxnResponse& response, const WriteFence& fence) {
+  if (response.responses_size() < 2) return false;
+  const auto& range = response.responses(1).response_range();
+  return range.kvs_size() > 0 && range.kvs(0).create_revision() == fence.create_revision;
+}
+
+}  // namespace
+
 struct EtcdStore::Call {
   grpc::ClientContext context;
   TxnRequest request;
@@ -125,6 +137,8 @@ struct EtcdStore::Call {
   std::string key;  // Ours.
   int64_t expected_revision;
   bool is_delete;
+  // The leader fence the write was sent under (see WriteFence); empty key for none.
+  WriteFence fence;
   WriteCallback done;
   std::chrono::steady_clock::time_point sent;
 };
@@ -371,6 +385,17 @@ void EtcdStore::Write(TxnRequest txn, std::string key, int64_t expected_revision
     return;
   }
   auto* call = new Call{};
+  if (const WriteFence* fence = CurrentWriteFence()) {
+    // Only while the leader's election key is the one it created; the failure branch reads
+    // it back so that a lost lease is told from a stale precondition.
+    Compare* c = txn.add_compare();
+    c->set_key(fence->key);
+    c->set_target(Compare::CREATE);
+    c->set_result(Compare::EQUAL);
+    c->set_create_revision(fence->create_revision);
+    txn.add_failure()->mutable_request_range()->set_key(fence->key);
+    call->fence = *fence;
+  }
   call->context.set_wait_for_ready(true);
   call->context.set_deadline(std::chrono::system_clock::now() + options_.request_timeout);
   call->request = std::move(txn);
@@ -399,6 +424,11 @@ void EtcdStore::OnTxnDone(Call* call, const grpc::Status& status) {
     SetProblem("");
     if (call->response.succeeded()) {
       result = Ours(call->response.header().revision());
+    } else if (!call->fence.key.empty() && !FenceHolds(call->response, call->fence)) {
+      result = absl::FailedPreconditionError(
+          (call->is_delete ? "delete " : "put ") + call->key +
+          ": this replica no longer holds the leader lease (" + call->fence.key +
+          "); nothing was written");
     } else {
       int64_t current_mod = 0;
       if (call->response.responses_size() > 0 &&

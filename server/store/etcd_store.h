@@ -80,6 +80,12 @@ class EtcdStore final : public Store {
   std::string WriteProblem() override;
   void OnWriteHealthChange(std::function<void(const std::string& problem)> listener) override;
 
+  // The connection to the members, shared with other etcd clients of this process (the leader
+  // election), and the prefix of every key this store writes.
+  std::shared_ptr<grpc::Channel> channel() const { return channel_; }
+  const std::string& key_prefix() const { return options_.key_prefix; }
+  std::chrono::milliseconds request_timeout() const { return options_.request_timeout; }
+
   // Figures for /metrics.
   struct Stats {
     int64_t writes = 0;            // Acknowledged writes.

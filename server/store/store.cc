@@ -13,7 +13,17 @@ absl::StatusOr<int64_t> Wait(Start start) {
   return future.get();
 }
 
+thread_local const WriteFence* current_fence = nullptr;
+
 }  // namespace
+
+const WriteFence* CurrentWriteFence() { return current_fence; }
+
+ScopedWriteFence::ScopedWriteFence(const WriteFence* fence) : previous_(current_fence) {
+  current_fence = fence;
+}
+
+ScopedWriteFence::~ScopedWriteFence() { current_fence = previous_; }
 
 absl::StatusOr<int64_t> PutSync(Store& store, std::string key, std::string value,
                                 int64_t expected_revision) {

@@ -96,6 +96,32 @@ class Store {
   virtual void OnWriteHealthChange(std::function<void(const std::string& problem)> listener) {}
 };
 
+// Leader-only writes (fencing). While a WriteFence is in scope on a thread, every write that
+// thread starts succeeds only if the fence's key still has the fence's create revision: the
+// election key of the leader that made the fence. When another replica has taken the lease
+// since, the write fails with FAILED_PRECONDITION and nothing is written, so a deposed leader
+// that is still finishing a reconcile cannot act. Backends with one writer (SQLite, memory)
+// have no elections and ignore fences.
+struct WriteFence {
+  std::string key;  // The backend's own key (for etcd: with its key prefix).
+  int64_t create_revision = 0;  // The backend's own revision of the key's creation.
+};
+
+// The fence in scope on this thread, or null.
+const WriteFence* CurrentWriteFence();
+
+// Puts `fence` (which must outlive the scope; null for none) in scope on this thread.
+class ScopedWriteFence {
+ public:
+  explicit ScopedWriteFence(const WriteFence* fence);
+  ~ScopedWriteFence();
+  ScopedWriteFence(const ScopedWriteFence&) = delete;
+  ScopedWriteFence& operator=(const ScopedWriteFence&) = delete;
+
+ private:
+  const WriteFence* const previous_;
+};
+
 // Blocking helpers for tests and tools (never call these from a gRPC reactor).
 absl::StatusOr<int64_t> PutSync(Store& store, std::string key, std::string value,
                                 int64_t expected_revision);

@@ -113,6 +113,25 @@ int Count(const std::string& text, const std::string& needle) {
   return count;
 }
 
+bool WaitForPaused(Controller& controller) {
+  const absl::Time deadline = absl::Now() + kWait;
+  while (!controller.paused()) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  return true;
+}
+
+// Waits until the queue holds `n` keys (the rest taken by workers).
+bool WaitForQueueLen(Controller& controller, int n) {
+  const absl::Time deadline = absl::Now() + kWait;
+  while (controller.queue().Len() != n) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  return true;
+}
+
 TEST(ControllerTest, ReconcilesAnEnqueuedKeyAndCountsSuccess) {
   FakeClock clock;
   prometheus::Registry registry;
@@ -394,6 +413,76 @@ TEST(ControllerTest, StopJoinsPromptlyWithKeysStillQueued) {
   controller.Start();                        // A stopped controller stays stopped.
   controller.Enqueue("again");
   EXPECT_EQ(reconciler.Calls("again"), 0);
+}
+
+// Leadership lost: `Pause` waits for the reconcile in progress, nothing new starts while
+// paused (keys enqueued meanwhile wait), and `Resume` goes on with them.
+TEST(ControllerTest, PauseWaitsForTheReconcileInProgressAndHoldsNewKeys) {
+  FakeClock clock;
+  absl::Notification entered;
+  absl::Notification release;
+  std::atomic<bool> pause_returned{false};
+  std::atomic<bool> finished_before_pause_returned{false};
+  RecordingReconciler reconciler(
+      [&](const std::string& key, int) -> absl::StatusOr<ReconcileResult> {
+        if (key == "running") {
+          entered.Notify();
+          release.WaitForNotificationWithTimeout(kWait);
+          finished_before_pause_returned = !pause_returned.load();
+        }
+        return ReconcileResult::Done();
+      });
+  Controller controller("x", &reconciler, &clock, {.workers = 2}, nullptr);
+  controller.Enqueue("running");
+  controller.Start();
+  ASSERT_TRUE(entered.WaitForNotificationWithTimeout(kWait));
+  std::thread pauser([&] {
+    controller.Pause();
+    pause_returned = true;
+  });
+  // Pause is blocked on "running"; let it finish.
+  ASSERT_TRUE(WaitForPaused(controller));
+  EXPECT_FALSE(pause_returned.load());
+  release.Notify();
+  pauser.join();
+  EXPECT_TRUE(finished_before_pause_returned.load());
+  for (const char* key : {"a", "b", "c"}) controller.Enqueue(key);
+  // Both workers take a key and wait at the gate; none is reconciled.
+  ASSERT_TRUE(WaitForQueueLen(controller, 1));
+  EXPECT_EQ(reconciler.Calls("a") + reconciler.Calls("b") + reconciler.Calls("c"), 0);
+  controller.Resume();
+  for (const char* key : {"a", "b", "c"}) EXPECT_TRUE(reconciler.AwaitCalls(key, 1)) << key;
+  // Stop wakes workers held at a paused gate.
+  controller.Pause();
+  controller.Enqueue("d");
+  controller.Stop();
+  EXPECT_EQ(reconciler.Calls("d"), 0);
+}
+
+TEST(ControllerTest, AroundReconcileWrapsEachReconcileOnItsWorkerThread) {
+  FakeClock clock;
+  thread_local int in_scope = 0;
+  std::atomic<int> wrapped{0};
+  std::atomic<int> seen_in_scope{0};
+  RecordingReconciler reconciler([&](const std::string&, int) -> absl::StatusOr<ReconcileResult> {
+    if (in_scope == 1) ++seen_in_scope;
+    return ReconcileResult::Done();
+  });
+  ControllerOptions options;
+  options.workers = 2;
+  options.around_reconcile = [&](const std::function<void()>& reconcile) {
+    ++wrapped;
+    ++in_scope;
+    reconcile();
+    --in_scope;
+  };
+  Controller controller("x", &reconciler, &clock, options, nullptr);
+  for (int i = 0; i < 20; ++i) controller.Enqueue(absl::StrCat("k", i));
+  controller.Start();
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(reconciler.AwaitCalls(absl::StrCat("k", i), 1));
+  controller.Stop();
+  EXPECT_EQ(wrapped.load(), 20);
+  EXPECT_EQ(seen_in_scope.load(), 20);
 }
 
 TEST(ControllerTest, ControllersOnOneRegistryShareTheFamilies) {

@@ -221,6 +221,10 @@ int Version(Client& c, bool client_only) {
   std::printf("Server Version: %s (store %s, revision %s%s)\n", info.version().c_str(),
               info.store().c_str(), info.resource_version().c_str(),
               info.dev_mode() ? ", dev mode" : "");
+  if (!info.replica().empty()) {
+    std::printf("Server Replica: %s (leader: %s)\n", info.replica().c_str(),
+                info.leader().empty() ? "none now" : info.leader().c_str());
+  }
   return 0;
 }
 
