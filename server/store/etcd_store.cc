@@ -1,6 +1,7 @@
 #include "server/store/etcd_store.h"
 
 #include <arpa/inet.h>
+#include <grpc/grpc.h>
 #include <netdb.h>
 #include <spdlog/spdlog.h>
 
@@ -117,7 +118,6 @@ absl::StatusOr<std::vector<std::string>> ParseEtcdEndpoints(const std::string& u
   return endpoints;
 }
 
-// One write on the wire.
 namespace {
 
 // Whether the election key read back by a fenced transaction's failure branch (its second
@@ -128,8 +128,35 @@ bool FenceHolds(const etcdserverpb::TxnResponse& response, const WriteFence& fen
   return range.kvs_size() > 0 && range.kvs(0).create_revision() == fence.create_revision;
 }
 
+// gRPC 1.51 runs the client callback API on a shared completion queue with threads of its
+// own, created with the first channel that makes a callback call and deleted with the last
+// one. When that last reference goes from one of those threads (a store destroyed while a
+// transaction's completion still held its channel), the queue's threads cannot join
+// themselves and the queue is deleted under them: a crash in grpc_completion_queue_next
+// (gRPC pull request 32584 tells the story). One channel that made a callback call and is
+// never destroyed keeps the queue for the life of the process.
+void KeepCallbackQueue() {
+  static const bool kept = [] {
+    auto* channel = new std::shared_ptr<grpc::Channel>(grpc::CreateChannel(
+        "unix:/nonexistent/kaito-grpc-keeper", grpc::InsecureChannelCredentials()));
+    struct Probe {
+      grpc::ClientContext context;
+      etcdserverpb::RangeRequest request;
+      etcdserverpb::RangeResponse response;
+    };
+    auto* stub = etcdserverpb::KV::NewStub(*channel).release();
+    auto* probe = new Probe;
+    probe->context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(1));
+    // Its answer (an error) is of no interest; the objects live as long as the process.
+    stub->async()->Range(&probe->context, &probe->request, &probe->response, [](grpc::Status) {});
+    return true;
+  }();
+  (void)kept;
+}
+
 }  // namespace
 
+// One write on the wire.
 struct EtcdStore::Call {
   grpc::ClientContext context;
   TxnRequest request;
@@ -157,6 +184,7 @@ EtcdStore::EtcdStore(EtcdStoreOptions options) : options_(std::move(options)) {}
 
 absl::StatusOr<std::unique_ptr<EtcdStore>> EtcdStore::Open(const EtcdStoreOptions& options) {
   if (options.endpoints.empty()) return absl::InvalidArgumentError("etcd: no endpoints");
+  KeepCallbackQueue();
   std::unique_ptr<EtcdStore> store(new EtcdStore(options));
   if (absl::Status s = store->Connect(); !s.ok()) return s;
   store->watch_thread_ = std::thread([s = store.get()] { s->WatchLoop(); });
@@ -425,10 +453,9 @@ void EtcdStore::OnTxnDone(Call* call, const grpc::Status& status) {
     if (call->response.succeeded()) {
       result = Ours(call->response.header().revision());
     } else if (!call->fence.key.empty() && !FenceHolds(call->response, call->fence)) {
-      result = absl::FailedPreconditionError(
-          (call->is_delete ? "delete " : "put ") + call->key +
-          ": this replica no longer holds the leader lease (" + call->fence.key +
-          "); nothing was written");
+      result = absl::FailedPreconditionError((call->is_delete ? "delete " : "put ") + call->key +
+                                             ": this replica no longer holds the leader lease (" +
+                                             call->fence.key + "); nothing was written");
     } else {
       int64_t current_mod = 0;
       if (call->response.responses_size() > 0 &&

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <set>
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
@@ -241,6 +242,78 @@ TEST(EtcdClusterTest, WritesGoOnWhenTheMemberInUseDies) {
   ASSERT_TRUE(list.ok()) << list.status();
   EXPECT_EQ(list->items.size(), static_cast<size_t>(acknowledged));
   ASSERT_TRUE(WaitFor([&] { return rec.size() == 40; }, absl::Seconds(15)));
+}
+
+// 64 concurrent writers on a 3-member cluster: losing one member (the one in use) they go
+// on; losing two (no quorum) every write fails UNAVAILABLE and none is acknowledged; with a
+// member back they go on again; and every write that was acknowledged is there afterwards.
+TEST(EtcdClusterTest, SixtyFourWritersThroughMemberLossLoseNoAcknowledgedWrite) {
+  TempDir dir;
+  auto etcd = LocalEtcd::Start(dir.path(), 3);
+  ASSERT_TRUE(etcd.ok()) << etcd.status();
+  EtcdStoreOptions options;
+  options.endpoints = {(*etcd)->endpoint(0), (*etcd)->endpoint(1), (*etcd)->endpoint(2)};
+  options.request_timeout = std::chrono::milliseconds(3000);
+  auto store = OpenOrDie(options);
+  ASSERT_NE(store, nullptr);
+
+  constexpr int kWriters = 64;
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> acked{0}, unavailable{0}, other{0};
+  absl::Mutex mu;
+  std::vector<std::string> acked_keys;  // Guarded by mu.
+  std::vector<std::thread> writers;
+  for (int t = 0; t < kWriters; ++t) {
+    writers.emplace_back([&, t] {
+      for (int n = 0; !stop.load(); ++n) {
+        std::string key = "/w/" + std::to_string(t) + "/" + std::to_string(n);
+        absl::StatusOr<int64_t> r = PutSync(*store, key, std::to_string(n), kAnyRevision);
+        if (r.ok()) {
+          absl::MutexLock lock(&mu);
+          acked_keys.push_back(std::move(key));
+          ++acked;
+        } else if (absl::IsUnavailable(r.status())) {
+          ++unavailable;
+        } else {
+          ++other;
+        }
+      }
+    });
+  }
+  auto acked_grows_by = [&](int64_t n, absl::Duration deadline) {
+    const int64_t from = acked.load();
+    return WaitFor([&] { return acked.load() >= from + n; }, deadline);
+  };
+  EXPECT_TRUE(acked_grows_by(640, absl::Seconds(30)));
+  (*etcd)->Kill(0);  // The member the client talks to (pick_first: the first listed).
+  EXPECT_TRUE(acked_grows_by(640, absl::Seconds(60))) << "writes go on with two of three";
+
+  (*etcd)->Kill(1);  // No quorum now.
+  // Every writer sees UNAVAILABLE; then, across a second round of failures, nothing is
+  // acknowledged.
+  EXPECT_TRUE(WaitFor([&] { return unavailable.load() >= kWriters; }, absl::Seconds(60)));
+  const int64_t acked_without_quorum = acked.load();
+  const int64_t failures = unavailable.load();
+  EXPECT_TRUE(
+      WaitFor([&] { return unavailable.load() >= failures + kWriters; }, absl::Seconds(60)));
+  EXPECT_EQ(acked.load(), acked_without_quorum) << "nothing acknowledged without a quorum";
+
+  ASSERT_TRUE((*etcd)->Restart(1).ok());
+  EXPECT_TRUE(acked_grows_by(640, absl::Seconds(60))) << "writes resume with a member back";
+  stop = true;
+  for (auto& w : writers) w.join();
+  EXPECT_EQ(other.load(), 0) << "failures are UNAVAILABLE, nothing else";
+
+  auto list = store->List("/w/");
+  ASSERT_TRUE(list.ok()) << list.status();
+  std::set<std::string> stored;
+  for (const auto& kv : list->items) stored.insert(kv.key);
+  absl::MutexLock lock(&mu);
+  int64_t missing = 0;
+  for (const auto& key : acked_keys) missing += stored.count(key) == 0 ? 1 : 0;
+  EXPECT_EQ(missing, 0) << "of " << acked_keys.size() << " acknowledged writes";
+  std::cout << acked_keys.size() << " acknowledged, " << unavailable.load()
+            << " refused UNAVAILABLE, " << stored.size() << " stored" << std::endl;
 }
 
 TEST(EtcdTlsTest, ClientCertificatesAreRequiredAndUsed) {
