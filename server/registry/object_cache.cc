@@ -43,8 +43,8 @@ std::shared_ptr<const google::protobuf::Message> ObjectCache::Parse(const store:
   }
   const std::string& value = transformer_ != nullptr ? opened : kv.value;
   if (!object->ParseFromString(value)) {
-    spdlog::error("cache: stored value of {} at revision {} does not parse as {}; skipped",
-                  kv.key, kv.mod_revision, prototype_->GetTypeName());
+    spdlog::error("cache: stored value of {} at revision {} does not parse as {}; skipped", kv.key,
+                  kv.mod_revision, prototype_->GetTypeName());
     return nullptr;
   }
   MutableMetadata(object.get())->set_resource_version(std::to_string(kv.mod_revision));
@@ -70,9 +70,8 @@ absl::Status ObjectCache::Start() {
     absl::MutexLock lock(&mu_);
     floor = history_floor_;
   }
-  auto watch = store_->Watch(prefix_, floor, [this](const std::vector<store::Event>& events) {
-    OnStoreEvents(events);
-  });
+  auto watch = store_->Watch(
+      prefix_, floor, [this](const std::vector<store::Event>& events) { OnStoreEvents(events); });
   if (!watch.ok()) return watch.status();
   store_watch_ = std::move(*watch);
   return absl::OkStatus();
@@ -124,6 +123,19 @@ void ObjectCache::OnStoreEvents(const std::vector<store::Event>& events) {
 
 std::optional<CachedObject> ObjectCache::Get(const std::string& key) {
   absl::ReaderMutexLock lock(&mu_);
+  auto it = objects_.find(key);
+  if (it == objects_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::optional<CachedObject> ObjectCache::AwaitKey(const std::string& key, int64_t min_mod_revision,
+                                                  absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto fresh = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    auto it = objects_.find(key);
+    return it != objects_.end() && it->second.mod_revision >= min_mod_revision;
+  };
+  mu_.AwaitWithTimeout(absl::Condition(&fresh), timeout);
   auto it = objects_.find(key);
   if (it == objects_.end()) return std::nullopt;
   return it->second;

@@ -81,6 +81,11 @@ class ObjectCache {
   void Detach();
 
   std::optional<CachedObject> Get(const std::string& key);
+  // Waits up to `timeout` until the cache holds `key` at `min_mod_revision` or later (a write
+  // another replica made that this one's watch has not delivered yet); the entry then, or
+  // what the cache holds at the timeout. Blocks: only for rare paths.
+  std::optional<CachedObject> AwaitKey(const std::string& key, int64_t min_mod_revision,
+                                       absl::Duration timeout);
 
   struct Page {
     std::vector<CachedObject> items;

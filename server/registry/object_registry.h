@@ -267,6 +267,24 @@ class ObjectRegistry {
 
   // A conflict is retried internally only for unconditional writes (no resourceVersion
   // from the client), a bounded number of times.
+  // The cached object a write starts from. With several replicas on one store, this
+  // replica's cache may lag a write the client saw on another: when the request names a newer
+  // revision than the cache holds, or the cache lacks a key the store has, it waits (up to
+  // 2 s; a blocking wait, on this rare path only) for the watch to deliver it.
+  std::optional<CachedObject> CachedForWrite(const std::string& key, int64_t expected) {
+    auto cached = cache_->Get(key);
+    if (store_->Backend() != "etcd") return cached;
+    int64_t want = 0;
+    if (cached) {
+      if (expected != store::kAnyRevision && expected > cached->mod_revision) want = expected;
+    } else {
+      auto kv = store_->Get(key);
+      if (kv.ok()) want = kv->mod_revision;
+    }
+    if (want == 0) return cached;
+    return cache_->AwaitKey(key, want, absl::Seconds(2));
+  }
+
   static bool ShouldRetry(const absl::Status& status, int64_t expected, int attempts) {
     return status.code() == absl::StatusCode::kAborted && expected == store::kAnyRevision &&
            attempts > 1;
@@ -381,7 +399,7 @@ class ObjectRegistry {
   void UpdateAttempt(T object, int64_t expected, bool dry_run, int attempts, WriteDone<T> done) {
     const std::string ns = object.metadata().namespace_();
     const std::string key = Key(ns, object.metadata().name());
-    auto cached = cache_->Get(key);
+    auto cached = CachedForWrite(key, expected);
     if (!cached) return std::move(done)(NotFound(object.metadata().name()));
     const T& stored = static_cast<const T&>(*cached->object);
     if (expected != store::kAnyRevision && expected != cached->mod_revision) {
@@ -465,7 +483,7 @@ class ObjectRegistry {
 
   void UpdateStatusAttempt(T object, int64_t expected, int attempts, WriteDone<T> done) {
     const std::string key = Key(object.metadata().namespace_(), object.metadata().name());
-    auto cached = cache_->Get(key);
+    auto cached = CachedForWrite(key, expected);
     if (!cached) return std::move(done)(NotFound(object.metadata().name()));
     if (expected != store::kAnyRevision && expected != cached->mod_revision) {
       return std::move(done)(Translate(absl::AbortedError("stale"), object));
@@ -506,7 +524,7 @@ class ObjectRegistry {
   void DeleteAttempt(std::string ns, std::string name, int64_t expected, int attempts,
                      WriteDone<T> done) {
     const std::string key = Key(ns, name);
-    auto cached = cache_->Get(key);
+    auto cached = CachedForWrite(key, expected);
     if (!cached) return std::move(done)(NotFound(name));
     T object = static_cast<const T&>(*cached->object);
     if (expected != store::kAnyRevision && expected != cached->mod_revision) {
