@@ -515,10 +515,8 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
         });
   }
   app->system_service_ = std::make_unique<SystemGrpcService>(app->store_.get(), options.dev, auth);
-  app->system_service_->set_leadership(app->replica_name_, [raw = app.get()]() -> std::string {
-    if (raw->elector_) return raw->elector_->leader();
-    return raw->options_controllers_ ? raw->replica_name_ : "";
-  });
+  app->system_service_->set_leadership(app->replica_name_,
+                                       [raw = app.get()] { return raw->Leader(); });
   app->preset_service_ =
       std::make_unique<PresetGrpcService>(app->catalog_.get(), options.cloud, auth);
 
@@ -578,14 +576,8 @@ absl::StatusOr<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerOptions&
         {app->prometheus_, state,
          std::make_shared<WorkspaceCollector>(app->workspace_cache_.get()),
          std::make_shared<LeaderCollector>(
-             app->replica_name_,
-             [raw = app.get()] {
-               return raw->elector_ ? raw->elector_->leading() : raw->options_controllers_;
-             },
-             [raw = app.get()]() -> int64_t {
-               if (raw->elector_) return raw->elector_->transitions();
-               return raw->options_controllers_ ? 1 : 0;
-             }),
+             app->replica_name_, [raw = app.get()] { return raw->Leading(); },
+             [raw = app.get()] { return raw->LeaderTransitions(); }),
          std::make_shared<FleetCollector>(app->node_cache_.get(), app->nodeclaim_cache_.get(),
                                           [raw = app.get()]() -> size_t {
                                             return raw->session_registry_
@@ -768,6 +760,20 @@ void ServerApp::StartedLeading(const store::WriteFence& fence) {
     node_lifecycle_controller_->Enqueue(Metadata(*c.object).name());
   }
   gc_controller_->Enqueue("sweep");
+}
+
+bool ServerApp::Leading() const {
+  return elector_ ? elector_->leading() : options_controllers_;
+}
+
+std::string ServerApp::Leader() const {
+  if (elector_) return elector_->leader();
+  return Leading() ? replica_name_ : "";
+}
+
+int64_t ServerApp::LeaderTransitions() const {
+  if (elector_) return elector_->transitions();
+  return Leading() ? 1 : 0;
 }
 
 void ServerApp::StoppedLeading() {

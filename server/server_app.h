@@ -238,6 +238,11 @@ class ServerApp {
   // store watch that brings other replicas' node lease renewals.
   std::vector<Controller*> Controllers();
   void StartedLeading(const store::WriteFence& fence);
+  // Who runs the controllers: the elector's view, or (no election) this server when it runs
+  // controllers at all.
+  bool Leading() const;
+  std::string Leader() const;
+  int64_t LeaderTransitions() const;
   void StoppedLeading();
   std::string replica_name_;
   bool options_controllers_ = false;
