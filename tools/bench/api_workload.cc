@@ -1,5 +1,6 @@
 #include "tools/bench/api_workload.h"
 
+#include <grpcpp/grpcpp.h>
 #include <pthread.h>
 #include <time.h>
 
@@ -151,6 +152,61 @@ Figures ThreadedClosedLoop(const std::string& name, int clients, absl::Duration 
   }
   f.ops = static_cast<int64_t>(f.latencies_us.size()) - f.errors;
   return f;
+}
+
+WorkspaceStubs DialWorkspaces(const std::string& target, int channels) {
+  WorkspaceStubs stubs;
+  for (int i = 0; i < std::max(1, channels); ++i) {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // One TCP connection per channel.
+    stubs.push_back(v1::WorkspaceService::NewStub(
+        grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args)));
+  }
+  return stubs;
+}
+
+Figures CreateLoop(const std::string& name, const WorkspaceStubs& stubs, int clients,
+                   absl::Duration duration, std::atomic<int64_t>* created, const PhaseMark& mark) {
+  struct Call {
+    grpc::ClientContext ctx;
+    v1::CreateWorkspaceRequest req;
+    v1::CreateWorkspaceResponse resp;
+  };
+  return ClosedLoop(
+      name, clients, duration,
+      [&](int c, int64_t seq, std::function<void(bool)> done) {
+        auto* call = new Call;
+        *call->req.mutable_workspace() = MakeWorkspace("ws-" + std::to_string(seq));
+        stubs[c % stubs.size()]->async()->CreateWorkspace(&call->ctx, &call->req, &call->resp,
+                                                          [call, done, created](grpc::Status s) {
+                                                            if (s.ok()) ++*created;
+                                                            done(s.ok());
+                                                            delete call;
+                                                          });
+      },
+      mark);
+}
+
+Figures GetLoop(const std::string& name, const WorkspaceStubs& stubs, int clients,
+                absl::Duration duration, int64_t existing, const PhaseMark& mark) {
+  struct Call {
+    grpc::ClientContext ctx;
+    v1::GetWorkspaceRequest req;
+    v1::Workspace resp;
+  };
+  const int64_t n = std::max<int64_t>(1, existing);
+  return ClosedLoop(
+      name, clients, duration,
+      [&](int c, int64_t seq, std::function<void(bool)> done) {
+        auto* call = new Call;
+        call->req.set_name("ws-" + std::to_string(seq % n));
+        stubs[c % stubs.size()]->async()->GetWorkspace(&call->ctx, &call->req, &call->resp,
+                                                       [call, done](grpc::Status s) {
+                                                         done(s.ok());
+                                                         delete call;
+                                                       });
+      },
+      mark);
 }
 
 }  // namespace kaito::bench

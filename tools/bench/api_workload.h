@@ -3,14 +3,17 @@
 // phase yields, printed one line per phase or as JSON.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "absl/time/time.h"
+#include "kaito/v1/workspace.grpc.pb.h"
 #include "kaito/v1/workspace.pb.h"
 #include "server/server_app.h"
 
@@ -68,5 +71,19 @@ Figures ThreadedClosedLoop(const std::string& name, int clients, absl::Duration 
                            const std::function<void(int)>& prepare,
                            const std::function<bool(int, int64_t)>& call,
                            const PhaseMark& mark = nullptr);
+
+using WorkspaceStubs = std::vector<std::unique_ptr<v1::WorkspaceService::Stub>>;
+
+// `stubs` over `channels` gRPC channels to `target`, each its own TCP connection.
+WorkspaceStubs DialWorkspaces(const std::string& target, int channels);
+
+// Closed loops of durable CreateWorkspace of new names "ws-<seq>" (MakeWorkspace), and of
+// GetWorkspace of the names "ws-0" .. "ws-<existing - 1>", the clients spread over `stubs`.
+// `created` counts the creates that succeeded.
+Figures CreateLoop(const std::string& name, const WorkspaceStubs& stubs, int clients,
+                   absl::Duration duration, std::atomic<int64_t>* created,
+                   const PhaseMark& mark = nullptr);
+Figures GetLoop(const std::string& name, const WorkspaceStubs& stubs, int clients,
+                absl::Duration duration, int64_t existing, const PhaseMark& mark = nullptr);
 
 }  // namespace kaito::bench

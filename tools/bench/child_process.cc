@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
-
 #include <string>
 #include <vector>
 
@@ -39,6 +38,18 @@ std::string SelfDir() {
 absl::Status ChildProcess::Start(std::vector<std::string> args, const std::string& port_file,
                                  absl::Duration timeout) {
   std::filesystem::remove(port_file);
+  const std::string binary = args[0];
+  if (absl::Status st = Launch(std::move(args)); !st.ok()) return st;
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    std::ifstream in(port_file);
+    if (in >> port_ && port_ > 0) return absl::OkStatus();
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return absl::DeadlineExceededError(binary + " did not write its port to " + port_file);
+}
+
+absl::Status ChildProcess::Launch(std::vector<std::string> args) {
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -52,13 +63,7 @@ absl::Status ChildProcess::Start(std::vector<std::string> args, const std::strin
     pid_ = -1;
     return absl::InternalError("cannot start " + args[0]);
   }
-  const absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    std::ifstream in(port_file);
-    if (in >> port_ && port_ > 0) return absl::OkStatus();
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  return absl::DeadlineExceededError(args[0] + " did not write its port to " + port_file);
+  return absl::OkStatus();
 }
 
 void ChildProcess::Stop() {
@@ -82,7 +87,8 @@ ProcSample SampleProcess(pid_t pid) {
       int64_t utime = 0, stime = 0;
       (void)absl::SimpleAtoi(f[11], &utime);
       (void)absl::SimpleAtoi(f[12], &stime);
-      s.cpu_seconds = static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+      s.cpu_seconds =
+          static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
     }
   }
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");

@@ -39,6 +39,8 @@ class ChildProcess {
   // `port_file` holds a port.
   absl::Status Start(std::vector<std::string> args, const std::string& port_file,
                      absl::Duration timeout);
+  // Starts `args` and returns at once (for a child that writes no port file).
+  absl::Status Launch(std::vector<std::string> args);
   // SIGTERM, then waits for the exit. Idempotent.
   void Stop();
 

@@ -26,16 +26,17 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/logging.h"
 #include "kaito/v1/system.grpc.pb.h"
 #include "kaito/v1/workspace.grpc.pb.h"
-#include "common/logging.h"
 #include "server/server_app.h"
 #include "server/store/sqlite_store.h"
-#include "tools/bench/api_workload.h"
-#include "tools/bench/reconcile_bench.h"
 #include "tools/bench/agent_bench.h"
+#include "tools/bench/api_workload.h"
 #include "tools/bench/azure_bench.h"
+#include "tools/bench/reconcile_bench.h"
 #include "tools/bench/shim_bench.h"
+#include "tools/bench/store_bench.h"
 
 namespace kaito::bench {
 namespace {
@@ -47,8 +48,9 @@ Figures SqliteFloor(const std::string& dir, absl::Duration duration) {
   sqlite3* db = nullptr;
   const std::string path = dir + "/floor.db";
   sqlite3_open(path.c_str(), &db);
-  sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-                   "CREATE TABLE t(k TEXT PRIMARY KEY, v BLOB) WITHOUT ROWID;",
+  sqlite3_exec(db,
+               "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+               "CREATE TABLE t(k TEXT PRIMARY KEY, v BLOB) WITHOUT ROWID;",
                nullptr, nullptr, nullptr);
   sqlite3_stmt* stmt = nullptr;
   sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO t(k, v) VALUES (?1, ?2)", -1, &stmt, nullptr);
@@ -130,7 +132,8 @@ nlohmann::json WatchFanout(const std::shared_ptr<grpc::Channel>& channel, int wa
   req.set_name("watched");
   std::atomic<int> ready{0};
   std::vector<std::unique_ptr<Watcher>> ws;
-  for (int i = 0; i < watchers; ++i) ws.push_back(std::make_unique<Watcher>(stub.get(), req, &ready));
+  for (int i = 0; i < watchers; ++i)
+    ws.push_back(std::make_unique<Watcher>(stub.get(), req, &ready));
   const auto wait_end = Clock::now() + std::chrono::seconds(60);
   while (ready.load() < watchers && Clock::now() < wait_end) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -226,8 +229,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   api->add_option("--channels", channels, "gRPC channels (TCP connections) the clients share")
       ->capture_default_str();
-  api->add_option("--seconds", seconds, "Duration of each closed-loop phase")->capture_default_str();
-  api->add_option("--watchers", watchers, "Watch streams in the fan-out phase")->capture_default_str();
+  api->add_option("--seconds", seconds, "Duration of each closed-loop phase")
+      ->capture_default_str();
+  api->add_option("--watchers", watchers, "Watch streams in the fan-out phase")
+      ->capture_default_str();
   api->add_option("--updates", updates, "Updates in the fan-out phase")->capture_default_str();
   api->add_option("--server", server, "Target a running kaito-server instead of an in-process one");
   api->add_option("--data-dir", data_dir, "Where the in-process server keeps its store");
@@ -253,8 +258,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   reconcile->add_option("--clients", reconcile_options.clients, "Concurrent creating clients")
       ->capture_default_str();
-  reconcile->add_option("--single-runs", reconcile_options.single_runs,
-                        "Runs of one workspace alone, create to ready")
+  reconcile
+      ->add_option("--single-runs", reconcile_options.single_runs,
+                   "Runs of one workspace alone, create to ready")
       ->capture_default_str();
   reconcile->add_option("--data-dir", reconcile_options.data_dir, "The server's data directory");
   reconcile->add_flag("--json", json, "Print JSON");
@@ -262,7 +268,8 @@ int main(int argc, char** argv) {
   ShimBenchOptions shim_options;
   auto* shim = app.add_subcommand(
       "shim", "The Kubernetes shim's create/get/watch against the gRPC API under it");
-  shim->add_option("--clients", shim_options.clients, "Concurrent clients (one call outstanding each)")
+  shim->add_option("--clients", shim_options.clients,
+                   "Concurrent clients (one call outstanding each)")
       ->capture_default_str();
   shim->add_option("--channels", shim_options.channels,
                    "gRPC channels of the baseline clients (the shim has its own)")
@@ -284,7 +291,8 @@ int main(int argc, char** argv) {
   shim->add_option("--max-connections", shim_options.max_connections,
                    "The shim's connection (worker) limit")
       ->capture_default_str();
-  shim->add_option("--data-dir", shim_options.data_dir, "Where the in-process server keeps its store");
+  shim->add_option("--data-dir", shim_options.data_dir,
+                   "Where the in-process server keeps its store");
   shim->add_flag("--json", shim_options.json, "Print one JSON document instead of text");
 
   AzureBenchOptions azure_options;
@@ -297,8 +305,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   azure->add_option("--operation", azure_operation, "The fake's create operation time")
       ->capture_default_str();
-  azure->add_option("--requests-per-second", azure_options.requests_per_second,
-                    "The provider's client-side rate limit")
+  azure
+      ->add_option("--requests-per-second", azure_options.requests_per_second,
+                   "The provider's client-side rate limit")
       ->capture_default_str();
   azure->add_option("--burst", azure_options.burst, "Its burst")->capture_default_str();
   azure->add_flag("--json", json, "Print JSON");
@@ -324,6 +333,25 @@ int main(int argc, char** argv) {
   loss->add_option("--heartbeat", loss_heartbeat, "Heartbeat interval")->capture_default_str();
   loss->add_option("--data-dir", loss_options.data_dir, "The server's data directory");
   loss->add_flag("--json", json, "Print JSON");
+  StoreBenchOptions store_options;
+  auto* store = app.add_subcommand(
+      "store",
+      "Durable create/get through kaito-server on etcd, beside etcd's own put rate and "
+      "the SQLite backend");
+  store
+      ->add_option("--clients", store_options.clients,
+                   "Concurrent clients (one call outstanding each)")
+      ->capture_default_str();
+  store->add_option("--channels", store_options.channels, "Connections the clients share")
+      ->capture_default_str();
+  store->add_option("--seconds", store_options.seconds, "Duration of each phase")
+      ->capture_default_str();
+  store->add_option("--etcd", store_options.etcd,
+                    "H:P,H:P of a running etcd (default: start one member here)");
+  store->add_option("--data-dir", store_options.data_dir, "Where the servers and etcd keep data");
+  store->add_flag("--check-perf", store_options.check_perf,
+                  "Also run `etcdctl check perf --load s` on the same etcd (60 s)");
+  store->add_flag("--json", json, "Print JSON");
   CLI11_PARSE(app, argc, argv);
 
   auto duration = [](const std::string& text, absl::Duration* out) {
@@ -362,6 +390,31 @@ int main(int argc, char** argv) {
     duration(azure_operation, &azure_options.operation);
     return emit(RunAzureBench(azure_options));
   }
+  if (store->parsed()) {
+    (void)kaito::SetupLogging("warn", "text", "kaito-bench");
+    nlohmann::json j = RunStoreBench(store_options);
+    if (!json && j.contains("results")) {
+      for (const char* key :
+           {"etcd_put", "etcd_txn", "create_etcd", "get_etcd", "create_sqlite", "get_sqlite"}) {
+        if (!j["results"].contains(key)) continue;
+        const nlohmann::json& r = j["results"][key];
+        Print(r);
+        if (!r.contains("cpu_us_per_op")) continue;
+        std::printf("%-28s cpu per op: this process %.0f us, etcd %.0f us\n", "",
+                    r["cpu_us_per_op"].value("this_process", 0.0),
+                    r["cpu_us_per_op"].value("etcd", 0.0));
+      }
+      for (auto& [k, v] : j["ratios"].items())
+        std::printf("%-40s %.3f\n", k.c_str(), v.get<double>());
+      if (j["results"].contains("etcdctl_check_perf")) {
+        for (auto& line : j["results"]["etcdctl_check_perf"]["verdicts"]) {
+          std::printf("etcdctl check perf: %s\n", line.get<std::string>().c_str());
+        }
+      }
+      return j.contains("error") ? (std::fprintf(stderr, "%s\n", j["error"].dump().c_str()), 1) : 0;
+    }
+    return emit(j);
+  }
   if (loss->parsed()) {
     (void)kaito::SetupLogging("warn", "text", "kaito-bench");
     duration(loss_ttl, &loss_options.lease_ttl);
@@ -389,19 +442,22 @@ int main(int argc, char** argv) {
     server = "127.0.0.1:" + std::to_string(local->grpc_port());
   }
   std::vector<std::shared_ptr<grpc::Channel>> chans;
-  std::vector<std::unique_ptr<kaito::v1::WorkspaceService::Stub>> stubs;
   std::vector<std::unique_ptr<kaito::v1::SystemService::Stub>> sys;
   for (int i = 0; i < std::max(1, channels); ++i) {
     grpc::ChannelArguments args;
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // One TCP connection per channel.
     chans.push_back(grpc::CreateCustomChannel(server, grpc::InsecureChannelCredentials(), args));
-    stubs.push_back(kaito::v1::WorkspaceService::NewStub(chans.back()));
     sys.push_back(kaito::v1::SystemService::NewStub(chans.back()));
   }
+  WorkspaceStubs stubs = DialWorkspaces(server, channels);
   nlohmann::json out;
   out["machine"]["cpus"] = std::thread::hardware_concurrency();
-  out["config"] = {{"clients", clients}, {"channels", channels}, {"seconds", seconds},
-                   {"watchers", watchers}, {"updates", updates}, {"server", server},
+  out["config"] = {{"clients", clients},
+                   {"channels", channels},
+                   {"seconds", seconds},
+                   {"watchers", watchers},
+                   {"updates", updates},
+                   {"server", server},
                    {"in_process", static_cast<bool>(local)}};
   auto report = [&](const std::string& key, nlohmann::json j) {
     if (!json) Print(j);
@@ -419,8 +475,7 @@ int main(int argc, char** argv) {
                         [&](int c, int64_t, std::function<void(bool)> done) {
                           auto* call = new Call;
                           sys[c % sys.size()]->async()->GetVersion(
-                              &call->ctx, &call->req, &call->resp,
-                              [call, done](grpc::Status s) {
+                              &call->ctx, &call->req, &call->resp, [call, done](grpc::Status s) {
                                 done(s.ok());
                                 delete call;
                               });
@@ -433,23 +488,7 @@ int main(int argc, char** argv) {
   // Durable creates.
   std::atomic<int64_t> created{0};
   {
-    struct Call {
-      grpc::ClientContext ctx;
-      kaito::v1::CreateWorkspaceRequest req;
-      kaito::v1::CreateWorkspaceResponse resp;
-    };
-    auto f = ClosedLoop("create (durable)", clients, phase,
-                        [&](int c, int64_t seq, std::function<void(bool)> done) {
-                          auto* call = new Call;
-                          *call->req.mutable_workspace() = MakeWorkspace("ws-" + std::to_string(seq));
-                          stubs[c % stubs.size()]->async()->CreateWorkspace(
-                              &call->ctx, &call->req, &call->resp,
-                              [call, done, &created](grpc::Status s) {
-                                if (s.ok()) ++created;
-                                done(s.ok());
-                                delete call;
-                              });
-                        });
+    auto f = CreateLoop("create (durable)", stubs, clients, phase, &created);
     nlohmann::json j = f.ToJson();
     if (local) {
       if (auto* sqlite = dynamic_cast<kaito::server::store::SqliteStore*>(local->store())) {
@@ -466,35 +505,17 @@ int main(int argc, char** argv) {
     report("create", j);
   }
   // Gets of existing objects.
-  {
-    struct Call {
-      grpc::ClientContext ctx;
-      kaito::v1::GetWorkspaceRequest req;
-      kaito::v1::Workspace resp;
-    };
-    const int64_t n = std::max<int64_t>(1, created.load());
-    auto f = ClosedLoop("get", clients, phase,
-                        [&](int c, int64_t seq, std::function<void(bool)> done) {
-                          auto* call = new Call;
-                          call->req.set_name("ws-" + std::to_string(seq % n));
-                          stubs[c % stubs.size()]->async()->GetWorkspace(
-                              &call->ctx, &call->req, &call->resp,
-                              [call, done](grpc::Status s) {
-                                done(s.ok() || s.error_code() == grpc::NOT_FOUND);
-                                delete call;
-                              });
-                        });
-    report("get", f.ToJson());
-  }
+  report("get", GetLoop("get", stubs, clients, phase, created.load()).ToJson());
   // Watch fan-out.
   if (watchers > 0 && updates > 0) {
     auto j = WatchFanout(chans[0], watchers, updates);
     if (!json) {
       Print(j);
-      std::printf("%-28s %d watchers x %d updates: %lld/%lld events, %d watchers got every update\n",
-                  "", watchers, updates, static_cast<long long>(j["events_delivered"].get<int64_t>()),
-                  static_cast<long long>(j["events_expected"].get<size_t>()),
-                  j["watchers_with_every_update"].get<int>());
+      std::printf(
+          "%-28s %d watchers x %d updates: %lld/%lld events, %d watchers got every update\n", "",
+          watchers, updates, static_cast<long long>(j["events_delivered"].get<int64_t>()),
+          static_cast<long long>(j["events_expected"].get<size_t>()),
+          j["watchers_with_every_update"].get<int>());
     }
     out["results"]["watch"] = j;
   }
