@@ -2,6 +2,7 @@
 // with -w / --watch-only the workspace changes after them, flushed per event.
 #include <algorithm>
 #include <cstdio>
+#include <random>
 
 #include "absl/time/clock.h"
 #include "tools/kaitoctl/commands.h"
@@ -197,16 +198,39 @@ int GetAndWatch(Client& c, const ResourceSelection& selection, const GetOptions&
   req.set_namespace_(ScopeOf(c, o).ns);
   req.set_label_selector(o.selector);
   if (!selection.names.empty()) req.set_name(selection.names.front());
-  req.set_resource_version(initial.resource_version);
-  auto ctx = c.StreamContext();  // No deadline: a watch runs until it is stopped.
-  auto reader = c.workspaces().WatchWorkspaces(ctx.get(), req);
-  v1::WorkspaceEvent event;
-  while (reader->Read(&event)) {
-    if (event.type() == v1::BOOKMARK) continue;
-    PrintWatched(type, event.object(), options, printed);
+  // When the server goes away (a replica dies or drains), the watch resumes after the last
+  // resourceVersion it saw, on whichever replica --server reaches now, after a jittered
+  // backoff (100 ms doubling to 5 s): no relist, nothing printed twice or missed.
+  std::string last = initial.resource_version;
+  std::mt19937_64 random(std::random_device{}());
+  absl::Duration backoff = absl::Milliseconds(100);
+  while (true) {
+    req.set_resource_version(last);
+    auto ctx = c.StreamContext();  // No deadline: a watch runs until it is stopped.
+    auto reader = c.workspaces().WatchWorkspaces(ctx.get(), req);
+    v1::WorkspaceEvent event;
+    bool received = false;
+    while (reader->Read(&event)) {
+      received = true;
+      if (!event.object().metadata().resource_version().empty()) {
+        last = event.object().metadata().resource_version();
+      }
+      if (event.type() == v1::BOOKMARK) continue;
+      PrintWatched(type, event.object(), options, printed);
+    }
+    CallStatus s = c.Finished(reader->Finish(), *ctx);
+    if (s.ok() || s.code() == grpc::CANCELLED) return 0;
+    if (s.code() != grpc::UNAVAILABLE || last.empty()) return Fail(s);
+    if (received) backoff = absl::Milliseconds(100);
+    const absl::Duration wait =
+        backoff / 2 +
+        absl::Milliseconds(static_cast<int64_t>(
+            random() % static_cast<uint64_t>(absl::ToInt64Milliseconds(backoff) / 2 + 1)));
+    std::fprintf(stderr, "kaitoctl: the watch ended (%s); resuming after resourceVersion %s\n",
+                 s.status.error_message().c_str(), last.c_str());
+    absl::SleepFor(wait);
+    backoff = std::min(backoff * 2, absl::Seconds(5));
   }
-  CallStatus s = c.Finished(reader->Finish(), *ctx);
-  return s.ok() || s.code() == grpc::CANCELLED ? 0 : Fail(s);
 }
 
 }  // namespace
