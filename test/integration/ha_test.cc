@@ -141,6 +141,17 @@ class HaTest : public ::testing::Test {
     return s.size() > 6000 ? s.substr(s.size() - 6000) : s;
   }
   std::string Name(int i) { return absl::StrCat("replica-", i); }
+  // The leader once both replicas name the same one (within 20 s); empty if they do not.
+  std::string AgreedLeader() {
+    std::string leader;
+    const bool agreed = WaitFor(
+        [&] {
+          leader = clients_[0]->Leader();
+          return !leader.empty() && clients_[1]->Leader() == leader;
+        },
+        absl::Seconds(20));
+    return agreed ? leader : "";
+  }
   // The etcd members replica `i` talks to: every member, unless a test says otherwise.
   virtual std::string StoreUrl(int) { return etcd_->store_url(); }
   std::string Address(int i) { return absl::StrCat("127.0.0.1:", ports_[i]); }
@@ -208,13 +219,8 @@ class HaTest : public ::testing::Test {
 
 TEST_F(HaTest, KilledLeaderIsReplacedWithinTheLeaseAndEveryWorkspaceConverges) {
   // One leader, seen alike by both replicas; the other serves the API too.
-  std::string leader;
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        leader = clients_[0]->Leader();
-        return !leader.empty() && clients_[1]->Leader() == leader;
-      },
-      absl::Seconds(20)));
+  const std::string leader = AgreedLeader();
+  ASSERT_FALSE(leader.empty());
   const int dead = leader == Name(0) ? 0 : 1;
   const int survivor = 1 - dead;
   ASSERT_EQ(leader, Name(dead));
@@ -277,12 +283,7 @@ TEST_F(HaTest, KilledLeaderIsReplacedWithinTheLeaseAndEveryWorkspaceConverges) {
 // replica dies the watch resumes on the other after the last resourceVersion it printed:
 // later changes arrive, nothing is printed twice (no relist, no replay).
 TEST_F(HaTest, KaitoctlWatchResumesOnAnotherReplicaWhenItsReplicaDies) {
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        const std::string leader = clients_[0]->Leader();
-        return !leader.empty() && clients_[1]->Leader() == leader;
-      },
-      absl::Seconds(20)));
+  ASSERT_FALSE(AgreedLeader().empty());
   const std::string log = dir_.File("watch.log");
   auto watch = Daemon::Start(
       {BinDir() + "/kaitoctl", "--server", advertise_, "get", "workspaces", "-w", "--watch-only",
@@ -356,12 +357,7 @@ class HaPartitionTest : public HaTest {
 
 TEST_F(HaPartitionTest, AReplicaCutOffFromEtcdStopsLeadingAndStopsAcknowledgingWrites) {
   // Replica 0 leads (if replica 1 won the start, a clean stop hands the lease over).
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        const std::string leader = clients_[0]->Leader();
-        return !leader.empty() && clients_[1]->Leader() == leader;
-      },
-      absl::Seconds(20)));
+  ASSERT_FALSE(AgreedLeader().empty());
   if (clients_[0]->Leader() != Name(0)) {
     replicas_[1].Stop();
     ASSERT_TRUE(WaitFor([&] { return clients_[0]->Leader() == Name(0); }, absl::Seconds(10)));
