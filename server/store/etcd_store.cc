@@ -412,8 +412,19 @@ void EtcdStore::Write(TxnRequest txn, std::string key, int64_t expected_revision
     std::move(done)(absl::UnavailableError("store is closed"));
     return;
   }
+  const WriteFence* fence = CurrentWriteFence();
+  if (fence != nullptr && fence->key.empty()) {
+    // A fence that names no election key cannot be checked: refuse rather than write unfenced.
+    {
+      absl::MutexLock lock(&mu_);
+      --in_flight_;
+    }
+    std::move(done)(absl::FailedPreconditionError((is_delete ? "delete " : "put ") + key +
+                                                  ": the write fence names no election key"));
+    return;
+  }
   auto* call = new Call{};
-  if (const WriteFence* fence = CurrentWriteFence()) {
+  if (fence != nullptr) {
     // Only while the leader's election key is the one it created; the failure branch reads
     // it back so that a lost lease is told from a stale precondition.
     Compare* c = txn.add_compare();

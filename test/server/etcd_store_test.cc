@@ -79,6 +79,23 @@ TEST_F(EtcdStoreTest, AnAcknowledgedWriteHasReachedEveryWatchThatCoversIt) {
   EXPECT_EQ(other.size(), 0u);
 }
 
+// A fence that names no election key cannot be checked: such a write is refused, never sent
+// unfenced.
+TEST_F(EtcdStoreTest, AWriteUnderAFenceWithoutAKeyIsRefused) {
+  auto store = OpenOrDie(Options());
+  ASSERT_NE(store, nullptr);
+  WriteFence empty;
+  {
+    ScopedWriteFence scope(&empty);
+    auto put = PutSync(*store, "/claims/a", "v", kMustNotExist);
+    EXPECT_EQ(put.status().code(), absl::StatusCode::kFailedPrecondition) << put.status();
+    EXPECT_EQ(DeleteSync(*store, "/claims/a", kAnyRevision).status().code(),
+              absl::StatusCode::kFailedPrecondition);
+  }
+  EXPECT_EQ(store->Get("/claims/a").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(PutSync(*store, "/claims/a", "v", kMustNotExist).ok());
+}
+
 TEST_F(EtcdStoreTest, KeyPrefixesSeparateInstallations) {
   auto a = OpenOrDie(Options("/team-a"));
   auto b = OpenOrDie(Options("/team-b"));
