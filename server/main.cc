@@ -77,6 +77,11 @@ int main(int argc, char** argv) {
   std::string gates;
   app.add_option("--feature-gates", gates,
                  "Kaito feature gates, e.g. vLLM=false,enableMIG=true,enableAccelerator=true");
+  app.add_option("--store-history", options.store_history,
+                 "Revisions of history the store keeps for watches to resume from; SQLite trims "
+                 "itself, on etcd the server compacts etcd (all of it, every prefix). 0: never")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
   app.add_option("--watch-history", options.watch_history,
                  "Events per kind kept in memory for watch resumption")
       ->capture_default_str()

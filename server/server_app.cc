@@ -154,6 +154,7 @@ absl::StatusOr<std::unique_ptr<store::Store>> OpenStore(const ServerOptions& opt
     etcd.ca_file = options.etcd_ca_file;
     etcd.cert_file = options.etcd_cert_file;
     etcd.key_file = options.etcd_key_file;
+    etcd.history_retention = options.store_history;
     auto store = store::EtcdStore::Open(etcd);
     if (!store.ok()) return store.status();
     spdlog::info("store: etcd at {} under {} (revision {}{})", options.store.substr(7),

@@ -493,8 +493,52 @@ void EtcdStore::OnTxnDone(Call* call, const grpc::Status& status) {
       ++stats_.failed_writes;
     }
   }
+  if (result.ok()) MaybeCompact(*result);
   if (!result.ok()) std::move(call->done)(std::move(result));
   for (PendingAck& ack : acks) std::move(ack.done)(ack.revision);
+}
+
+void EtcdStore::MaybeCompact(int64_t revision) {
+  const int64_t keep = options_.history_retention;
+  if (keep <= 0 || revision - compacted_revision_.load() <= keep + keep / 4) return;
+  bool idle = false;
+  if (!compacting_.compare_exchange_strong(idle, true)) return;
+  {
+    absl::MutexLock lock(&mu_);
+    if (closing_) {
+      compacting_ = false;
+      return;
+    }
+    ++in_flight_;  // The destructor waits for the answer.
+  }
+  struct CompactCall {
+    grpc::ClientContext context;
+    etcdserverpb::CompactionRequest request;
+    etcdserverpb::CompactionResponse response;
+  };
+  auto* call = new CompactCall;
+  const int64_t to = revision - keep;
+  call->context.set_deadline(std::chrono::system_clock::now() + options_.request_timeout);
+  // History from our `to + 1` on stays (as Compact keeps it).
+  call->request.set_revision(Etcd(to + 1));
+  kv_->async()->Compact(
+      &call->context, &call->request, &call->response, [this, call, to](grpc::Status s) {
+        std::unique_ptr<CompactCall> owned(call);
+        if (s.ok() || absl::StrContains(s.error_message(), "compacted")) {
+          int64_t seen = compacted_revision_.load();
+          while (to > seen && !compacted_revision_.compare_exchange_weak(seen, to)) {
+          }
+          spdlog::info("store: compacted etcd's history up to revision {} (keeping {})", to,
+                       options_.history_retention);
+        } else {
+          spdlog::warn("store: compacting etcd's history up to revision {} failed: {}", to,
+                       s.error_message());
+        }
+        compacting_ = false;
+        absl::MutexLock lock(&mu_);
+        if (s.ok()) ++stats_.compactions;
+        --in_flight_;
+      });
 }
 
 bool EtcdStore::CoveredLocked(const std::string& key, int64_t revision) const {

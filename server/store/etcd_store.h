@@ -49,6 +49,11 @@ struct EtcdStoreOptions {
   std::string ca_file;
   std::string cert_file;
   std::string key_file;
+  // Revisions of history kept: once a write of this store is more than 1.25 x this past
+  // the compacted revision, etcd is compacted to keep the newest `history_retention` (as the
+  // SQLite backend trims itself). etcd's compaction is for the whole etcd, every prefix on
+  // it; 0: never (etcd's own --auto-compaction-* or an operator does it).
+  int64_t history_retention = 0;
   // How long Open waits for a member to answer, and each request's deadline.
   std::chrono::milliseconds connect_timeout{10000};
   std::chrono::milliseconds request_timeout{10000};
@@ -92,6 +97,7 @@ class EtcdStore final : public Store {
     int64_t failed_writes = 0;     // Writes that failed for want of etcd (UNAVAILABLE).
     int64_t in_flight = 0;         // Transactions sent and not yet answered.
     int64_t watch_reconnects = 0;  // Times the watch stream was opened again.
+    int64_t compactions = 0;       // Compactions this store asked of etcd (history_retention).
     // Each write's transaction, from sending to etcd's answer (etcd's commit included).
     BucketCounts txn_seconds{
         {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}};
@@ -130,6 +136,9 @@ class EtcdStore final : public Store {
   std::vector<PendingAck> TakeSatisfiedAcksLocked();
   bool CoveredLocked(const std::string& key, int64_t revision) const;
   void NoteRevision(int64_t etcd_revision);
+  // After an acknowledged write at `revision`: starts an asynchronous compaction when the
+  // history kept has outgrown history_retention (one at a time).
+  void MaybeCompact(int64_t revision);
   void SetProblem(const std::string& problem);
 
   std::unique_ptr<grpc::ClientContext> NewContext() const;
@@ -163,6 +172,7 @@ class EtcdStore final : public Store {
 
   std::atomic<int64_t> current_revision_{0};    // Ours.
   std::atomic<int64_t> compacted_revision_{0};  // Ours.
+  std::atomic<bool> compacting_{false};
 
   // Guards the watchers, the pending acks and the write problem. Watch callbacks run
   // under deliver_mu_ (never under mu_), so destroying a handle waits for a running

@@ -96,6 +96,35 @@ TEST_F(EtcdStoreTest, AWriteUnderAFenceWithoutAKeyIsRefused) {
   EXPECT_TRUE(PutSync(*store, "/claims/a", "v", kMustNotExist).ok());
 }
 
+// With a history retention the store compacts etcd itself, never closer to its newest
+// write than the retention; etcd keeps the compaction (another client finds it at start, and
+// a watch from before it is OUT_OF_RANGE), and watches within the retention still resume.
+TEST_F(EtcdStoreTest, HistoryBeyondTheRetentionIsCompactedInEtcd) {
+  EtcdStoreOptions options = Options();
+  options.history_retention = 20;
+  auto store = OpenOrDie(options);
+  ASSERT_NE(store, nullptr);
+  int64_t last = 0;
+  for (int i = 0; i < 60; ++i) {
+    auto r = PutSync(*store, "/h/k", std::to_string(i), kAnyRevision);
+    ASSERT_TRUE(r.ok()) << r.status();
+    last = *r;
+  }
+  ASSERT_TRUE(WaitFor([&] { return store->CompactedRevision() >= last - 20 - 20 / 4 - 1; },
+                      absl::Seconds(10)))
+      << store->CompactedRevision() << " after " << last;
+  EXPECT_LE(store->CompactedRevision(), last - 20);
+  EXPECT_GT(store->stats().compactions, 0);
+  auto other = OpenOrDie(Options());
+  ASSERT_NE(other, nullptr);
+  EXPECT_GE(other->CompactedRevision(), last - 20 - 20 / 4 - 1);
+  Recorder old, recent;
+  EXPECT_EQ(other->Watch("/h/", 0, old.Callback()).status().code(), absl::StatusCode::kOutOfRange);
+  auto resumed = store->Watch("/h/", last - 20, recent.Callback());
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_EQ(recent.size(), 20u);
+}
+
 TEST_F(EtcdStoreTest, KeyPrefixesSeparateInstallations) {
   auto a = OpenOrDie(Options("/team-a"));
   auto b = OpenOrDie(Options("/team-b"));
