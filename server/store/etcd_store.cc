@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <fstream>
-#include <random>
 #include <sstream>
 
 #include "absl/strings/match.h"
@@ -15,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/backoff.h"
 
 namespace kaito::server::store {
 namespace {
@@ -29,6 +29,13 @@ using etcdserverpb::WatchResponse;
 // Ours are etcd's minus one (a fresh etcd is at revision 1).
 int64_t Ours(int64_t etcd_revision) { return std::max<int64_t>(etcd_revision - 1, 0); }
 int64_t Etcd(int64_t our_revision) { return our_revision + 1; }
+
+// Raises `mark` to `to` unless it is already there or past (revision marks only go up).
+void RaiseTo(std::atomic<int64_t>& mark, int64_t to) {
+  int64_t seen = mark.load();
+  while (to > seen && !mark.compare_exchange_weak(seen, to)) {
+  }
+}
 
 constexpr int64_t kListPage = 500;
 
@@ -311,10 +318,7 @@ std::unique_ptr<grpc::ClientContext> EtcdStore::NewContext() const {
 }
 
 void EtcdStore::NoteRevision(int64_t etcd_revision) {
-  const int64_t ours = Ours(etcd_revision);
-  int64_t seen = current_revision_.load();
-  while (ours > seen && !current_revision_.compare_exchange_weak(seen, ours)) {
-  }
+  RaiseTo(current_revision_, Ours(etcd_revision));
 }
 
 int64_t EtcdStore::CurrentRevision() { return current_revision_.load(); }
@@ -525,9 +529,7 @@ void EtcdStore::MaybeCompact(int64_t revision) {
       &call->context, &call->request, &call->response, [this, call, to](grpc::Status s) {
         std::unique_ptr<CompactCall> owned(call);
         if (s.ok() || absl::StrContains(s.error_message(), "compacted")) {
-          int64_t seen = compacted_revision_.load();
-          while (to > seen && !compacted_revision_.compare_exchange_weak(seen, to)) {
-          }
+          RaiseTo(compacted_revision_, to);
           spdlog::info("store: compacted etcd's history up to revision {} (keeping {})", to,
                        options_.history_retention);
         } else {
@@ -662,9 +664,7 @@ absl::Status EtcdStore::Compact(int64_t revision) {
   if (!s.ok() && !absl::StrContains(s.error_message(), "compacted")) {
     return FromGrpc(s, "compact");
   }
-  int64_t seen = compacted_revision_.load();
-  while (revision > seen && !compacted_revision_.compare_exchange_weak(seen, revision)) {
-  }
+  RaiseTo(compacted_revision_, revision);
   return absl::OkStatus();
 }
 
@@ -712,9 +712,7 @@ absl::StatusOr<std::unique_ptr<WatchHandle>> EtcdStore::Watch(const std::string&
       if (absl::IsOutOfRange(response.status()) &&
           absl::StrContains(response.status().message(), "compacted")) {
         if (auto c = FindCompactedRevision(); c.ok()) {
-          int64_t seen = compacted_revision_.load();
-          while (*c > seen && !compacted_revision_.compare_exchange_weak(seen, *c)) {
-          }
+          RaiseTo(compacted_revision_, *c);
         }
         return absl::OutOfRangeError("history after revision " + std::to_string(after_revision) +
                                      " is compacted in etcd");
@@ -814,10 +812,7 @@ void EtcdStore::HandleWatchResponse(const WatchResponse& response) {
     if (response.canceled()) {
       w->dead = true;
       if (response.compact_revision() > 0) {
-        const int64_t compacted = std::max<int64_t>(response.compact_revision() - 2, 0);
-        int64_t seen = compacted_revision_.load();
-        while (compacted > seen && !compacted_revision_.compare_exchange_weak(seen, compacted)) {
-        }
+        RaiseTo(compacted_revision_, std::max<int64_t>(response.compact_revision() - 2, 0));
         spdlog::error(
             "store: the watch of {} is lost: etcd compacted its history up to revision {} "
             "before the watch could resume after {}; restart kaito-server to reload",
@@ -866,8 +861,7 @@ void EtcdStore::HandleWatchResponse(const WatchResponse& response) {
 }
 
 void EtcdStore::WatchLoop() {
-  std::mt19937_64 rng(std::random_device{}());
-  auto backoff = std::chrono::milliseconds(100);
+  JitteredBackoff backoff(absl::Milliseconds(100), absl::Seconds(5));
   while (true) {
     auto context = std::make_unique<grpc::ClientContext>();
     context->set_wait_for_ready(true);
@@ -908,10 +902,9 @@ void EtcdStore::WatchLoop() {
       if (closing_) return;
       ++stats_.watch_reconnects;
     }
-    if (received) backoff = std::chrono::milliseconds(100);
+    if (received) backoff.Reset();
     spdlog::warn("store: etcd watch stream ended ({}); resuming", status.error_message());
-    const auto wait = backoff / 2 + std::chrono::milliseconds(rng() % (backoff.count() / 2 + 1));
-    backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+    const auto wait = absl::ToChronoMilliseconds(backoff.Next());
     std::unique_lock<std::mutex> lock(wake_mu_);
     wake_.wait_for(lock, wait);
   }

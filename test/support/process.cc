@@ -1,8 +1,5 @@
 #include "support/process.h"
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -18,6 +15,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/strip.h"
+#include "common/loopback_port.h"
 
 extern char** environ;
 
@@ -196,21 +194,7 @@ std::string Env(const char* name) {
   return "";
 }
 
-int FreeLoopbackPort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return 0;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  close(fd);
-  return port;
-}
+int FreeLoopbackPort() { return ::kaito::FreeLoopbackPort(); }
 
 std::string BinDir() { return Env("KAITO_BIN_DIR"); }
 

@@ -9,6 +9,9 @@
 #include <cstdio>
 #include <thread>
 
+#include "server/store/etcd_store.h"
+#include "server/store/sqlite_store.h"
+
 namespace kaito::bench {
 
 nlohmann::json Figures::ToJson() {
@@ -152,6 +155,17 @@ Figures ThreadedClosedLoop(const std::string& name, int clients, absl::Duration 
   }
   f.ops = static_cast<int64_t>(f.latencies_us.size()) - f.errors;
   return f;
+}
+
+void AddStoreFigures(server::store::Store* store, nlohmann::json* j) {
+  if (auto* etcd = dynamic_cast<server::store::EtcdStore*>(store)) {
+    (*j)["store_writes"] = etcd->stats().writes;
+  } else if (auto* sqlite = dynamic_cast<server::store::SqliteStore*>(store)) {
+    const auto st = sqlite->stats();
+    (*j)["store_commits"] = st.commits;
+    (*j)["store_writes"] = st.writes;
+    (*j)["writes_per_commit"] = st.commits ? static_cast<double>(st.writes) / st.commits : 0;
+  }
 }
 
 WorkspaceStubs DialWorkspaces(const std::string& target, int channels) {

@@ -72,6 +72,11 @@ Figures ThreadedClosedLoop(const std::string& name, int clients, absl::Duration 
                            const std::function<bool(int, int64_t)>& call,
                            const PhaseMark& mark = nullptr);
 
+// The store's own write figures after a phase, added to its JSON: store_writes for every
+// backend that counts them (SQLite, etcd), and for SQLite store_commits and
+// writes_per_commit (how many writes each group commit carried).
+void AddStoreFigures(server::store::Store* store, nlohmann::json* j);
+
 using WorkspaceStubs = std::vector<std::unique_ptr<v1::WorkspaceService::Stub>>;
 
 // `stubs` over `channels` gRPC channels to `target`, each its own TCP connection.

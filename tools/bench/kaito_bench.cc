@@ -30,7 +30,6 @@
 #include "kaito/v1/system.grpc.pb.h"
 #include "kaito/v1/workspace.grpc.pb.h"
 #include "server/server_app.h"
-#include "server/store/sqlite_store.h"
 #include "tools/bench/agent_bench.h"
 #include "tools/bench/api_workload.h"
 #include "tools/bench/azure_bench.h"
@@ -490,14 +489,7 @@ int main(int argc, char** argv) {
   {
     auto f = CreateLoop("create (durable)", stubs, clients, phase, &created);
     nlohmann::json j = f.ToJson();
-    if (local) {
-      if (auto* sqlite = dynamic_cast<kaito::server::store::SqliteStore*>(local->store())) {
-        auto st = sqlite->stats();
-        j["store_commits"] = st.commits;
-        j["store_writes"] = st.writes;
-        j["writes_per_commit"] = st.commits ? static_cast<double>(st.writes) / st.commits : 0;
-      }
-    }
+    if (local) AddStoreFigures(local->store(), &j);
     if (f.errors > 0) {
       std::fprintf(stderr, "kaito-bench: %lld creates failed; figures are not valid\n",
                    static_cast<long long>(f.errors));

@@ -1,8 +1,6 @@
 #include "tools/bench/store_bench.h"
 
 #include <grpcpp/grpcpp.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -14,31 +12,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/loopback_port.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
-#include "server/store/etcd_store.h"
-#include "server/store/sqlite_store.h"
 #include "tools/bench/api_workload.h"
 #include "tools/bench/child_process.h"
 
 namespace kaito::bench {
 namespace {
-
-// A loopback port the kernel picked, free when this returns (etcd binds it next).
-int PickPort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return 0;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  close(fd);
-  return port;
-}
 
 std::vector<std::shared_ptr<grpc::Channel>> EtcdChannels(const std::string& endpoints, int n) {
   std::vector<std::shared_ptr<grpc::Channel>> channels;
@@ -190,13 +170,7 @@ std::string ServerPhases(const StoreBenchOptions& options, const std::string& di
   Figures create = CreateLoop("create (durable, " + tag + ")", stubs, options.clients, phase,
                               &created, cpu.Mark());
   (*results)["create_" + tag] = cpu.With(create);
-  if (auto* etcd = dynamic_cast<server::store::EtcdStore*>(app->store())) {
-    (*results)["create_" + tag]["store_writes"] = etcd->stats().writes;
-  } else if (auto* sqlite = dynamic_cast<server::store::SqliteStore*>(app->store())) {
-    auto st = sqlite->stats();
-    (*results)["create_" + tag]["store_writes"] = st.writes;
-    (*results)["create_" + tag]["store_commits"] = st.commits;
-  }
+  AddStoreFigures(app->store(), &(*results)["create_" + tag]);
   (*results)["get_" + tag] = cpu.With(
       GetLoop("get (" + tag + ")", stubs, options.clients, phase, created.load(), cpu.Mark()));
   stubs.clear();
@@ -220,7 +194,7 @@ nlohmann::json RunStoreBench(const StoreBenchOptions& options) {
   std::string endpoints = options.etcd;
   ChildProcess etcd;
   if (endpoints.empty()) {
-    const int client = PickPort(), peer = PickPort();
+    const int client = FreeLoopbackPort(), peer = FreeLoopbackPort();
     if (client == 0 || peer == 0) return {{"error", "no free loopback port"}};
     endpoints = absl::StrCat("127.0.0.1:", client);
     const std::string peer_url = absl::StrCat("http://127.0.0.1:", peer);

@@ -2,9 +2,9 @@
 // with -w / --watch-only the workspace changes after them, flushed per event.
 #include <algorithm>
 #include <cstdio>
-#include <random>
 
 #include "absl/time/clock.h"
+#include "common/backoff.h"
 #include "tools/kaitoctl/commands.h"
 #include "tools/kaitoctl/object_reader.h"
 #include "tools/kaitoctl/output_format.h"
@@ -202,8 +202,7 @@ int GetAndWatch(Client& c, const ResourceSelection& selection, const GetOptions&
   // resourceVersion it saw, on whichever replica --server reaches now, after a jittered
   // backoff (100 ms doubling to 5 s): no relist, nothing printed twice or missed.
   std::string last = initial.resource_version;
-  std::mt19937_64 random(std::random_device{}());
-  absl::Duration backoff = absl::Milliseconds(100);
+  JitteredBackoff backoff(absl::Milliseconds(100), absl::Seconds(5));
   while (true) {
     req.set_resource_version(last);
     auto ctx = c.StreamContext();  // No deadline: a watch runs until it is stopped.
@@ -221,15 +220,10 @@ int GetAndWatch(Client& c, const ResourceSelection& selection, const GetOptions&
     CallStatus s = c.Finished(reader->Finish(), *ctx);
     if (s.ok() || s.code() == grpc::CANCELLED) return 0;
     if (s.code() != grpc::UNAVAILABLE || last.empty()) return Fail(s);
-    if (received) backoff = absl::Milliseconds(100);
-    const absl::Duration wait =
-        backoff / 2 +
-        absl::Milliseconds(static_cast<int64_t>(
-            random() % static_cast<uint64_t>(absl::ToInt64Milliseconds(backoff) / 2 + 1)));
+    if (received) backoff.Reset();
     std::fprintf(stderr, "kaitoctl: the watch ended (%s); resuming after resourceVersion %s\n",
                  s.status.error_message().c_str(), last.c_str());
-    absl::SleepFor(wait);
-    backoff = std::min(backoff * 2, absl::Seconds(5));
+    absl::SleepFor(backoff.Next());
   }
 }
 
