@@ -211,6 +211,10 @@ absl::Status EtcdStore::Connect() {
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // Reconnect to a member that comes back within 5 s of its return. gRPC's default backoff
+  // grows to 120 s, so a replica whose only reachable member was down for a while (and its
+  // leader election, which shares this channel) stayed cut off long after the member was back.
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
   args.SetMaxReceiveMessageSize(64 << 20);
   std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
   const bool tls = !options_.ca_file.empty() || !options_.cert_file.empty();
