@@ -21,6 +21,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/message_json.h"
 #include "kaito/v1/config.pb.h"
 #include "kaito/v1/workspace.pb.h"
 
@@ -67,43 +68,6 @@ PlainKind ClassifyPlain(const std::string& s) {
 
 bool IsPlain(const YAML::Node& node) { return node.Tag() == "?"; }
 
-// Whether `s` is well-formed UTF-8 (no overlong forms, surrogates or code points past
-// U+10FFFF), as protobuf requires of its strings and Kubernetes of its YAML.
-bool IsValidUtf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t len = 0;
-    uint32_t cp = 0;
-    if ((c & 0xE0) == 0xC0) {
-      len = 2;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      len = 3;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      len = 4;
-      cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (i + len > s.size()) return false;
-    for (size_t k = 1; k < len; ++k) {
-      const auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    static constexpr uint32_t kLeast[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < kLeast[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-    i += len;
-  }
-  return true;
-}
-
 bool IsYamlNull(const YAML::Node& node) {
   if (!node.IsDefined() || node.IsNull()) return true;
   return node.IsScalar() && IsPlain(node) && ClassifyPlain(node.Scalar()) == PlainKind::kNull;
@@ -129,11 +93,87 @@ std::string Join(const std::string& path, const std::string& field) {
   return path.empty() ? field : path + "." + field;
 }
 
+// How the converter reads a document tree: YAML nodes (manifests) or JSON values (the
+// shim's request bodies, decoded without a trip through YAML text). A JSON value's type is
+// its YAML resolution: strings are quoted scalars, numbers, booleans and null plain ones.
+struct YamlTree {
+  using Node = YAML::Node;
+  static bool IsMap(const Node& n) { return n.IsMap(); }
+  static bool IsSequence(const Node& n) { return n.IsSequence(); }
+  static bool IsScalar(const Node& n) { return n.IsScalar(); }
+  static bool IsNull(const Node& n) { return IsYamlNull(n); }
+  static const std::string& Scalar(const Node& n) { return n.Scalar(); }
+  static PlainKind Kind(const Node& n) {
+    return IsPlain(n) ? ClassifyPlain(n.Scalar()) : PlainKind::kString;
+  }
+  static const char* TypeName(const Node& n) { return KindName(n); }
+  static size_t Size(const Node& n) { return n.size(); }
+  static Node At(const Node& n, size_t i) { return n[i]; }
+  // Calls `f(key, value)` for each entry while it returns true; `key` is null for a key
+  // that is not a scalar.
+  template <typename F>
+  static void ForEach(const Node& n, F f) {
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      // yaml-cpp's iterator yields a temporary pair: copy the nodes out of it.
+      const YAML::Node key = it->first;
+      const YAML::Node value = it->second;
+      if (!f(key.IsScalar() ? &key.Scalar() : nullptr, value)) return;
+    }
+  }
+};
+
+struct JsonTree {
+  using Node = nlohmann::ordered_json;
+  static bool IsMap(const Node& n) { return n.is_object(); }
+  static bool IsSequence(const Node& n) { return n.is_array(); }
+  static bool IsScalar(const Node& n) { return n.is_primitive(); }
+  static bool IsNull(const Node& n) { return n.is_null(); }
+  static std::string Scalar(const Node& n) {
+    if (n.is_string()) return n.get_ref<const std::string&>();
+    if (n.is_null()) return "";
+    return n.dump();
+  }
+  static PlainKind Kind(const Node& n) {
+    switch (n.type()) {
+      case Node::value_t::null:
+        return PlainKind::kNull;
+      case Node::value_t::boolean:
+        return PlainKind::kBool;
+      case Node::value_t::number_integer:
+      case Node::value_t::number_unsigned:
+        return PlainKind::kInt;
+      case Node::value_t::number_float:
+        return PlainKind::kFloat;
+      default:
+        return PlainKind::kString;
+    }
+  }
+  static const char* TypeName(const Node& n) {
+    if (n.is_object()) return "object";
+    if (n.is_array()) return "array";
+    if (n.is_null()) return "null";
+    if (n.is_boolean()) return "boolean";
+    if (n.is_number()) return "number";
+    return "string";
+  }
+  static size_t Size(const Node& n) { return n.size(); }
+  static const Node& At(const Node& n, size_t i) { return n[i]; }
+  template <typename F>
+  static void ForEach(const Node& n, F f) {
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      if (!f(&it.key(), it.value())) return;
+    }
+  }
+};
+
+template <typename Tree>
 class Converter {
+  using Node = typename Tree::Node;
+
  public:
   explicit Converter(FieldErrors& errors) : errors_(errors) {}
 
-  void ToMessage(const YAML::Node& node, Message* msg, const std::string& path, int depth) {
+  void ToMessage(const Node& node, Message* msg, const std::string& path, int depth) {
     if (!Enter(path, depth)) return;
     const Descriptor* d = msg->GetDescriptor();
     if (d->full_name() == "google.protobuf.Struct") {
@@ -145,48 +185,47 @@ class Converter {
       return;
     }
     if (d->full_name() == "google.protobuf.Timestamp") {
-      if (!node.IsScalar()) return TypeError(path, "string (RFC 3339 time)", node);
+      if (!Tree::IsScalar(node)) return TypeError(path, "string (RFC 3339 time)", node);
+      const std::string text = Tree::Scalar(node);
       if (!google::protobuf::util::TimeUtil::FromString(
-              node.Scalar(), static_cast<google::protobuf::Timestamp*>(msg))) {
-        AddError(path, "Invalid value: \"" + node.Scalar() + "\": not an RFC 3339 time");
+              text, static_cast<google::protobuf::Timestamp*>(msg))) {
+        AddError(path, "Invalid value: \"" + text + "\": not an RFC 3339 time");
       }
       return;
     }
-    if (!node.IsMap()) return TypeError(path, "object", node);
+    if (!Tree::IsMap(node)) return TypeError(path, "object", node);
     const Reflection* r = msg->GetReflection();
-    for (auto it = node.begin(); it != node.end() && !stopped_; ++it) {
-      // yaml-cpp's iterator yields a temporary pair: copy the nodes out of it.
-      const YAML::Node key_node = it->first;
-      if (!key_node.IsScalar()) {
+    Tree::ForEach(node, [&](const std::string* key_text, const Node& value) {
+      if (stopped_) return false;
+      if (key_text == nullptr) {
         AddError(path, "field names must be strings");
-        continue;
+        return true;
       }
-      const std::string key = key_node.Scalar();
+      const std::string& key = *key_text;
       if (!IsValidUtf8(key)) {
         AddError(path, "field names must be valid UTF-8");
-        continue;
+        return true;
       }
       const FieldDescriptor* f = FindField(d, key);
       const std::string fpath = Join(path, key);
       if (f == nullptr) {
         AddError(path.empty() ? key : fpath, "unknown field \"" + key + "\"");
-        continue;
+        return true;
       }
-      const YAML::Node value = it->second;
-      if (IsYamlNull(value)) continue;  // null means "not set", as in Kubernetes.
+      if (Tree::IsNull(value)) return true;  // null means "not set", as in Kubernetes.
       if (f->is_map()) {
         ToMap(value, msg, f, fpath, depth + 1);
       } else if (f->is_repeated()) {
-        if (!value.IsSequence()) {
+        if (!Tree::IsSequence(value)) {
           TypeError(fpath, "array", value);
-          continue;
+          return true;
         }
-        for (size_t i = 0; i < value.size() && !stopped_; ++i) {
+        for (size_t i = 0; i < Tree::Size(value) && !stopped_; ++i) {
           const std::string ipath = fpath + "[" + std::to_string(i) + "]";
           if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
-            ToMessage(value[i], r->AddMessage(msg, f), ipath, depth + 1);
+            ToMessage(Tree::At(value, i), r->AddMessage(msg, f), ipath, depth + 1);
           } else {
-            SetScalar(value[i], msg, f, ipath, /*repeated=*/true);
+            SetScalar(Tree::At(value, i), msg, f, ipath, /*repeated=*/true);
           }
         }
       } else if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
@@ -194,7 +233,8 @@ class Converter {
       } else {
         SetScalar(value, msg, f, fpath, /*repeated=*/false);
       }
-    }
+      return true;
+    });
   }
 
  private:
@@ -246,37 +286,35 @@ class Converter {
     return nullptr;
   }
 
-  void TypeError(const std::string& path, const std::string& want, const YAML::Node& got) {
-    AddError(path, "Invalid type: expected " + want + ", got " + KindName(got));
+  void TypeError(const std::string& path, const std::string& want, const Node& got) {
+    AddError(path, "Invalid type: expected " + want + ", got " + Tree::TypeName(got));
   }
 
-  void ToMap(const YAML::Node& node, Message* msg, const FieldDescriptor* f,
-             const std::string& path, int depth) {
-    if (!node.IsMap()) return TypeError(path, "object", node);
+  void ToMap(const Node& node, Message* msg, const FieldDescriptor* f, const std::string& path,
+             int depth) {
+    if (!Tree::IsMap(node)) return TypeError(path, "object", node);
     const FieldDescriptor* key_field = f->message_type()->map_key();
     const FieldDescriptor* value_field = f->message_type()->map_value();
-    for (auto it = node.begin(); it != node.end(); ++it) {
-      if (!Enter(path, depth)) return;
-      const YAML::Node key_node = it->first;
-      if (!key_node.IsScalar()) {
+    Tree::ForEach(node, [&](const std::string* key_text, const Node& value) {
+      if (!Enter(path, depth)) return false;
+      if (key_text == nullptr) {
         AddError(path, "map keys must be strings");
-        continue;
+        return true;
       }
-      const std::string key = key_node.Scalar();
+      const std::string& key = *key_text;
       if (!IsValidUtf8(key)) {
         AddError(path, "map keys must be valid UTF-8");
-        continue;
+        return true;
       }
       const std::string kpath = path + "[" + key + "]";
-      if (!Charge(kpath, key.size())) return;
+      if (!Charge(kpath, key.size())) return false;
       Message* entry = msg->GetReflection()->AddMessage(msg, f);
       entry->GetReflection()->SetString(entry, key_field, key);
-      const YAML::Node value = it->second;
-      if (IsYamlNull(value)) {
+      if (Tree::IsNull(value)) {
         if (value_field->cpp_type() != FieldDescriptor::CPPTYPE_STRING) {
           TypeError(kpath, "a value", value);
         }
-        continue;
+        return true;
       }
       if (value_field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
         ToMessage(value, entry->GetReflection()->MutableMessage(entry, value_field), kpath,
@@ -284,20 +322,21 @@ class Converter {
       } else {
         SetScalar(value, entry, value_field, kpath, false);
       }
-    }
+      return true;
+    });
   }
 
-  void SetScalar(const YAML::Node& node, Message* msg, const FieldDescriptor* f,
+  void SetScalar(const Node& node, Message* msg, const FieldDescriptor* f,
                  const std::string& path, bool repeated) {
     const Reflection* r = msg->GetReflection();
     // A repeated item takes a byte at least (a tag, or its packed value).
     if (repeated && !Charge(path, 1)) return;
-    if (!node.IsScalar()) {
+    if (!Tree::IsScalar(node)) {
       return TypeError(path, f->cpp_type() == FieldDescriptor::CPPTYPE_STRING ? "string" : "scalar",
                        node);
     }
-    const std::string& s = node.Scalar();
-    const PlainKind kind = IsPlain(node) ? ClassifyPlain(s) : PlainKind::kString;
+    const std::string s = Tree::Scalar(node);
+    const PlainKind kind = Tree::Kind(node);
     switch (f->cpp_type()) {
       case FieldDescriptor::CPPTYPE_STRING: {
         if (kind != PlainKind::kString) return TypeError(path, "string", node);
@@ -391,44 +430,44 @@ class Converter {
     }
   }
 
-  void ToStruct(const YAML::Node& node, google::protobuf::Struct* s, const std::string& path,
+  void ToStruct(const Node& node, google::protobuf::Struct* s, const std::string& path,
                 int depth) {
-    if (!node.IsMap()) return TypeError(path, "object", node);
-    for (auto it = node.begin(); it != node.end() && !stopped_; ++it) {
-      const YAML::Node key_node = it->first;
-      const YAML::Node value = it->second;
-      if (!key_node.IsScalar()) {
+    if (!Tree::IsMap(node)) return TypeError(path, "object", node);
+    Tree::ForEach(node, [&](const std::string* key_text, const Node& value) {
+      if (stopped_) return false;
+      if (key_text == nullptr) {
         AddError(path, "field names must be strings");
-        continue;
+        return true;
       }
-      const std::string key = key_node.Scalar();
+      const std::string& key = *key_text;
       if (!IsValidUtf8(key)) {
         AddError(path, "field names must be valid UTF-8");
-        continue;
+        return true;
       }
       const std::string kpath = Join(path, key);
-      if (!Charge(kpath, key.size())) return;
+      if (!Charge(kpath, key.size())) return false;
       ToValue(value, &(*s->mutable_fields())[key], kpath, depth + 1);
-    }
+      return true;
+    });
   }
 
-  void ToValue(const YAML::Node& node, google::protobuf::Value* v, const std::string& path,
+  void ToValue(const Node& node, google::protobuf::Value* v, const std::string& path,
                int depth) {
     if (!Enter(path, depth)) return;
-    if (node.IsMap()) return ToStruct(node, v->mutable_struct_value(), path, depth);
-    if (node.IsSequence()) {
+    if (Tree::IsMap(node)) return ToStruct(node, v->mutable_struct_value(), path, depth);
+    if (Tree::IsSequence(node)) {
       auto* list = v->mutable_list_value();
-      for (size_t i = 0; i < node.size() && !stopped_; ++i) {
-        ToValue(node[i], list->add_values(), path + "[" + std::to_string(i) + "]", depth + 1);
+      for (size_t i = 0; i < Tree::Size(node) && !stopped_; ++i) {
+        ToValue(Tree::At(node, i), list->add_values(), path + "[" + std::to_string(i) + "]", depth + 1);
       }
       return;
     }
-    if (IsYamlNull(node)) {
+    if (Tree::IsNull(node)) {
       v->set_null_value(google::protobuf::NULL_VALUE);
       return;
     }
-    const std::string& s = node.Scalar();
-    switch (IsPlain(node) ? ClassifyPlain(s) : PlainKind::kString) {
+    const std::string s = Tree::Scalar(node);
+    switch (Tree::Kind(node)) {
       case PlainKind::kBool: {
         const std::string lower = absl::AsciiStrToLower(s);
         v->set_bool_value(lower == "true" || lower == "yes" || lower == "on");
@@ -805,7 +844,12 @@ std::string ManifestDocument::Describe() const {
 
 void YamlToMessage(const YAML::Node& node, google::protobuf::Message* message,
                    FieldErrors& errors) {
-  Converter(errors).ToMessage(node, message, "", 0);
+  Converter<YamlTree>(errors).ToMessage(node, message, "", 0);
+}
+
+void JsonToMessage(const nlohmann::ordered_json& value, google::protobuf::Message* message,
+                   FieldErrors& errors) {
+  Converter<JsonTree>(errors).ToMessage(value, message, "", 0);
 }
 
 absl::StatusOr<std::vector<ManifestDocument>> ParseManifests(const std::string& text) {
@@ -958,7 +1002,7 @@ void Int64sAsNumbers(nlohmann::ordered_json& j, const google::protobuf::Descript
 
 }  // namespace
 
-nlohmann::ordered_json MessageToJsonValue(const google::protobuf::Message& message) {
+nlohmann::ordered_json MessageToJsonViaProtobuf(const google::protobuf::Message& message) {
   std::string out;
   google::protobuf::util::JsonPrintOptions options;
   options.add_whitespace = false;
@@ -970,9 +1014,20 @@ nlohmann::ordered_json MessageToJsonValue(const google::protobuf::Message& messa
   return j;
 }
 
+nlohmann::ordered_json MessageToJsonValue(const google::protobuf::Message& message) {
+  if (auto text = WriteMessageJson(message)) {
+    nlohmann::ordered_json j = nlohmann::ordered_json::parse(*text, nullptr, false);
+    if (!j.is_discarded()) return j;
+  }
+  return MessageToJsonViaProtobuf(message);
+}
+
 std::string MessageToJson(const google::protobuf::Message& message, bool pretty) {
-  nlohmann::ordered_json j = MessageToJsonValue(message);
-  return pretty ? j.dump(2) : j.dump();
+  if (!pretty) {
+    if (auto text = WriteMessageJson(message)) return *std::move(text);
+    return MessageToJsonViaProtobuf(message).dump();
+  }
+  return MessageToJsonValue(message).dump(2);
 }
 
 std::string MessageToYaml(const google::protobuf::Message& message) {

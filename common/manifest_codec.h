@@ -75,9 +75,17 @@ absl::StatusOr<std::vector<ManifestDocument>> ParseManifests(const std::string& 
 void YamlToMessage(const YAML::Node& node, google::protobuf::Message* message,
                    FieldErrors& errors);
 
+// The same from a JSON value (a request body already parsed), with the same strictness: a
+// JSON string is a quoted YAML scalar, a number, boolean or null a plain one.
+void JsonToMessage(const nlohmann::ordered_json& value, google::protobuf::Message* message,
+                   FieldErrors& errors);
+
 // Proto3 JSON with the Kubernetes names, 64-bit integers as numbers (as Kubernetes prints
 // them), as a JSON value; an object that cannot be printed (invalid UTF-8) is `{}`.
 nlohmann::ordered_json MessageToJsonValue(const google::protobuf::Message& message);
+// The same through protobuf's own JSON printer (what MessageToJsonValue falls back to for
+// what message_json.h leaves to it; and the reference its tests compare against).
+nlohmann::ordered_json MessageToJsonViaProtobuf(const google::protobuf::Message& message);
 // The same as text; `pretty` indents with two spaces.
 std::string MessageToJson(const google::protobuf::Message& message, bool pretty);
 // YAML with the Kubernetes names, fields in proto order, defaults omitted.

@@ -28,6 +28,7 @@ int Fail(const std::string& message) {
 int main(int argc, char** argv) {
   std::string server = "127.0.0.1:50051", metrics_listen = "127.0.0.1:8082", port_file;
   std::string log_level = "info", log_format = "text", request_timeout = "60s";
+  std::string read_cache_ttl = "10s";
   kaito::shim::ShimOptions options;
   kaito::TlsClientFiles upstream;
 
@@ -73,6 +74,11 @@ int main(int argc, char** argv) {
                  "Client connections served at once; each open watch holds one")
       ->capture_default_str()
       ->check(CLI::Range(8, 100000));
+  app.add_option("--read-cache-authorization-ttl", read_cache_ttl,
+                 "GETs of workspaces are answered from the shim's watch-fed copy for a caller "
+                 "whose GET in that namespace kaito-server allowed within this long; 0 turns "
+                 "the copy off (every GET asks kaito-server)")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   if (absl::Status s = kaito::SetupLogging(log_level, log_format, "kaito-kube-shim"); !s.ok()) {
@@ -82,6 +88,11 @@ int main(int argc, char** argv) {
       options.request_timeout <= absl::ZeroDuration()) {
     return Fail("--request-timeout \"" + request_timeout +
                 "\": expected a positive duration such as 30s or 1m");
+  }
+  if (!absl::ParseDuration(read_cache_ttl, &options.read_cache.authorization_ttl) ||
+      options.read_cache.authorization_ttl < absl::ZeroDuration()) {
+    return Fail("--read-cache-authorization-ttl \"" + read_cache_ttl +
+                "\": expected a duration such as 10s or 1m, or 0 for no read cache");
   }
   options.forward_authorization = !aggregated;
   if (aggregated && options.tls.client_ca_file.empty()) {

@@ -12,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "common/limits.h"
 #include "common/manifest_codec.h"
+#include "common/message_json.h"
 #include "common/rpc_metrics.h"
 #include "common/version.h"
 #include "tools/kube-shim/discovery.h"
@@ -36,9 +37,22 @@ constexpr int kPatchAttempts = 5;
 // The largest page kaito-server serves.
 constexpr int kMaxPage = 1000;
 
-void Reply(httplib::Response& res, int code, const json& body) {
+// Replies under 128 KiB go out uncompressed, as kube-apiserver sends them: gzip would
+// save a few hundred bytes of a small object at the cost of a fresh deflate state (about
+// 256 KiB allocated and cleared) per reply. cpp-httplib compresses exactly the content
+// type "application/json" when the client accepts gzip, so a small reply names its
+// (only) charset, which keeps it out of the compressor and means the same to clients.
+constexpr size_t kCompressFrom = 128 << 10;
+constexpr char kJsonUncompressed[] = "application/json;charset=utf-8";
+
+void ReplyText(httplib::Response& res, int code, std::string body) {
   res.status = code;
-  res.set_content(body.dump(), kJson);
+  const char* type = body.size() >= kCompressFrom ? kJson : kJsonUncompressed;
+  res.set_content(std::move(body), type);
+}
+
+void Reply(httplib::Response& res, int code, const json& body) {
+  ReplyText(res, code, body.dump());
 }
 
 void ReplyError(httplib::Response& res, const ApiError& error) {
@@ -85,13 +99,20 @@ bool DryRun(const httplib::Request& req) { return req.get_param_value("dryRun") 
 
 // The object as served: apiVersion and kind of the request's version first, then the
 // message's fields with the Kubernetes names.
-json ObjectJson(const ResourceType& r, const std::string& version, const Message& m) {
+std::string ObjectJsonText(const ResourceType& r, const std::string& version, const Message& m) {
+  if (auto text = WriteMessageJson(m, {{"apiVersion", r.ApiVersion(version)}, {"kind", r.kind}})) {
+    return *std::move(text);
+  }
   json body = MessageToJsonValue(m);
   json out = {{"apiVersion", r.ApiVersion(version)}, {"kind", r.kind}};
   for (auto& [key, value] : body.items()) {
     if (key != "apiVersion" && key != "kind") out[key] = std::move(value);
   }
-  return out;
+  return out.dump();
+}
+
+json ObjectJson(const ResourceType& r, const std::string& version, const Message& m) {
+  return json::parse(ObjectJsonText(r, version, m));
 }
 
 std::string MetadataField(const json& object, const char* field) {
@@ -172,15 +193,19 @@ std::optional<ApiError> Decode(const KubeShim::Target& t, json body, const std::
   }
   if (r.write_only_values) RedactLastApplied(body);
 
-  auto docs = ParseManifests(body.dump());
-  if (!docs.ok()) return BadRequest(std::string(docs.status().message()));
-  if (docs->size() != 1) return BadRequest("the request body must hold one object");
-  ManifestDocument& doc = (*docs)[0];
-  if (!doc.status.ok()) return DecodeError(doc.status, r, name);
-  if (doc.object->GetDescriptor() != r.descriptor) {
-    return BadRequest("the request body is not a " + r.kind);
+  // Straight from the parsed JSON into the kind's message, with the manifest codec's rules
+  // (no round trip through YAML text).
+  std::unique_ptr<Message> object = t.backend->New();
+  FieldErrors errors;
+  JsonToMessage(body, object.get(), errors);
+  if (!errors.empty()) {
+    ManifestDocument doc;  // Only to word the error as the codec words a manifest's.
+    doc.index = 1;
+    doc.kind = r.kind;
+    doc.name = name;
+    return DecodeError(errors.ToStatus(doc.Describe()), r, name);
   }
-  *out = std::move(doc.object);
+  *out = std::move(object);
   return std::nullopt;
 }
 
@@ -292,6 +317,7 @@ absl::StatusOr<std::unique_ptr<KubeShim>> KubeShim::Start(
   if (!listener.ok()) return listener.status();
   shim->listener_ = std::move(*listener);
   shim->Routes();
+  if (shim->read_cache_) shim->read_cache_->Start();
   shim->listener_->Start();
   return shim;
 }
@@ -304,8 +330,21 @@ KubeShim::KubeShim(const ShimOptions& options, std::shared_ptr<grpc::Channel> ch
                    .Help("Kubernetes API requests served by the shim, by verb, resource and "
                          "HTTP code.")
                    .Register(*registry_);
+  auto& cache_requests = prometheus::BuildCounter()
+                             .Name("kaito_shim_read_cache_requests_total")
+                             .Help("GETs of workspaces by how the shim answered them: from its "
+                                   "read cache (hit), or by asking kaito-server (miss).")
+                             .Register(*registry_);
+  cache_hits_ = &cache_requests.Add({{"result", "hit"}});
+  cache_misses_ = &cache_requests.Add({{"result", "miss"}});
   for (const auto& r : ServedResources()) {
-    if (r.kind == "Workspace") backends_.push_back(NewWorkspaceBackend(channel_));
+    if (r.kind == "Workspace") {
+      backends_.push_back(NewWorkspaceBackend(channel_));
+      workspace_backend_ = backends_.back().get();
+      if (options_.read_cache.authorization_ttl > absl::ZeroDuration()) {
+        read_cache_ = std::make_unique<WorkspaceReadCache>(workspace_backend_, options_.read_cache);
+      }
+    }
     if (r.kind == "ConfigMap") backends_.push_back(NewConfigMapBackend(channel_));
     if (r.kind == "Secret") backends_.push_back(NewSecretBackend(channel_));
   }
@@ -320,6 +359,7 @@ void KubeShim::Shutdown() {
     for (WatchStream* w : watches_) w->Cancel();
   }
   if (listener_) listener_->Stop();
+  if (read_cache_) read_cache_->Stop();
 }
 
 bool KubeShim::ReplyIfFailed(const std::string& verb, const Target& t, const std::string& name,
@@ -476,18 +516,52 @@ void KubeShim::ServeResource(const httplib::Request& req, httplib::Response& res
 }
 
 void KubeShim::Get(const Target& t, const httplib::Request& req, httplib::Response& res) {
+  const CallOptions call = Call(req);
+  const bool cached_kind = read_cache_ != nullptr && t.backend == workspace_backend_;
+  if (cached_kind) {
+    std::shared_ptr<const CachedWorkspace> cached;
+    switch (read_cache_->Get(call.authorization, t.namespace_, t.name, call.deadline, &cached)) {
+      case WorkspaceReadCache::Answer::kFound:
+        cache_hits_->Increment();
+        return ServeObject(t, req, res, cached->object(), cached.get());
+      case WorkspaceReadCache::Answer::kNotFound:
+        cache_hits_->Increment();
+        ReplyIfFailed("get", t, t.name, grpc::Status(grpc::StatusCode::NOT_FOUND, "not found"),
+                      res);
+        return;
+      case WorkspaceReadCache::Answer::kAskServer:
+        cache_misses_->Increment();
+        break;
+    }
+  }
   std::unique_ptr<Message> object;
-  grpc::Status s = t.backend->Get(Call(req), t.namespace_, t.name, &object);
+  grpc::Status s = t.backend->Get(call, t.namespace_, t.name, &object);
+  if (cached_kind) read_cache_->Learn(call.authorization, t.namespace_, s);
   if (ReplyIfFailed("get", t, t.name, s, res)) return;
+  ServeObject(t, req, res, *object, nullptr);
+}
+
+void KubeShim::ServeObject(const Target& t, const httplib::Request& req, httplib::Response& res,
+                           const Message& object, const CachedWorkspace* cached) {
   Count("get", t, 200);
-  json body = ObjectJson(*t.resource, t.version, *object);
-  switch (WantedShape(req)) {
+  const Shape shape = WantedShape(req);
+  if (shape == Shape::kObject && cached != nullptr) {
+    // Encoded once per resourceVersion and API version.
+    auto encoded =
+        cached->Json(t.version, [&] { return ObjectJsonText(*t.resource, t.version, object); });
+    return ReplyText(res, 200, *encoded);
+  }
+  if (shape == Shape::kObject) {
+    return ReplyText(res, 200, ObjectJsonText(*t.resource, t.version, object));
+  }
+  json body = ObjectJson(*t.resource, t.version, object);
+  switch (shape) {
     case Shape::kTable: {
       json table = {{"kind", "Table"},
                     {"apiVersion", "meta.k8s.io/v1"},
                     {"metadata", {{"resourceVersion", MetadataField(body, "resourceVersion")}}},
                     {"columnDefinitions", TableColumns(*t.resource)},
-                    {"rows", json::array({TableRow(*object, body, IncludeObject(req),
+                    {"rows", json::array({TableRow(object, body, IncludeObject(req),
                                                    absl::Now())})}};
       return Reply(res, 200, table);
     }
@@ -680,7 +754,7 @@ void KubeShim::Create(const Target& t, const httplib::Request& req, httplib::Res
   if (ReplyIfFailed("create", t, name, s, res)) return;
   Count("create", t, 201);
   AddWarnings(res, result.warnings);
-  Reply(res, 201, ObjectJson(*t.resource, t.version, *result.object));
+  ReplyText(res, 201, ObjectJsonText(*t.resource, t.version, *result.object));
 }
 
 void KubeShim::Update(const Target& t, const httplib::Request& req, httplib::Response& res) {
@@ -696,7 +770,7 @@ void KubeShim::Update(const Target& t, const httplib::Request& req, httplib::Res
   if (ReplyIfFailed("update", t, t.name, s, res)) return;
   Count("update", t, 200);
   AddWarnings(res, result.warnings);
-  Reply(res, 200, ObjectJson(*t.resource, t.version, *result.object));
+  ReplyText(res, 200, ObjectJsonText(*t.resource, t.version, *result.object));
 }
 
 void KubeShim::Patch(const Target& t, const httplib::Request& req, httplib::Response& res) {
@@ -745,7 +819,7 @@ void KubeShim::Patch(const Target& t, const httplib::Request& req, httplib::Resp
       if (ReplyIfFailed("patch", t, t.name, s, res)) return;
       Count("patch", t, 201);
       AddWarnings(res, result.warnings);
-      return Reply(res, 201, ObjectJson(*t.resource, t.version, *result.object));
+      return ReplyText(res, 201, ObjectJsonText(*t.resource, t.version, *result.object));
     }
     json before = ObjectJson(*t.resource, t.version, *current);
     json after;
@@ -776,7 +850,7 @@ void KubeShim::Patch(const Target& t, const httplib::Request& req, httplib::Resp
     if (ReplyIfFailed("patch", t, t.name, s, res)) return;
     Count("patch", t, 200);
     AddWarnings(res, result.warnings);
-    return Reply(res, 200, ObjectJson(*t.resource, t.version, *result.object));
+    return ReplyText(res, 200, ObjectJsonText(*t.resource, t.version, *result.object));
   }
 }
 
@@ -826,7 +900,7 @@ void KubeShim::Delete(const Target& t, const httplib::Request& req, httplib::Res
   grpc::Status s = t.backend->Delete(call, t.namespace_, t.name, resource_version, &result);
   if (ReplyIfFailed("delete", t, t.name, s, res)) return;
   Count("delete", t, 200);
-  if (result.object) return Reply(res, 200, ObjectJson(*t.resource, t.version, *result.object));
+  if (result.object) return ReplyText(res, 200, ObjectJsonText(*t.resource, t.version, *result.object));
   Reply(res, 200, SuccessStatus(*t.resource, t.name));
 }
 

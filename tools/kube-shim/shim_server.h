@@ -24,6 +24,7 @@
 #include "common/http_listener.h"
 #include "common/tls.h"
 #include "tools/kube-shim/backend.h"
+#include "tools/kube-shim/read_cache.h"
 #include "tools/kube-shim/resources.h"
 
 namespace httplib {
@@ -51,6 +52,9 @@ struct ShimOptions {
   absl::Duration min_watch_timeout = absl::Minutes(30);
   // How often an idle watch writes a blank line, to find clients that went away.
   absl::Duration watch_heartbeat = absl::Seconds(5);
+  // GETs of workspaces answered from a watch-fed copy (read_cache.h); a zero
+  // authorization_ttl turns it off.
+  ReadCacheOptions read_cache;
 };
 
 class KubeShim {
@@ -83,6 +87,9 @@ class KubeShim {
   CallOptions Call(const httplib::Request& req) const;
 
   void Get(const Target& t, const httplib::Request& req, httplib::Response& res);
+  // The 200 reply of a GET in the shape asked for; `cached` (may be null) keeps its JSON.
+  void ServeObject(const Target& t, const httplib::Request& req, httplib::Response& res,
+                   const google::protobuf::Message& object, const CachedWorkspace* cached);
   void List(const Target& t, const httplib::Request& req, httplib::Response& res);
   void Watch(const Target& t, const httplib::Request& req, httplib::Response& res);
   void Create(const Target& t, const httplib::Request& req, httplib::Response& res);
@@ -102,6 +109,10 @@ class KubeShim {
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>* requests_;
   std::vector<std::unique_ptr<KindBackend>> backends_;  // By ServedResources() index.
+  KindBackend* workspace_backend_ = nullptr;
+  std::unique_ptr<WorkspaceReadCache> read_cache_;  // Null when off.
+  prometheus::Counter* cache_hits_ = nullptr;
+  prometheus::Counter* cache_misses_ = nullptr;
   std::unique_ptr<HttpListener> listener_;
 
   absl::Mutex mu_;
