@@ -76,6 +76,7 @@ std::string CheckCdiKind(const std::string& kind) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  kaito::DisableMutexDeadlockDetection();
   std::string server, node_name, labels_text, taints_text, instance_type, provider_id;
   std::string address = "127.0.0.1";
   std::string runtime_kind = "docker", docker_host = "unix:///var/run/docker.sock";

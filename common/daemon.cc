@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "absl/synchronization/mutex.h"
+
 namespace kaito {
 
 bool WritePortFile(const std::string& path, int port) {
@@ -20,6 +22,10 @@ bool WritePortFile(const std::string& path, int port) {
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
   return !ec;
+}
+
+void DisableMutexDeadlockDetection() {
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 }
 
 void RouteProtobufLogs() {

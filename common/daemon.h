@@ -17,6 +17,14 @@ bool WritePortFile(const std::string& path, int port);
 // able to flood ours with it.
 void RouteProtobufLogs();
 
+// Turns off Abseil's mutex deadlock detection for this process. Debian's Abseil is built
+// with it on: every lock taken records its place in a graph of held locks, stack trace
+// included, and every mutex destroyed is removed from it; gRPC's own locks are Abseil
+// mutexes, so each call pays for it many times (measured: a tenth of the shim's CPU). The
+// daemons and benchmarks call this first; tests keep the detection, which finds lock-order
+// mistakes.
+void DisableMutexDeadlockDetection();
+
 // Blocks SIGINT and SIGTERM in the calling thread, and so in every thread it starts
 // afterwards: construct it in main() before any thread exists. `Wait` takes the next one
 // synchronously (sigwait), on the thread that calls it.

@@ -127,6 +127,7 @@ int Fail(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  kaito::DisableMutexDeadlockDetection();
   std::string provider_name = "simulated";
   std::string listen = "127.0.0.1:50052", metrics_listen = "127.0.0.1:8081", port_file;
   std::string log_level = "info", log_format = "text", catalog_dir, cloud = "azure";

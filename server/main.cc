@@ -19,6 +19,7 @@
 #include "server/server_app.h"
 
 int main(int argc, char** argv) {
+  kaito::DisableMutexDeadlockDetection();
   kaito::server::ServerOptions options;
   std::string port_file, log_level = "info", log_format = "text";
   CLI::App app{"kaito-server: the Kaito control plane (Workspace API, durable state, "

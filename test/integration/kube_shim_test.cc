@@ -231,6 +231,67 @@ TEST_F(KubeShimTest, InvalidWorkspaceIsUnprocessableWithFieldCauses) {
   EXPECT_THAT(res->body, HasSubstr("resource.instanceTyp"));
 }
 
+// GETs of workspaces come from the shim's read cache once kaito-server has allowed the
+// caller in the namespace; each must still see every write acknowledged before it, at once.
+TEST_F(KubeShimTest, EveryGetSeesTheWritesBeforeIt) {
+  auto client = Http();
+  const std::string path = "/apis/kaito.sh/v1beta1/namespaces/default/workspaces/fresh";
+  // The shim's copy is live (dev mode: the shim may watch every namespace).
+  EXPECT_TRUE(WaitFor(
+      [] { return absl::StrContains(ReadFile(dir_->path() + "/shim.log"), "read cache: "); },
+      absl::Seconds(20)));
+  auto missing = client.Get(path);  // Through the server: the caller is allowed here.
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+  json body = {
+      {"apiVersion", "kaito.sh/v1beta1"},
+      {"kind", "Workspace"},
+      {"metadata", {{"name", "fresh"}}},
+      {"resource",
+       {{"instanceType", "Standard_NC24ads_A100_v4"},
+        {"labelSelector", {{"matchLabels", {{"apps", "fresh"}}}}}}},
+      {"inference", {{"preset", {{"name", "phi-4-mini-instruct"}}}}}};
+  auto created = client.Post("/apis/kaito.sh/v1beta1/namespaces/default/workspaces",
+                             body.dump(), "application/json");
+  ASSERT_TRUE(created);
+  ASSERT_EQ(created->status, 201) << created->body;
+  std::string version = json::parse(created->body)["metadata"]["resourceVersion"];
+  auto got = client.Get(path);
+  ASSERT_TRUE(got);
+  ASSERT_EQ(got->status, 200) << got->body;
+  // The controller may have written the status since: never older than the create.
+  EXPECT_GE(std::stoll(json::parse(got->body)["metadata"]["resourceVersion"].get<std::string>()),
+            std::stoll(version));
+  for (int i = 0; i < 30; ++i) {
+    json patch = {{"metadata", {{"labels", {{"round", std::to_string(i)}}}}}};
+    auto patched = client.Patch(path, patch.dump(), "application/merge-patch+json");
+    ASSERT_TRUE(patched);
+    ASSERT_EQ(patched->status, 200) << patched->body;
+    version = json::parse(patched->body)["metadata"]["resourceVersion"];
+    auto read = client.Get(path);
+    ASSERT_TRUE(read);
+    ASSERT_EQ(read->status, 200);
+    json object = json::parse(read->body);
+    EXPECT_EQ(object["metadata"]["labels"]["round"], std::to_string(i));
+    EXPECT_GE(std::stoll(object["metadata"]["resourceVersion"].get<std::string>()),
+              std::stoll(version));
+    // Small replies go out uncompressed even to a client that accepts gzip, as
+    // kube-apiserver sends them.
+    EXPECT_EQ(read->get_header_value("Content-Encoding"), "");
+  }
+  auto deleted = client.Delete(path);
+  ASSERT_TRUE(deleted);
+  ASSERT_EQ(deleted->status, 200) << deleted->body;
+  auto after = client.Get(path);
+  ASSERT_TRUE(after);
+  if (after->status == 200) {  // Held by a finalizer while the controller cleans up.
+    EXPECT_TRUE(json::parse(after->body)["metadata"].contains("deletionTimestamp"))
+        << after->body;
+  } else {
+    EXPECT_EQ(after->status, 404) << after->body;
+  }
+}
+
 TEST_F(KubeShimTest, ConflictsAndPreconditionsAre409) {
   const std::string file = Write("conflict.yaml", InferenceManifest("conflict"));
   ASSERT_EQ(Run({"apply", "-f", file}).exit_code, 0);

@@ -24,6 +24,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "common/daemon.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/logging.h"
@@ -216,6 +217,7 @@ int64_t MaxRssKiB() {
 }  // namespace kaito::bench
 
 int main(int argc, char** argv) {
+  kaito::DisableMutexDeadlockDetection();
   using namespace kaito::bench;
   CLI::App app{"kaito-bench: benchmarks of the Kaito control plane"};
   app.require_subcommand(1);
@@ -292,6 +294,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   shim->add_option("--data-dir", shim_options.data_dir,
                    "Where the in-process server keeps its store");
+  bool no_read_cache = false;
+  shim->add_flag("--no-read-cache", no_read_cache,
+                 "Every GET of the shim asks kaito-server (its read cache off)");
   shim->add_flag("--json", shim_options.json, "Print one JSON document instead of text");
 
   AzureBenchOptions azure_options;
@@ -376,6 +381,7 @@ int main(int argc, char** argv) {
   }
   if (shim->parsed()) {
     (void)kaito::SetupLogging("warn", "text", "kaito-bench");
+    shim_options.read_cache = !no_read_cache;
     return RunShimBench(shim_options);
   }
   if (agent->parsed()) {

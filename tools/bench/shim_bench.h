@@ -9,7 +9,8 @@
 //            shim's returning the same JSON with no gRPC call, and the shim's own
 //            `KindBackend` (blocking gRPC calls) driven from as many threads;
 //   codec    the shim's own steps on one workspace, one thread, no network: protobuf to
-//            JSON and back the way the shim does it, next to protobuf's binary codec;
+//            JSON and back the way the shim does it (and the way it did before), next to
+//            protobuf's binary codec;
 //   watch    `watches` kubectl-style watch streams of one workspace (raw sockets, one
 //            epoll thread), `updates` gRPC updates of it, delivery latency per event, the
 //            process's RSS and threads before and after, and the drain after closing.
@@ -37,6 +38,8 @@ struct ShimBenchOptions {
   // What the HTTP clients accept: kubectl (Go's transport) sends "gzip".
   std::string accept_encoding = "gzip";
   int max_connections = 1200;  // The shim's `ShimOptions.max_connections`.
+  // The shim's GETs of workspaces from its read cache (off: every GET asks the server).
+  bool read_cache = true;
   std::string data_dir;        // Empty: a temporary directory, removed at the end.
   bool json = false;
 };

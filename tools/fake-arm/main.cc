@@ -31,6 +31,7 @@ bool ParseDelay(const std::string& text, absl::Duration* out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  kaito::DisableMutexDeadlockDetection();
   kaito::fakearm::FakeArmOptions options;
   std::string listen = "127.0.0.1:0", port_file, log_level = "info", log_format = "text";
   std::string prov_delay = "2s", upd_delay = "1s", del_delay = "1s", token_ttl = "3599s",

@@ -26,6 +26,7 @@ int Fail(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  kaito::DisableMutexDeadlockDetection();
   std::string server = "127.0.0.1:50051", metrics_listen = "127.0.0.1:8082", port_file;
   std::string log_level = "info", log_format = "text", request_timeout = "60s";
   std::string read_cache_ttl = "10s";
