@@ -17,8 +17,8 @@ namespace {
 
 using Answer = WorkspaceReadCache::Answer;
 
-std::unique_ptr<google::protobuf::Message> Workspace(const std::string& ns,
-                                                     const std::string& name, int64_t rv) {
+std::unique_ptr<google::protobuf::Message> Workspace(const std::string& ns, const std::string& name,
+                                                     int64_t rv) {
   auto w = std::make_unique<v1::Workspace>();
   w->mutable_metadata()->set_namespace_(ns);
   w->mutable_metadata()->set_name(name);

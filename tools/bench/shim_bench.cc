@@ -816,7 +816,10 @@ int RunShimBench(const ShimBenchOptions& o) {
   shim_options.max_connections = o.max_connections;
   if (!o.read_cache) shim_options.read_cache.authorization_ttl = absl::ZeroDuration();
   pthread_setname_np(pthread_self(), "kube-shim");
-  auto shim_started = shim::KubeShim::Start(shim_options, shim_channel, shim_registry);
+  auto cache_channel =
+      grpc::CreateCustomChannel(server, grpc::InsecureChannelCredentials(), own_connection);
+  auto shim_started =
+      shim::KubeShim::Start(shim_options, shim_channel, shim_registry, cache_channel);
   pthread_setname_np(pthread_self(), "kaito-bench");
   if (!shim_started.ok()) {
     std::fprintf(stderr, "cannot start the shim: %s\n", shim_started.status().ToString().c_str());

@@ -110,8 +110,14 @@ int main(int argc, char** argv) {
   kaito::TerminationSignals signals;
 
   auto channel = grpc::CreateChannel(server, kaito::GrpcChannelCredentials(upstream));
+  // The read cache's watch on a connection of its own (kaito-server caps watches per
+  // connection, and the clients' watches share the first).
+  grpc::ChannelArguments own_connection;
+  own_connection.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  auto cache_channel = grpc::CreateCustomChannel(
+      server, kaito::GrpcChannelCredentials(upstream), own_connection);
   auto registry = std::make_shared<prometheus::Registry>();
-  auto shim = kaito::shim::KubeShim::Start(options, channel, registry);
+  auto shim = kaito::shim::KubeShim::Start(options, channel, registry, cache_channel);
   if (!shim.ok()) {
     spdlog::critical("{}", std::string(shim.status().message()));
     return 1;

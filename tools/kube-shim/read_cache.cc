@@ -125,9 +125,10 @@ grpc::Status WorkspaceReadCache::Follow(bool* progressed) {
       ready_ = !stopping_;
       live = true;
       *progressed = true;
-      spdlog::info("read cache: {} workspaces at revision {}; GETs of workspaces are answered "
-                   "from it",
-                   objects_.size(), revision);
+      spdlog::info(
+          "read cache: {} workspaces at revision {}; GETs of workspaces are answered "
+          "from it",
+          objects_.size(), revision);
       continue;
     }
     if (event.object == nullptr || event.object->GetDescriptor() != v1::Workspace::descriptor()) {

@@ -304,8 +304,10 @@ json ListMetadata(const std::string& resource_version, const std::string& next) 
 
 absl::StatusOr<std::unique_ptr<KubeShim>> KubeShim::Start(
     const ShimOptions& options, std::shared_ptr<grpc::Channel> channel,
-    std::shared_ptr<prometheus::Registry> registry) {
-  std::unique_ptr<KubeShim> shim(new KubeShim(options, std::move(channel), std::move(registry)));
+    std::shared_ptr<prometheus::Registry> registry,
+    std::shared_ptr<grpc::Channel> read_cache_channel) {
+  std::unique_ptr<KubeShim> shim(new KubeShim(options, std::move(channel), std::move(registry),
+                                              std::move(read_cache_channel)));
   HttpListenerOptions http;
   http.workers = options.max_connections;
   http.io_timeout_ms = 10000;
@@ -323,7 +325,8 @@ absl::StatusOr<std::unique_ptr<KubeShim>> KubeShim::Start(
 }
 
 KubeShim::KubeShim(const ShimOptions& options, std::shared_ptr<grpc::Channel> channel,
-                   std::shared_ptr<prometheus::Registry> registry)
+                   std::shared_ptr<prometheus::Registry> registry,
+                   std::shared_ptr<grpc::Channel> read_cache_channel)
     : options_(options), channel_(std::move(channel)), registry_(std::move(registry)) {
   requests_ = &prometheus::BuildCounter()
                    .Name("kaito_shim_requests_total")
@@ -342,7 +345,10 @@ KubeShim::KubeShim(const ShimOptions& options, std::shared_ptr<grpc::Channel> ch
       backends_.push_back(NewWorkspaceBackend(channel_));
       workspace_backend_ = backends_.back().get();
       if (options_.read_cache.authorization_ttl > absl::ZeroDuration()) {
-        read_cache_ = std::make_unique<WorkspaceReadCache>(workspace_backend_, options_.read_cache);
+        read_cache_backend_ =
+            NewWorkspaceBackend(read_cache_channel ? read_cache_channel : channel_);
+        read_cache_ =
+            std::make_unique<WorkspaceReadCache>(read_cache_backend_.get(), options_.read_cache);
       }
     }
     if (r.kind == "ConfigMap") backends_.push_back(NewConfigMapBackend(channel_));

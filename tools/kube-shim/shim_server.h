@@ -59,9 +59,13 @@ struct ShimOptions {
 
 class KubeShim {
  public:
+  // `read_cache_channel` carries the read cache's watch and revision reads: a connection of
+  // its own, so that its watch does not take one of the watches kaito-server admits per
+  // connection from the clients' (null: `channel`).
   static absl::StatusOr<std::unique_ptr<KubeShim>> Start(
       const ShimOptions& options, std::shared_ptr<grpc::Channel> channel,
-      std::shared_ptr<prometheus::Registry> registry);
+      std::shared_ptr<prometheus::Registry> registry,
+      std::shared_ptr<grpc::Channel> read_cache_channel = nullptr);
   ~KubeShim();
 
   int port() const { return listener_->port(); }
@@ -80,7 +84,8 @@ class KubeShim {
 
  private:
   KubeShim(const ShimOptions& options, std::shared_ptr<grpc::Channel> channel,
-           std::shared_ptr<prometheus::Registry> registry);
+           std::shared_ptr<prometheus::Registry> registry,
+           std::shared_ptr<grpc::Channel> read_cache_channel);
   void Routes();
   void ServeResource(const httplib::Request& req, httplib::Response& res);
   bool ParseTarget(const std::string& path, Target* target);
@@ -110,7 +115,8 @@ class KubeShim {
   prometheus::Family<prometheus::Counter>* requests_;
   std::vector<std::unique_ptr<KindBackend>> backends_;  // By ServedResources() index.
   KindBackend* workspace_backend_ = nullptr;
-  std::unique_ptr<WorkspaceReadCache> read_cache_;  // Null when off.
+  std::unique_ptr<KindBackend> read_cache_backend_;  // Over the read cache's channel.
+  std::unique_ptr<WorkspaceReadCache> read_cache_;   // Null when off.
   prometheus::Counter* cache_hits_ = nullptr;
   prometheus::Counter* cache_misses_ = nullptr;
   std::unique_ptr<HttpListener> listener_;
