@@ -251,7 +251,7 @@ TEST_F(ReadCacheTest, WaitsForTheServersRevisionBeforeAnswering) {
 
 TEST_F(ReadCacheTest, ConcurrentGetsShareTheServersRevisionCalls) {
   server_.Bookmark(1);
-  server_.set_list_latency(absl::Milliseconds(100));
+  server_.set_list_latency(absl::Milliseconds(250));
   Start();
   ASSERT_TRUE(Eventually([&] { return cache_->ready(); }));
   cache_->Learn("t", "a", grpc::Status::OK);
