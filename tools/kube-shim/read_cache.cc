@@ -199,8 +199,10 @@ absl::StatusOr<int64_t> WorkspaceReadCache::ServerRevision(absl::Time deadline) 
   return last_round_;
 }
 
-bool WorkspaceReadCache::Allowed(const std::string& authorization, const std::string& ns) {
+bool WorkspaceReadCache::ReadyAndAllowed(const std::string& authorization,
+                                         const std::string& ns) {
   absl::MutexLock lock(&mu_);
+  if (!ready_) return false;
   auto it = allowed_.find({authorization, ns});
   if (it == allowed_.end()) return false;
   if (it->second > absl::Now()) return true;
@@ -227,7 +229,7 @@ WorkspaceReadCache::Answer WorkspaceReadCache::Get(const std::string& authorizat
                                                    const std::string& ns, const std::string& name,
                                                    absl::Time deadline,
                                                    std::shared_ptr<const CachedWorkspace>* out) {
-  if (!ready() || !Allowed(authorization, ns)) return Answer::kAskServer;
+  if (!ReadyAndAllowed(authorization, ns)) return Answer::kAskServer;
   const absl::Time wait_until = std::min(deadline, absl::Now() + options_.sync_timeout);
   absl::StatusOr<int64_t> wanted = ServerRevision(wait_until);
   if (!wanted.ok()) return Answer::kAskServer;

@@ -97,7 +97,9 @@ class WorkspaceReadCache {
   // The revision kaito-server's cache has now, or an error; batched: a caller joins the
   // next call to start.
   absl::StatusOr<int64_t> ServerRevision(absl::Time deadline);
-  bool Allowed(const std::string& authorization, const std::string& ns);
+  // The copy is ready and the server's verdict for this caller and namespace still holds
+  // (one lock for both, on every GET's path).
+  bool ReadyAndAllowed(const std::string& authorization, const std::string& ns);
 
   KindBackend* const backend_;
   const ReadCacheOptions options_;
